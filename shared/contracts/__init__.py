@@ -1,0 +1,5 @@
+"""Published event contracts: one module per producing service. Importing this package registers them all."""
+
+from shared.contracts.base import EVENT_TYPES, EventData, EventTypeRegistry, Topic, UnknownEventType, event
+
+__all__ = ["EVENT_TYPES", "EventData", "EventTypeRegistry", "Topic", "UnknownEventType", "event"]

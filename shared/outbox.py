@@ -1,0 +1,156 @@
+"""The outbox relay: publishes committed events in commit order, surviving broker outages.
+
+Only the holder of the service's relay lease publishes, so events of one key keep their order even with
+several instances of a service running. A publish that fails leaves the rows in place and is retried with
+backoff: Kafka being down delays events, it never loses them. Rows are deleted once the broker acknowledged
+them; a crash between acknowledgment and delete republishes, and consumers' inboxes absorb the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.bus.base import Bus
+from shared.bus.message import OutgoingMessage
+from shared.platform_tables import PlatformTables
+from shared.telemetry import BusMetrics
+
+log = logging.getLogger("calhub.outbox")
+
+
+def instance_id() -> str:
+    """Identifies this process in leases: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+async def acquire_lease(session: AsyncSession, tables: PlatformTables, name: str, holder: str,
+                        ttl: timedelta) -> bool:
+    """Take or renew a named lease; True if `holder` holds it now. Commits."""
+    now = datetime.now(UTC)
+    lease = tables.lease
+    result = await session.execute(
+        update(lease)
+        .where(lease.c.name == name, (lease.c.holder == holder) | (lease.c.expires_at < now))
+        .values(holder=holder, expires_at=now + ttl)
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        await session.commit()
+        return True
+    exists = await session.scalar(select(func.count()).select_from(lease).where(lease.c.name == name))
+    if exists:
+        await session.rollback()
+        return False
+    try:
+        await session.execute(insert(lease).values(name=name, holder=holder, expires_at=now + ttl))
+        await session.commit()
+        return True
+    except IntegrityError:
+        await session.rollback()
+        return False
+
+
+class OutboxRelay:
+    """Moves a service's outbox rows onto the bus."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], tables: PlatformTables, bus: Bus, *,
+                 service: str, batch_size: int = 500, poll_interval: float = 0.5,
+                 lease_ttl: timedelta = timedelta(seconds=15), max_backoff: float = 5.0,
+                 metrics: BusMetrics | None = None) -> None:
+        self.sessions = sessions
+        self.tables = tables
+        self.bus = bus
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.lease_ttl = lease_ttl
+        self.max_backoff = max_backoff
+        self.holder = instance_id()
+        self.metrics = metrics or BusMetrics.default()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self) -> None:
+        """Wake the relay (called after a unit of work commits)."""
+        self._wake.set()
+
+    async def publish_pending(self) -> int:
+        """One pass: publish up to `batch_size` events if this instance holds the lease; returns the count.
+
+        Raises whatever the bus raises; the rows stay for the next pass.
+        """
+        outbox = self.tables.outbox
+        async with self.sessions() as session:
+            if not await acquire_lease(session, self.tables, f"outbox-relay:{self.service}", self.holder,
+                                       self.lease_ttl):
+                return 0
+            rows = (await session.execute(
+                select(outbox.c.seq, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+                .order_by(outbox.c.seq).limit(self.batch_size)
+            )).all()
+            await session.rollback()
+            if not rows:
+                return 0
+            messages = [OutgoingMessage(topic=r.topic, key=r.key, value=r.value,
+                                        headers=tuple((k, v.encode()) for k, v in r.headers)) for r in rows]
+            started = time.perf_counter()
+            await self.bus.publish(messages)
+            self.metrics.relay_batch_seconds.labels(self.service).observe(time.perf_counter() - started)
+            # Delete exactly what was published: a lower seq from a transaction still open when we read may
+            # have committed since, and must wait for the next pass rather than vanish.
+            await session.execute(delete(outbox).where(outbox.c.seq.in_([r.seq for r in rows])))
+            await session.commit()
+        self.metrics.outbox_published.labels(self.service).inc(len(rows))
+        return len(rows)
+
+    async def backlog(self) -> int:
+        """Events committed but not yet published."""
+        async with self.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(self.tables.outbox)) or 0)
+
+    async def run(self) -> None:
+        """Publish until cancelled; back off while the broker is unavailable."""
+        failures = 0
+        while True:
+            try:
+                published = await self.publish_pending()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the broker or database is down: keep the rows, retry
+                failures += 1
+                delay = min(self.max_backoff, 0.1 * 2 ** min(failures, 10))
+                log.warning("outbox publish failed; retrying",
+                            extra={"service": self.service, "error_type": type(exc).__name__,
+                                   "retry_in_s": delay})
+                await asyncio.sleep(delay)
+                continue
+            if published < self.batch_size:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+
+    def start(self) -> None:
+        """Run the relay in a background task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        """Stop the background task (events not yet published stay in the outbox)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

@@ -1,0 +1,1 @@
+"""Test support shared by every service: database, bus and event fixtures (loaded as a pytest plugin)."""

@@ -45,13 +45,14 @@ def is_sqlite(url: str) -> bool:
 def create_engine(url: str, *, schema: str | None, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     """An async engine for a service. Built by the composition root, never at import time."""
     if is_sqlite(url):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         if schema is not None:
             engine = engine.execution_options(schema_translate_map={schema: None})
         return engine
-    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size,
+                               pool_pre_ping=True)
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:

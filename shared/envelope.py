@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -67,7 +67,9 @@ def new_event(
 ) -> Envelope[DataT]:
     """Start a new lineage (or continue one given its correlation id) with a fresh event."""
     event_id = uuid7()
-    return Envelope[type(data)](  # type: ignore[misc]
+    # Parametrize by the payload's concrete class so the envelope validates and serializes it exactly.
+    envelope_type = cast("type[Envelope[DataT]]", Envelope.__class_getitem__(type(data)))
+    return envelope_type(
         id=event_id,
         type=data.event_type,
         schema_version=data.schema_version,

@@ -25,7 +25,8 @@ class PlatformSettings(BaseSettings):
         None, description="PostgreSQL URL (postgresql+asyncpg://...) shared by services unless a service "
         "sets its own; each service uses its own schema.")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
-    topic_prefix: str = Field("calhub.", description="Prefix of every physical topic name (e.g. calhub.referrals.referral.v1).")
+    topic_prefix: str = Field(
+        "calhub.", description="Prefix of every physical topic name (e.g. calhub.referrals.referral.v1).")
     kafka_partitions: int = Field(6, ge=1, description="Partitions for topics CalHub creates.")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor for topics CalHub creates.")
     log_level: str = Field("INFO", description="Root log level.")
@@ -60,7 +61,8 @@ class ServiceSettings(BaseSettings):
     service_name: ClassVar[str]
     model_config = SettingsConfigDict(extra="ignore")
 
-    database_url: str | None = Field(None, description="This service's own database URL (overrides CALHUB_DATABASE_URL).")
+    database_url: str | None = Field(
+        None, description="This service's own database URL (overrides CALHUB_DATABASE_URL).")
     host: str = Field("0.0.0.0", description="Address `calhub serve` binds.")  # noqa: S104 - containers bind all interfaces
     port: int = Field(8000, description="Port `calhub serve` listens on.")
     run_consumers: bool = Field(True, description="Start this service's Kafka consumers.")

@@ -84,3 +84,63 @@ class BusMetrics:
 
     def unknown_event(self, group: str, topic: str) -> None:
         self.events_unknown.labels(group, topic).inc()
+
+
+def configure_tracing(service_name: str, otlp_endpoint: str | None = None) -> None:
+    """Install a tracer provider for this process (once); export over OTLP/HTTP when an endpoint is set."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint}/v1/traces")))
+    trace.set_tracer_provider(provider)
+
+
+class TracingMiddleware:
+    """ASGI middleware: a SERVER span per HTTP request, continuing an incoming W3C traceparent.
+
+    The span is named by method and route template, never by the raw path or query (they can carry a CIN).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        parent = _propagator.extract(headers)
+        method = scope.get("method", "GET")
+        with tracer.start_as_current_span(f"{method}", context=parent, kind=trace.SpanKind.SERVER,
+                                          attributes={"http.request.method": method}) as span:
+            status_holder: dict[str, int] = {}
+
+            async def send_with_status(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    status_holder["status"] = int(message["status"])
+                    span.set_attribute("http.response.status_code", status_holder["status"])
+                    carrier: dict[str, str] = {}
+                    _propagator.inject(carrier)
+                    if "traceparent" in carrier:
+                        message.setdefault("headers", [])
+                        message["headers"] = [*message["headers"], (b"traceparent", carrier["traceparent"].encode())]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_status)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", None)
+                if template:
+                    span.update_name(f"{method} {template}")
+                    span.set_attribute("http.route", template)
+                if status_holder.get("status", 500) >= 500:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))

@@ -7,6 +7,7 @@ offsets committed after handling, dead-letter topics) so the same contract tests
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import zlib
@@ -49,10 +50,8 @@ class _Member:
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # stopping; errors were logged
                 await self.task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping; errors already logged
-                pass
         self.bus._leave(self)
 
     async def run(self) -> None:
@@ -132,12 +131,10 @@ class InProcessBus:
         log_.append(IncomingMessage(topic=message.topic, partition=number, offset=len(log_), key=message.key,
                                     value=message.value, headers=message.headers))
 
-    async def _wait_for_messages(self, timeout: float) -> None:
+    async def _wait_for_messages(self, seconds: float) -> None:
         self._new_messages.clear()
-        try:
-            await asyncio.wait_for(self._new_messages.wait(), timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._new_messages.wait(), seconds)
 
     async def subscribe(self, group: str, topics: Sequence[str], consumer: Consumer, *,
                         policy: RetryPolicy | None = None) -> _Member:

@@ -1,0 +1,1 @@
+"""The `calhub` command: embedded mode, one service in distributed mode, admin and EDI tools."""

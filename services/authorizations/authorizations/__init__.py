@@ -1,0 +1,1 @@
+"""Authorization requests, decision deadlines, MCP decisions, expiry and reauthorization."""

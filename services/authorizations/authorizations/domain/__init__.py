@@ -1,0 +1,1 @@
+"""Authorizations domain: pure rules and aggregates (no I/O, no framework imports)."""

@@ -1,0 +1,1 @@
+"""Member enrollment spans, exclusions, monthly 270/271 re-checks and change events."""

@@ -1,0 +1,1 @@
+"""Eligibility domain: pure rules and aggregates (no I/O, no framework imports)."""

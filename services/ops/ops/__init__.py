@@ -1,0 +1,1 @@
+"""Event journal, timelines, dead letters and replay, SLA boards for the hub's operations team."""

@@ -1,0 +1,1 @@
+"""Ops domain: pure rules and aggregates (no I/O, no framework imports)."""

@@ -1,0 +1,7 @@
+"""HTTP routes of the referrals service: validate, call service.py, map domain errors to problem+json."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["referrals"])

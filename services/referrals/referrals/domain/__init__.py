@@ -1,0 +1,1 @@
+"""Referrals domain: pure rules and aggregates (no I/O, no framework imports)."""

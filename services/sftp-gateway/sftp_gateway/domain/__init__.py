@@ -1,0 +1,1 @@
+"""SftpGateway domain: pure rules and aggregates (no I/O, no framework imports)."""

@@ -1,0 +1,134 @@
+"""Events of the authorizations service (topic authorizations.authorization.v1)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from shared.contracts.base import EventData, Topic, event
+from shared.contracts.values import MemberDemographics, ServiceRequested, Urgency
+
+AUTHORIZATION = Topic("authorizations", "authorization")
+
+
+class AuthorizationOrigin(StrEnum):
+    REFERRAL = "referral"
+    REAUTHORIZATION = "reauthorization"
+    MCP_ASSIGNMENT = "mcp_assignment"  # the MCP assigned the member without a referral
+    PLAN_CHANGE = "plan_change"
+
+
+@event("authorization.requested", AUTHORIZATION)
+class AuthorizationRequested(EventData):
+    """A request is open with the MCP and its decision clock runs."""
+
+    authorization_id: str
+    referral_id: str | None = None
+    member: MemberDemographics
+    mcp_code: str
+    cbo_organization_id: str | None = None
+    service: ServiceRequested
+    urgency: Urgency
+    origin: AuthorizationOrigin
+    previous_authorization_id: str | None = None
+    requested_at: datetime
+    decision_due: datetime
+    calendar: str = Field(description="The business-day calendar the deadline used.")
+
+
+class _Decided(EventData):
+    authorization_id: str
+    referral_id: str | None = None
+    mcp_code: str
+    cbo_organization_id: str | None = None
+    service: ServiceRequested
+    decided_at: datetime
+
+
+@event("authorization.approved", AUTHORIZATION)
+class AuthorizationApproved(_Decided):
+    """The MCP approved (or approved as modified) a period of service."""
+
+    mcp_authorization_number: str | None = None
+    period_start: date
+    period_end: date
+    modified: bool = False
+    presumptive: bool = False
+    origin: AuthorizationOrigin = AuthorizationOrigin.REFERRAL
+    review_flags: tuple[str, ...] = Field(default=(), description="e.g. 'period_beyond_cap'.")
+
+
+@event("authorization.denied", AUTHORIZATION)
+class AuthorizationDenied(_Decided):
+    reason: str
+
+
+@event("authorization.pended", AUTHORIZATION)
+class AuthorizationPended(_Decided):
+    """The MCP asked for more information; whether the clock stops depends on the rule."""
+
+    reason: str
+    clock_stopped: bool
+
+
+@event("authorization.expiring", AUTHORIZATION)
+class AuthorizationExpiring(EventData):
+    authorization_id: str
+    mcp_code: str
+    cbo_organization_id: str | None = None
+    period_end: date
+    days_left: int
+
+
+@event("authorization.reauth_requested", AUTHORIZATION)
+class AuthorizationReauthRequested(EventData):
+    authorization_id: str
+    new_authorization_id: str
+    mcp_code: str
+    cbo_organization_id: str | None = None
+
+
+@event("authorization.expired", AUTHORIZATION)
+class AuthorizationExpired(EventData):
+    authorization_id: str
+    mcp_code: str
+    cbo_organization_id: str | None = None
+    period_end: date
+
+
+@event("authorization.decision_overdue", AUTHORIZATION)
+class AuthorizationDecisionOverdue(EventData):
+    authorization_id: str
+    mcp_code: str
+    decision_due: datetime
+    escalation: int = Field(ge=1, description="1 at the deadline, then one more per repeat.")
+
+
+@event("authorization.suspended", AUTHORIZATION)
+class AuthorizationSuspended(EventData):
+    authorization_id: str
+    mcp_code: str
+    cbo_organization_id: str | None = None
+    reason: str
+    effective: date
+
+
+@event("authorization.resumed", AUTHORIZATION)
+class AuthorizationResumed(EventData):
+    authorization_id: str
+    mcp_code: str
+    cbo_organization_id: str | None = None
+    effective: date
+
+
+@event("authorization.closed", AUTHORIZATION)
+class AuthorizationClosed(EventData):
+    """Ended before its period end (plan changed, member disenrolled, discontinued)."""
+
+    authorization_id: str
+    mcp_code: str
+    cbo_organization_id: str | None = None
+    reason: str
+    effective: date

@@ -1,0 +1,142 @@
+"""Events of the claims service: encounters, claims, claim batches, remittances, CBO payouts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from pydantic import Field
+
+from shared.contracts.base import EventData, Topic, event
+from shared.contracts.values import FileReference, Program
+
+ENCOUNTER = Topic("claims", "encounter")
+CLAIM = Topic("claims", "claim")
+CLAIM_BATCH = Topic("claims", "claim_batch")
+REMITTANCE = Topic("claims", "remittance")
+PAYOUT = Topic("claims", "payout")
+
+
+@event("encounter.recorded", ENCOUNTER)
+class EncounterRecorded(EventData):
+    """A CBO's encounter passed every check and will be billed."""
+
+    encounter_id: str
+    cbo_organization_id: str
+    mcp_code: str
+    authorization_id: str | None = None
+    program: Program
+    service_date: date
+    hcpcs: str
+    modifiers: tuple[str, ...] = ()
+    units: Decimal
+    outreach_attempt: bool = False
+
+
+@event("encounter.rejected", ENCOUNTER)
+class EncounterRejected(EventData):
+    """An encounter failed a check; it is kept with the reasons, never dropped."""
+
+    encounter_id: str
+    cbo_organization_id: str
+    service_date: date
+    reasons: tuple[str, ...]
+
+
+class _ClaimEvent(EventData):
+    claim_id: str
+    mcp_code: str
+    cbo_organization_id: str
+
+
+@event("claim.created", CLAIM)
+class ClaimCreated(_ClaimEvent):
+    expected_amount: Decimal
+    service_from: date
+    service_to: date
+    frequency_code: str = Field(default="1", description="1 original, 7 replacement, 8 void (CLM05-3).")
+
+
+@event("claim.submitted", CLAIM)
+class ClaimSubmitted(_ClaimEvent):
+    batch_id: str
+    submitted_at: datetime
+
+
+@event("claim.accepted", CLAIM)
+class ClaimAccepted(_ClaimEvent):
+    acknowledgment: str = Field(description="999 or 277CA")
+    payer_claim_number: str | None = None
+
+
+@event("claim.rejected", CLAIM)
+class ClaimRejected(_ClaimEvent):
+    acknowledgment: str
+    reasons: tuple[str, ...]
+
+
+@event("claim.paid", CLAIM)
+class ClaimPaid(_ClaimEvent):
+    remittance_id: str
+    paid_amount: Decimal
+    adjustment_amount: Decimal
+    paid_on: date
+
+
+@event("claim.denied", CLAIM)
+class ClaimDenied(_ClaimEvent):
+    remittance_id: str
+    reason_codes: tuple[str, ...]
+    category: str
+    next_action: str
+
+
+@event("claim.reversed", CLAIM)
+class ClaimReversed(_ClaimEvent):
+    remittance_id: str
+    reversed_amount: Decimal
+
+
+@event("claim_batch.created", CLAIM_BATCH)
+class ClaimBatchCreated(EventData):
+    """An 837P (or invoice) file is ready for an MCP; the gateway delivers it."""
+
+    batch_id: str
+    mcp_code: str
+    claims: int
+    total_amount: Decimal
+    file: FileReference
+    file_kind: str = Field(default="837P", description="837P or invoice")
+    interchange_control_number: str | None = None
+    created_at: datetime
+
+
+@event("remittance.posted", REMITTANCE)
+class RemittancePosted(EventData):
+    remittance_id: str
+    mcp_code: str
+    trace_number: str
+    paid_amount: Decimal
+    claims_matched: int
+    claims_unmatched: int
+    posted_at: datetime
+
+
+@event("remittance.refused", REMITTANCE)
+class RemittanceRefused(EventData):
+    remittance_id: str
+    mcp_code: str | None
+    reason: str
+    refused_at: datetime
+
+
+@event("payout.generated", PAYOUT)
+class PayoutGenerated(EventData):
+    payout_id: str
+    cbo_organization_id: str
+    period_start: date
+    period_end: date
+    collected: Decimal
+    hub_fee: Decimal
+    recoupments: Decimal
+    payable: Decimal

@@ -1,0 +1,79 @@
+"""Events of the referrals service (topic referrals.referral.v1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from shared.contracts.base import EventData, Topic, event
+from shared.contracts.values import MemberDemographics, ServiceRequested, Urgency
+
+REFERRAL = Topic("referrals", "referral")
+
+
+class ReferralStatus(StrEnum):
+    """Closed-loop referral states; the RTF reports them monthly since 2025-07-01."""
+
+    RECEIVED = "received"
+    NEEDS_PLAN = "needs_plan"
+    REQUESTED = "requested"  # authorization requested from the MCP
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    IN_SERVICE = "in_service"
+    CLOSED = "closed"
+    WITHDRAWN = "withdrawn"
+
+
+class RoutingBasis(StrEnum):
+    """How the referral's MCP was decided."""
+
+    REFERRAL = "referral"  # the plan named on the referral, checked against the county table
+    ELIGIBILITY = "eligibility"  # the member's latest known plan
+
+
+@event("referral.received", REFERRAL)
+class ReferralReceived(EventData):
+    """A referral was accepted for processing (validated, not a duplicate)."""
+
+    referral_id: str
+    member: MemberDemographics
+    service: ServiceRequested
+    urgency: Urgency
+    referring_organization_id: str
+    referring_npi: str | None = None
+    cbo_organization_id: str | None = Field(default=None, description="The CBO to serve the member, if named.")
+    county: str
+    mcp_code: str | None = None
+    received_at: datetime
+
+
+@event("referral.routed", REFERRAL)
+class ReferralRouted(EventData):
+    """The referral's MCP is decided; authorizations opens a request to that MCP."""
+
+    referral_id: str
+    member: MemberDemographics
+    service: ServiceRequested
+    urgency: Urgency
+    expedited_reason: str | None = None
+    mcp_code: str
+    basis: RoutingBasis
+    county: str
+    referring_organization_id: str
+    cbo_organization_id: str | None = None
+    received_at: datetime
+
+
+@event("referral.status_changed", REFERRAL)
+class ReferralStatusChanged(EventData):
+    """A referral moved through its closed loop; carries the RTF's closed-loop fields."""
+
+    referral_id: str
+    status: ReferralStatus
+    previous_status: ReferralStatus | None = None
+    changed_at: datetime
+    reason: str | None = Field(default=None, description="Reason for referral loop closure, when closed.")
+    mcp_code: str | None = None
+    cbo_organization_id: str | None = None

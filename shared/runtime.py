@@ -1,0 +1,166 @@
+"""Composition of one service at run time: database, outbox relay, consumers, scheduler, readiness.
+
+A service describes itself with a `ServiceDefinition` (its schema, tables, handlers, unit of work, routes,
+migrations); `ServiceRuntime` wires that description to a bus and a database when the app starts, never at
+import. Embedded mode runs every service's runtime in one process on one in-process bus; distributed mode
+runs one per process on Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.bus.base import Bus, RetryPolicy, Subscription
+from shared.bus.dispatcher import Dispatcher
+from shared.bus.registry import HandlerRegistry
+from shared.db import create_engine, session_factory
+from shared.migrations import current_revision, head_revision, upgrade_to_head
+from shared.outbox import OutboxRelay
+from shared.platform_tables import PlatformTables
+from shared.settings import PlatformSettings, ServiceSettings
+from shared.uow import UnitOfWork
+
+log = logging.getLogger("calhub.runtime")
+
+
+@dataclass
+class ServiceDefinition:
+    """What a service is: the pieces its composition root hands to the runtime."""
+
+    name: str
+    metadata: MetaData
+    tables: PlatformTables
+    handlers: HandlerRegistry[Any]
+    unit_of_work: Callable[..., UnitOfWork]
+    migrations: Path
+    routers: Sequence[APIRouter] = ()
+    settings: type[ServiceSettings] = ServiceSettings
+    # Started after the database and bus: e.g. the scheduler, the SFTP server. Each gets the runtime.
+    background: Sequence[Callable[[ServiceRuntime], Background]] = ()
+
+    @property
+    def schema(self) -> str:
+        assert self.metadata.schema is not None
+        return self.metadata.schema
+
+    @property
+    def consumer_group(self) -> str:
+        """Consumer group = service name (architecture rule)."""
+        return self.name
+
+
+class Background:
+    """A long-running part of a service (scheduler, SFTP server) started and stopped with it."""
+
+    async def start(self) -> None:
+        """Start; must return promptly (run loops in tasks)."""
+
+    async def stop(self) -> None:
+        """Stop and release resources."""
+
+    async def ready(self) -> dict[str, Any]:
+        """Readiness details; raise to report not ready."""
+        return {}
+
+
+@dataclass
+class ServiceRuntime:
+    """One running service: its engine, sessions, relay and subscription."""
+
+    definition: ServiceDefinition
+    platform: PlatformSettings
+    settings: ServiceSettings
+    bus: Bus
+    engine: AsyncEngine = field(init=False)
+    sessions: async_sessionmaker[AsyncSession] = field(init=False)
+    relay: OutboxRelay = field(init=False)
+    subscription: Subscription | None = field(default=None, init=False)
+    background: list[Background] = field(default_factory=list, init=False)
+    state: dict[str, Any] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        url = self.platform.database_url_for(self.definition.name, self.settings.database_url)
+        self.engine = create_engine(url, schema=self.definition.schema)
+        self.sessions = session_factory(self.engine)
+        self.relay = OutboxRelay(self.sessions, self.definition.tables, self.bus, service=self.definition.name,
+                                 batch_size=self.platform.relay_batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def uow(self) -> UnitOfWork:
+        """A new unit of work for this service; committing it wakes the relay."""
+        return self.definition.unit_of_work(self.sessions, self.definition.tables, on_commit=self.relay.notify)
+
+    async def migrate(self) -> None:
+        """Bring the service's schema to the newest migration."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade_to_head, self.definition.migrations, self.definition.schema)
+
+    async def start(self, *, migrate: bool = True) -> None:
+        """Migrate, then start the relay, consumers and background parts as the settings allow."""
+        if migrate:
+            await self.migrate()
+        topics = self.definition.handlers.topics()
+        if topics:
+            await self.bus.ensure_topics(topics)
+        if self.settings.run_relay:
+            self.relay.start()
+        if self.settings.run_consumers and topics:
+            dispatcher = Dispatcher(self.definition.consumer_group, self.definition.handlers, self.uow)
+            policy = RetryPolicy(max_attempts=self.platform.consumer_max_attempts)
+            self.subscription = await self.bus.subscribe(self.definition.consumer_group, topics, dispatcher,
+                                                         policy=policy)
+        for make in self.definition.background:
+            part = make(self)
+            await part.start()
+            self.background.append(part)
+        log.info("service started", extra={"service": self.name})
+
+    async def stop(self) -> None:
+        """Stop consumers first (no new work), then background parts and the relay; close the engine."""
+        if self.subscription is not None:
+            await self.subscription.stop()
+            self.subscription = None
+        for part in reversed(self.background):
+            await part.stop()
+        self.background.clear()
+        await self.relay.stop()
+        await self.engine.dispose()
+
+    async def readiness(self) -> dict[str, Any]:
+        """Database reachable, schema at head, outbox backlog, background parts; raises nothing."""
+        report: dict[str, Any] = {"service": self.name}
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                revision = await conn.run_sync(current_revision, self.definition.schema)
+            head = head_revision(self.definition.migrations)
+            report["database"] = "ok"
+            report["schema_revision"] = revision
+            report["schema_current"] = revision == head
+            report["outbox_backlog"] = await self.relay.backlog()
+        except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
+            report["database"] = f"unavailable: {type(exc).__name__}"
+            report["ready"] = False
+            return report
+        for part in self.background:
+            try:
+                report.update(await part.ready())
+            except Exception as exc:  # noqa: BLE001
+                report[type(part).__name__] = f"not ready: {type(exc).__name__}"
+                report["ready"] = False
+                return report
+        report["ready"] = bool(report["schema_current"]) and (
+            self.subscription is not None or not self.definition.handlers.topics() or not self.settings.run_consumers
+        )
+        return report

@@ -36,6 +36,12 @@ class PlatformSettings(BaseSettings):
     auth_database_url: str | None = Field(
         None, description="Where organizations and API keys live; defaults to database_url (schema auth) "
         "or data_dir/auth.db in embedded mode.")
+    file_store_dir: Path | None = Field(
+        None, description="Where files (X12, MCP files) are stored by content; default data_dir/files. In "
+        "distributed mode a volume every service mounts.")
+    member_id_secret: str | None = Field(
+        None, description="Key of the internal member id (HMAC of the CIN). Required in distributed mode; "
+        "never change it after go-live.")
     consumer_max_attempts: int = Field(5, ge=1, description="Handler attempts before a message is dead-lettered.")
     consumer_batch_size: int = Field(200, ge=1, description="Messages handled per transaction at most.")
     relay_batch_size: int = Field(500, ge=1, description="Outbox rows published per relay pass at most.")
@@ -47,6 +53,10 @@ class PlatformSettings(BaseSettings):
         if self.mode == "embedded" or not self.database_url:
             return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').as_posix()}"
         return self.database_url
+
+    def file_store_path(self) -> Path:
+        """The root folder of the content-addressed file store."""
+        return self.file_store_dir or self.data_dir / "files"
 
     def auth_url(self) -> str:
         """The database URL of the organizations and API keys."""

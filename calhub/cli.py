@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = sub.add_parser("settings", help="print the configuration table (Markdown)")
     settings.set_defaults(func=cmd_settings)
+
+    from calhub import x12_tool
+
+    x12_tool.register(sub)
+
+    # Services add their own tools (e.g. `calhub x12`, `calhub files`) in `<package>/commands.py`:
+    # `register(subparsers)` adds parsers whose `func(args) -> int` runs the command.
+    for package in SERVICES.values():
+        try:
+            commands = import_module(f"{package}.commands")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.commands":
+                raise
+            continue
+        commands.register(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,16 @@ def seed_demo(platform: PlatformSettings, *, base_url: str) -> Hook:
     async def hook(app: FastAPI) -> None:
         await app.state.authenticator.verify("chk_warmup")  # creates the auth tables on an empty data dir
         organizations = await create_demo_organizations(platform)
+        # Each service may seed its own demo data through its public paths: `<package>/demo.py` with
+        # `async def seed(runtime, organizations) -> None` (idempotent: it runs at every demo start).
+        for name, runtime in app.state.runtimes.items():
+            try:
+                module = import_module(f"{SERVICES[name]}.demo")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{SERVICES[name]}.demo":
+                    raise
+                continue
+            await module.seed(runtime, organizations)
         lines = [f"CalHub demo is up: {base_url}/docs  (keys in {credentials_path(platform)})"]
         for org in organizations:
             lines.append(f"  {org['kind']:<4} {org['name']:<36} Authorization: Bearer {org['api_key']}")

@@ -42,8 +42,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, schema: str | None, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """An async engine for a service. Built by the composition root, never at import time."""
+def create_engine(url: str, *, schema: str | None, physical_schema: str | None = None, pool_size: int = 10,
+                  echo: bool = False) -> AsyncEngine:
+    """An async engine for a service. Built by the composition root, never at import time.
+
+    `physical_schema` maps the models' schema to another one on PostgreSQL (isolated test schemas).
+    """
     if is_sqlite(url):
         engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -51,8 +55,11 @@ def create_engine(url: str, *, schema: str | None, pool_size: int = 10, echo: bo
         if schema is not None:
             engine = engine.execution_options(schema_translate_map={schema: None})
         return engine
-    return create_async_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size,
-                               pool_pre_ping=True)
+    engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size,
+                                 max_overflow=pool_size, pool_pre_ping=True)
+    if schema is not None and physical_schema is not None and physical_schema != schema:
+        engine = engine.execution_options(schema_translate_map={schema: physical_schema})
+    return engine
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:

@@ -45,6 +45,9 @@ class ServiceDefinition:
     settings: type[ServiceSettings] = ServiceSettings
     # Started after the database and bus: e.g. the scheduler, the SFTP server. Each gets the runtime.
     background: Sequence[Callable[[ServiceRuntime], Background]] = ()
+    # Adapters handed to every unit of work (file store, clock, per-service configuration), built once per
+    # runtime from the settings: `ports(runtime) -> {"files": FileStore(...), ...}`.
+    ports: Callable[[ServiceRuntime], dict[str, Any]] | None = None
 
     @property
     def schema(self) -> str:
@@ -85,26 +88,35 @@ class ServiceRuntime:
     subscription: Subscription | None = field(default=None, init=False)
     background: list[Background] = field(default_factory=list, init=False)
     state: dict[str, Any] = field(default_factory=dict, init=False)
+    ports: dict[str, Any] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         url = self.platform.database_url_for(self.definition.name, self.settings.database_url)
-        self.engine = create_engine(url, schema=self.definition.schema)
+        self.engine = create_engine(url, schema=self.definition.schema, physical_schema=self.physical_schema)
         self.sessions = session_factory(self.engine)
         self.relay = OutboxRelay(self.sessions, self.definition.tables, self.bus, service=self.definition.name,
                                  batch_size=self.platform.relay_batch_size)
+        if self.definition.ports is not None:
+            self.ports = self.definition.ports(self)
 
     @property
     def name(self) -> str:
         return self.definition.name
 
+    @property
+    def physical_schema(self) -> str:
+        """The schema the service's tables really live in (the model schema plus any configured suffix)."""
+        return self.definition.schema + self.platform.schema_suffix
+
     def uow(self) -> UnitOfWork:
         """A new unit of work for this service; committing it wakes the relay."""
-        return self.definition.unit_of_work(self.sessions, self.definition.tables, on_commit=self.relay.notify)
+        return self.definition.unit_of_work(self.sessions, self.definition.tables, on_commit=self.relay.notify,
+                                            ports=self.ports)
 
     async def migrate(self) -> None:
         """Bring the service's schema to the newest migration."""
         async with self.engine.begin() as conn:
-            await conn.run_sync(upgrade_to_head, self.definition.migrations, self.definition.schema)
+            await conn.run_sync(upgrade_to_head, self.definition.migrations, self.physical_schema)
 
     async def start(self, *, migrate: bool = True) -> None:
         """Migrate, then start the relay, consumers and background parts as the settings allow."""
@@ -143,7 +155,7 @@ class ServiceRuntime:
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-                revision = await conn.run_sync(current_revision, self.definition.schema)
+                revision = await conn.run_sync(current_revision, self.physical_schema)
             head = head_revision(self.definition.migrations)
             report["database"] = "ok"
             report["schema_revision"] = revision

@@ -42,6 +42,8 @@ class PlatformSettings(BaseSettings):
     member_id_secret: str | None = Field(
         None, description="Key of the internal member id (HMAC of the CIN). Required in distributed mode; "
         "never change it after go-live.")
+    schema_suffix: str = Field(
+        "", description="Appended to every service's PostgreSQL schema name (isolated test or staging schemas).")
     consumer_max_attempts: int = Field(5, ge=1, description="Handler attempts before a message is dead-lettered.")
     consumer_batch_size: int = Field(200, ge=1, description="Messages handled per transaction at most.")
     relay_batch_size: int = Field(500, ge=1, description="Outbox rows published per relay pass at most.")

@@ -6,7 +6,7 @@ change and its events commit (or roll back) together. The edge (route, dispatche
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -25,10 +25,12 @@ class UnitOfWork:
     session: AsyncSession
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], tables: PlatformTables, *,
-                 on_commit: Callable[[], None] | None = None) -> None:
+                 on_commit: Callable[[], None] | None = None, ports: Mapping[str, Any] | None = None) -> None:
         self._sessions = sessions
         self.tables = tables
         self._on_commit = on_commit
+        # Adapters the composition root hands in (file store, clock, settings): handlers never build them.
+        self.ports: Mapping[str, Any] = ports or {}
         self._events: list[Envelope[Any]] = []
 
     async def __aenter__(self) -> Self:

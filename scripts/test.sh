@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 if [ -z "${CALHUB_SKIP_INSTALL:-}" ]; then
   python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 fi
+scripts/os-deps.sh
 scripts/dev-services.sh up
 eval "$(scripts/dev-services.sh env)"
 

@@ -32,6 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ["CALHUB_MODE"] = "embedded"
     os.environ["CALHUB_DATA_DIR"] = str(args.data_dir)
     os.environ["SFTP_GATEWAY_SFTP_PORT"] = str(args.sftp_port)
+    # A laptop demo registers http:// callbacks on localhost; distributed deployments keep HTTPS-only.
+    os.environ.setdefault("REFERRALS_WEBHOOK_ALLOW_HTTP", "true")
     platform = PlatformSettings()
     configure_logging(platform.log_level, "text" if sys.stderr.isatty() else platform.log_format)
     configure_tracing("calhub", platform.otel_exporter_otlp_endpoint)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import Field
@@ -18,6 +18,7 @@ class ReferralStatus(StrEnum):
 
     RECEIVED = "received"
     NEEDS_PLAN = "needs_plan"
+    ROUTED = "routed"  # the MCP is decided; the authorization request is being opened
     REQUESTED = "requested"  # authorization requested from the MCP
     ACCEPTED = "accepted"
     DECLINED = "declined"
@@ -47,6 +48,8 @@ class ReferralReceived(EventData):
     county: str
     mcp_code: str | None = None
     received_at: datetime
+    expedited_reason: str | None = None
+    channel: str = Field(default="api", description="How the referral arrived: api or fhir.")
 
 
 @event("referral.routed", REFERRAL)
@@ -64,6 +67,9 @@ class ReferralRouted(EventData):
     referring_organization_id: str
     cbo_organization_id: str | None = None
     received_at: datetime
+    referring_npi: str | None = None
+    notes: str | None = Field(default=None, description="The referrer's notes for the MCP (may hold PHI).")
+    consent_to_share: bool | None = Field(default=None, description="Member consented to sharing with the MCP.")
 
 
 @event("referral.status_changed", REFERRAL)
@@ -77,3 +83,9 @@ class ReferralStatusChanged(EventData):
     reason: str | None = Field(default=None, description="Reason for referral loop closure, when closed.")
     mcp_code: str | None = None
     cbo_organization_id: str | None = None
+    status_date: date | None = Field(default=None, description="RTF 'Date of Referral Status Update' "
+                                     "(Pacific calendar date of changed_at).")
+    closure_reason_code: str | None = Field(default=None, description="Coded reason for loop closure "
+                                            "(e.g. authorization_denied, withdrawn_by_referrer).")
+    referring_organization_id: str | None = None
+    authorization_id: str | None = None

@@ -1,8 +1,147 @@
-"""Event handlers of the referrals service and its registry."""
+"""Event handlers of the referrals service: routing from eligibility, the closed loop from authorizations and
+claims. Each handler is idempotent on the business fact, on top of the dispatcher's inbox."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from referrals import service
+from referrals.domain.status import ClosureReason
 from referrals.repository import ReferralsUnitOfWork
 from shared.bus.registry import HandlerRegistry
+from shared.contracts.authorizations import (
+    AuthorizationApproved,
+    AuthorizationClosed,
+    AuthorizationDenied,
+    AuthorizationExpired,
+    AuthorizationReauthRequested,
+    AuthorizationRequested,
+)
+from shared.contracts.claims import EncounterRecorded
+from shared.contracts.eligibility import (
+    EligibilityLost,
+    EligibilityPlanChanged,
+    EligibilityRegained,
+    EligibilityVerified,
+)
+from shared.contracts.referrals import ReferralStatus
+from shared.envelope import Envelope
+
+log = logging.getLogger("calhub.referrals.handlers")
 
 registry: HandlerRegistry[ReferralsUnitOfWork] = HandlerRegistry()
+
+
+def _not_ours(event: Envelope[Any]) -> None:
+    # Not an error: authorizations also carries MCP assignments and reauthorizations of members referred
+    # before CalHub, and claims carries encounters of authorizations without a referral.
+    log.info("event concerns no referral of this service", extra={"event_type": event.type,
+                                                                   "event_id": str(event.id)})
+
+
+@registry.handles(EligibilityVerified, EligibilityRegained, EligibilityPlanChanged)
+async def learn_member_plan(event: Envelope[Any], uow: ReferralsUnitOfWork) -> None:
+    """Keep the member's latest plan and route referrals that wait for one."""
+    data = event.data
+    await service.learn_plan(uow, event, cin=data.cin, mcp_code=data.mcp_code, as_of=data.as_of,
+                             verified_at=data.verified_at)
+
+
+@registry.handles(EligibilityLost)
+async def forget_member_plan(event: Envelope[EligibilityLost], uow: ReferralsUnitOfWork) -> None:
+    """A member without a plan: new referrals for them wait (needs_plan) instead of going to the old plan."""
+    data = event.data
+    await service.learn_plan(uow, event, cin=data.cin, mcp_code=None, as_of=data.effective,
+                             verified_at=data.verified_at)
+
+
+@registry.handles(AuthorizationRequested)
+async def mark_requested(event: Envelope[AuthorizationRequested], uow: ReferralsUnitOfWork) -> None:
+    """The authorization request is open with the MCP: the referral is `requested`."""
+    data = event.data
+    if data.referral_id is None:
+        return _not_ours(event)
+    referral = await service.locate(uow, referral_id=data.referral_id, authorization_id=None)
+    if referral is None:
+        return _not_ours(event)
+    await service.link_authorization(uow, referral, data.authorization_id, at=data.requested_at, cause=event,
+                                     previous_authorization_id=data.previous_authorization_id)
+    await service.move(uow, referral, ReferralStatus.REQUESTED, at=data.requested_at, cause=event,
+                       detail={"authorization_id": data.authorization_id})
+
+
+@registry.handles(AuthorizationReauthRequested)
+async def follow_reauthorization(event: Envelope[AuthorizationReauthRequested], uow: ReferralsUnitOfWork) -> None:
+    """A reauthorization continues the same referral: link it, so its decision and expiry reach the loop."""
+    data = event.data
+    referral = await service.locate(uow, referral_id=None, authorization_id=data.authorization_id)
+    if referral is None:
+        return _not_ours(event)
+    await service.link_authorization(uow, referral, data.new_authorization_id, at=service.as_utc(event.time),
+                                     cause=event, previous_authorization_id=data.authorization_id)
+
+
+@registry.handles(AuthorizationApproved)
+async def mark_accepted(event: Envelope[AuthorizationApproved], uow: ReferralsUnitOfWork) -> None:
+    """The MCP approved: the referral is `accepted`."""
+    data = event.data
+    referral = await service.locate(uow, referral_id=data.referral_id, authorization_id=data.authorization_id)
+    if referral is None:
+        return _not_ours(event)
+    await service.link_authorization(uow, referral, data.authorization_id, at=data.decided_at, cause=event)
+    await service.move(uow, referral, ReferralStatus.ACCEPTED, at=data.decided_at, cause=event,
+                       detail={"authorization_id": data.authorization_id, "modified": data.modified,
+                               "presumptive": data.presumptive})
+
+
+@registry.handles(AuthorizationDenied)
+async def mark_declined(event: Envelope[AuthorizationDenied], uow: ReferralsUnitOfWork) -> None:
+    """The MCP denied: the referral is `declined`, its loop closed with the denial reason."""
+    data = event.data
+    referral = await service.locate(uow, referral_id=data.referral_id, authorization_id=data.authorization_id)
+    if referral is None:
+        return _not_ours(event)
+    await service.link_authorization(uow, referral, data.authorization_id, at=data.decided_at, cause=event)
+    await service.move(uow, referral, ReferralStatus.DECLINED, at=data.decided_at, cause=event, reason=data.reason,
+                       closure_reason_code=ClosureReason.AUTHORIZATION_DENIED.value,
+                       detail={"authorization_id": data.authorization_id})
+
+
+@registry.handles(EncounterRecorded)
+async def mark_in_service(event: Envelope[EncounterRecorded], uow: ReferralsUnitOfWork) -> None:
+    """The first encounter under the referral's authorization: the member is `in_service`."""
+    data = event.data
+    if data.authorization_id is None:
+        return _not_ours(event)
+    referral = await service.locate(uow, referral_id=None, authorization_id=data.authorization_id)
+    if referral is None:
+        return _not_ours(event)
+    if referral.status == ReferralStatus.IN_SERVICE.value:
+        return  # later encounters change nothing (business idempotency; not worth a timeline row each)
+    at = service.as_utc(event.time)
+    await service.move(uow, referral, ReferralStatus.IN_SERVICE, at=at, cause=event,
+                       detail={"encounter_id": data.encounter_id, "authorization_id": data.authorization_id})
+
+
+@registry.handles(AuthorizationExpired, AuthorizationClosed)
+async def mark_closed(event: Envelope[Any], uow: ReferralsUnitOfWork) -> None:
+    """The referral's current authorization ended: the loop is `closed` with the reason.
+
+    An authorization a reauthorization has replaced ends without closing anything.
+    """
+    data = event.data
+    referral = await service.locate(uow, referral_id=None, authorization_id=data.authorization_id)
+    if referral is None:
+        return _not_ours(event)
+    at = service.as_utc(event.time)
+    if referral.authorization_id != data.authorization_id:
+        await service.move(uow, referral, ReferralStatus(referral.status), at=at, cause=event,
+                           detail={"authorization_id": data.authorization_id, "superseded": True})
+        return
+    if isinstance(data, AuthorizationExpired):
+        code, reason = ClosureReason.AUTHORIZATION_EXPIRED, "authorization period ended"
+    else:
+        code, reason = ClosureReason.AUTHORIZATION_CLOSED, data.reason
+    await service.move(uow, referral, ReferralStatus.CLOSED, at=at, cause=event, reason=reason,
+                       closure_reason_code=code.value, detail={"authorization_id": data.authorization_id})

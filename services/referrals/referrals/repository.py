@@ -2,8 +2,173 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, false, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from referrals.models import MemberPlan, Referral, ReferralAuthorization, ReferralTimeline, audit_event, webhooks
+from shared.auth import Caller
+from shared.contracts.referrals import ReferralStatus
 from shared.uow import UnitOfWork
+
+
+def visible_to(caller: Caller) -> ColumnElement[bool] | None:
+    """Which referrals a caller sees (None: all). A CBO: those it made or was assigned; an MCP: those routed
+    to its plan (or that it made itself); the hub: all."""
+    if caller.is_hub:
+        return None
+    if caller.organization_kind == "cbo":
+        return or_(Referral.referring_organization_id == caller.organization_id,
+                   Referral.cbo_organization_id == caller.organization_id)
+    if caller.organization_kind == "mcp":
+        mine = Referral.referring_organization_id == caller.organization_id
+        return or_(Referral.mcp_code == caller.organization_code, mine) if caller.organization_code else mine
+    return false()
+
+
+def can_see(caller: Caller, referral: Referral) -> bool:
+    """The same rule as `visible_to`, for a loaded referral."""
+    if caller.is_hub:
+        return True
+    if referral.referring_organization_id == caller.organization_id:
+        return True
+    if caller.organization_kind == "cbo":
+        return referral.cbo_organization_id == caller.organization_id
+    if caller.organization_kind == "mcp":
+        return caller.organization_code is not None and referral.mcp_code == caller.organization_code
+    return False
+
+
+class ReferralRepository:
+    """Referrals, their timelines and their authorization links."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _locking(self, query: Select[Any]) -> Select[Any]:
+        # PostgreSQL: two consumers (authorizations, claims topics) may move the same referral at once; the
+        # row lock serializes them. SQLite needs nothing: BEGIN IMMEDIATE already serializes writers.
+        if self.session.get_bind().dialect.name == "postgresql":
+            return query.with_for_update()
+        return query
+
+    def add(self, referral: Referral) -> None:
+        """Stage a new referral."""
+        self.session.add(referral)
+
+    async def get(self, referral_id: str, *, for_update: bool = False) -> Referral | None:
+        """The referral with this id, or None; `for_update` locks the row until commit."""
+        query = select(Referral).where(Referral.id == referral_id)
+        if for_update:
+            query = self._locking(query)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def open_with_key(self, open_key: str) -> Referral | None:
+        """The open referral for a member and service, if any."""
+        return (await self.session.execute(
+            select(Referral).where(Referral.open_key == open_key))).scalar_one_or_none()
+
+    async def for_authorization(self, authorization_id: str, *, for_update: bool = False) -> Referral | None:
+        """The referral an authorization (initial or reauthorization) belongs to, or None."""
+        found: Referral | None
+        query = (select(Referral).join(ReferralAuthorization, ReferralAuthorization.referral_id == Referral.id)
+                 .where(ReferralAuthorization.authorization_id == authorization_id))
+        if for_update:
+            query = self._locking(query)
+        found = (await self.session.execute(query)).scalar_one_or_none()
+        return found
+
+    async def link_authorization(self, authorization_id: str, referral_id: str, at: datetime) -> bool:
+        """Record that an authorization belongs to a referral; False if it was already linked."""
+        existing = await self.session.get(ReferralAuthorization, authorization_id)
+        if existing is not None:
+            return False
+        self.session.add(ReferralAuthorization(authorization_id=authorization_id, referral_id=referral_id,
+                                               linked_at=at))
+        return True
+
+    async def waiting_for_plan(self, member_id: str) -> Sequence[Referral]:
+        """The member's referrals in needs_plan, oldest first, locked for routing."""
+        query = (select(Referral).where(Referral.member_id == member_id,
+                                        Referral.status == ReferralStatus.NEEDS_PLAN.value)
+                 .order_by(Referral.id))
+        found: Sequence[Referral] = (await self.session.execute(self._locking(query))).scalars().all()
+        return found
+
+    def add_timeline(self, entry: ReferralTimeline) -> None:
+        """Stage a timeline entry."""
+        self.session.add(entry)
+
+    async def timeline(self, referral_id: str) -> Sequence[ReferralTimeline]:
+        """A referral's timeline in the order CalHub recorded it (UUIDv7 ids); `occurred_at` is business time,
+        which may run backwards when a late event reports an earlier decision."""
+        return (await self.session.execute(
+            select(ReferralTimeline).where(ReferralTimeline.referral_id == referral_id)
+            .order_by(ReferralTimeline.id))).scalars().all()
+
+    async def search(self, *, caller: Caller, statuses: Sequence[str] = (), mcp_code: str | None = None,
+                     cbo_organization_id: str | None = None, member_id: str | None = None,
+                     created_since: datetime | None = None, before_id: str | None = None,
+                     limit: int = 50) -> Sequence[Referral]:
+        """Referrals the caller may see, newest first (ids are time-ordered), after a cursor."""
+        query = select(Referral).order_by(Referral.id.desc()).limit(limit)
+        condition = visible_to(caller)
+        if condition is not None:
+            query = query.where(condition)
+        if statuses:
+            query = query.where(Referral.status.in_(list(statuses)))
+        if mcp_code is not None:
+            query = query.where(Referral.mcp_code == mcp_code)
+        if cbo_organization_id is not None:
+            query = query.where(or_(Referral.cbo_organization_id == cbo_organization_id,
+                                    Referral.referring_organization_id == cbo_organization_id))
+        if member_id is not None:
+            query = query.where(Referral.member_id == member_id)
+        if created_since is not None:
+            query = query.where(Referral.created_at >= created_since)
+        if before_id is not None:
+            query = query.where(Referral.id < before_id)
+        return (await self.session.execute(query)).scalars().all()
+
+
+class MemberPlanRepository:
+    """The member-plan projection fed by eligibility events."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, member_id: str) -> MemberPlan | None:
+        """The member's latest known plan record, or None."""
+        return await self.session.get(MemberPlan, member_id)
+
+    def add(self, plan: MemberPlan) -> None:
+        """Stage a new projection row."""
+        self.session.add(plan)
 
 
 class ReferralsUnitOfWork(UnitOfWork):
     """One transaction of the referrals service; repositories are built on its session."""
+
+    referrals: ReferralRepository
+    member_plans: MemberPlanRepository
+    audit = audit_event
+    webhooks = webhooks
+
+    webhooks_queued: int = 0
+
+    def _open(self) -> None:
+        self.referrals = ReferralRepository(self.session)
+        self.member_plans = MemberPlanRepository(self.session)
+        self.webhooks_queued = 0
+
+    async def commit(self) -> None:
+        """Commit; if this transaction queued webhook deliveries, wake the deliverer (they are due now)."""
+        await super().commit()
+        queued, self.webhooks_queued = self.webhooks_queued, 0
+        after_commit = self.ports.get("after_commit")
+        # Only then: waking it on every commit would cost a claim query per request for nothing.
+        if queued and after_commit is not None:
+            after_commit()

@@ -1,0 +1,340 @@
+"""Use cases of the referrals service, shared by the REST and FHIR routes and the event handlers.
+
+Every function works inside the caller's unit of work and only flushes; the edge (route or dispatcher)
+commits, so a referral, its timeline, its events (outbox) and its webhook deliveries commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.exc import IntegrityError
+from uuid6 import uuid7
+
+from referrals.domain.intake import ReferralDraft
+from referrals.domain.routing import NeedsPlan, Routed, decide_route
+from referrals.domain.status import closure_reason_for, decide_move, is_open
+from referrals.models import MemberPlan, Referral, ReferralTimeline
+from referrals.repository import ReferralsUnitOfWork
+from shared.auth import Caller
+from shared.contracts.referrals import (
+    ReferralReceived,
+    ReferralRouted,
+    ReferralStatus,
+    ReferralStatusChanged,
+    RoutingBasis,
+)
+from shared.contracts.values import MemberDemographics, ServiceRequested, Urgency
+from shared.envelope import Envelope, caused_by, new_event
+from shared.identity import member_id_for
+from shared.reference.calendar import PACIFIC
+from shared.scheduler import Clock, SystemClock
+from shared.webhooks import Audience, enqueue_webhook
+
+log = logging.getLogger("calhub.referrals")
+
+SOURCE = "referrals"
+STATUS_WEBHOOK = "referral.status_changed"
+WEBHOOK_EVENT_TYPES = (STATUS_WEBHOOK,)
+
+
+class DuplicateReferral(Exception):
+    """An open referral for the same member and service exists (its id is not in the message)."""
+
+    def __init__(self, existing: Referral) -> None:
+        super().__init__("an open referral exists for this member and service")
+        self.existing = existing
+
+
+class ReferralNotFound(LookupError):
+    """No referral with that id is visible to the caller."""
+
+
+class ReferralClosed(Exception):
+    """The referral can no longer move as asked (terminal or declined)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__("the referral cannot move from its status")
+        self.status = status
+
+
+def clock_of(uow: ReferralsUnitOfWork) -> Clock:
+    """The clock the composition root handed in (the wall clock when none)."""
+    clock = uow.ports.get("clock")
+    return clock if clock is not None else SystemClock()
+
+
+def pacific_date(moment: datetime) -> date:
+    """The California calendar date of an instant (RTF dates are Pacific dates)."""
+    return as_utc(moment).astimezone(PACIFIC).date()
+
+
+def as_utc(moment: datetime) -> datetime:
+    """An instant read back from SQLite (naive, written as UTC) or PostgreSQL, as aware UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def service_key(service: ServiceRequested) -> str:
+    """What makes two referrals "the same service" for duplicate detection.
+
+    ECM and CHW: the program (a member has one ECM provider; POFs are attributes of the same referral).
+    Community Supports: each service on its own (housing navigation and meals are different referrals).
+    """
+    if service.cs_code:
+        return f"{service.program.value}:{service.cs_code}"
+    return service.program.value
+
+
+def open_key(member_id: str, service: ServiceRequested) -> str:
+    """The value of `referral.open_key` while a referral is open."""
+    return f"{member_id}:{service_key(service)}"
+
+
+def member_of(referral: Referral) -> MemberDemographics:
+    """The referral's member demographics as the contract model."""
+    return MemberDemographics.model_validate(referral.member)
+
+
+def service_of(referral: Referral) -> ServiceRequested:
+    """The referral's requested service as the contract model."""
+    return ServiceRequested.model_validate(referral.service)
+
+
+def audience_of(referral: Referral) -> Audience:
+    """Who hears about the referral: its referrer, its CBO, its MCP (and the hub)."""
+    return Audience.of([referral.referring_organization_id, referral.cbo_organization_id], [referral.mcp_code])
+
+
+def _timeline(uow: ReferralsUnitOfWork, referral: Referral, *, kind: str, at: datetime,
+              status: str | None = None, previous: str | None = None, reason: str | None = None,
+              detail: dict[str, Any] | None = None, event_id: UUID | None = None) -> None:
+    uow.referrals.add_timeline(ReferralTimeline(
+        id=uuid7(), referral_id=referral.id, occurred_at=at, kind=kind, status=status, previous_status=previous,
+        reason=reason, detail=detail or {}, event_id=event_id))
+
+
+def _follow_up(referral: Referral, cause: Envelope[Any] | None, data: Any, at: datetime) -> Envelope[Any]:
+    """An event in the referral's lineage: caused by `cause` when an event caused it, else by the referral."""
+    if cause is not None:
+        return caused_by(cause, data, subject=referral.id, source=SOURCE, member_id=referral.member_id, time=at)
+    return new_event(data, subject=referral.id, source=SOURCE, member_id=referral.member_id,
+                     correlation_id=referral.correlation_id, time=at)
+
+
+# ---------------------------------------------------------------------------------------------- intake
+
+async def submit_referral(uow: ReferralsUnitOfWork, draft: ReferralDraft, caller: Caller, *, channel: str,
+                          now: datetime) -> Referral:
+    """Store a validated referral, emit referral.received, and route it (or mark it needs_plan).
+
+    Raises DuplicateReferral when an open referral for the same member and service exists (also when a
+    concurrent request created it a moment ago).
+    """
+    member_id = member_id_for(draft.member.cin)
+    key = open_key(member_id, draft.service)
+    existing = await uow.referrals.open_with_key(key)
+    if existing is not None:
+        raise DuplicateReferral(existing)
+
+    referral_id = f"ref_{uuid7().hex}"
+    received = ReferralReceived(
+        referral_id=referral_id, member=draft.member, service=draft.service, urgency=draft.urgency,
+        referring_organization_id=caller.organization_id, referring_npi=draft.referring_npi,
+        cbo_organization_id=draft.cbo_organization_id, county=draft.county, mcp_code=draft.mcp_code,
+        received_at=now, expedited_reason=_expedited_reason(draft), channel=channel)
+    received_event = new_event(received, subject=referral_id, source=SOURCE, member_id=member_id, time=now)
+    referral = Referral(
+        id=referral_id, member_id=member_id, member=draft.member.model_dump(mode="json"),
+        program=draft.service.program.value, service=draft.service.model_dump(mode="json"),
+        urgency=draft.urgency.value, expedited_reason=_expedited_reason(draft), county=draft.county,
+        requested_mcp_code=draft.mcp_code, mcp_code=None, routing_basis=None,
+        referring_organization_id=caller.organization_id, referring_npi=draft.referring_npi,
+        referring={"name": draft.referring_name, "contact": {"name": draft.contact.name,
+                                                              "phone": draft.contact.phone,
+                                                              "email": draft.contact.email}},
+        cbo_organization_id=draft.cbo_organization_id, notes=draft.notes,
+        consent={"share_with_mcp": draft.consent.share_with_mcp, "contact_member": draft.consent.contact_member,
+                 "obtained_on": draft.consent.obtained_on.isoformat() if draft.consent.obtained_on else None},
+        external_identifiers=[dict(i) for i in draft.external_identifiers], channel=channel,
+        status=ReferralStatus.RECEIVED.value, status_reason=None, closure_reason_code=None,
+        status_changed_at=now, authorization_id=None, open_key=key,
+        correlation_id=received_event.correlation_id, created_at=now, updated_at=now)
+    try:
+        # A savepoint: losing the race on open_key leaves the transaction usable to read the winner.
+        async with uow.session.begin_nested():
+            uow.referrals.add(referral)
+            await uow.session.flush()
+    except IntegrityError:
+        winner = await uow.referrals.open_with_key(key)
+        if winner is None:
+            raise
+        raise DuplicateReferral(winner) from None
+    uow.record(received_event)
+    _timeline(uow, referral, kind="received", at=now, status=ReferralStatus.RECEIVED.value,
+              detail={"channel": channel, "expedited_by_rule": draft.expedited_by_rule},
+              event_id=received_event.id)
+
+    known = await uow.member_plans.get(member_id)
+    decision = decide_route(named_mcp=draft.mcp_code, known_plan=known.mcp_code if known else None)
+    await apply_route(uow, referral, decision, at=now, cause=received_event)
+    log.info("referral received", extra={"referral_id": referral_id, "status": referral.status,
+                                         "mcp_code": referral.mcp_code, "program": referral.program})
+    return referral
+
+
+def _expedited_reason(draft: ReferralDraft) -> str | None:
+    if draft.urgency is not Urgency.EXPEDITED:
+        return None
+    if draft.expedited_reason:
+        return draft.expedited_reason
+    return "expedited by rule for this Community Support" if draft.expedited_by_rule else None
+
+
+async def apply_route(uow: ReferralsUnitOfWork, referral: Referral, decision: Routed | NeedsPlan, *,
+                      at: datetime, cause: Envelope[Any] | None) -> None:
+    """Record a routing decision: referral.routed and a move to routed, or a move to needs_plan."""
+    if isinstance(decision, NeedsPlan):
+        await move(uow, referral, ReferralStatus.NEEDS_PLAN, at=at, cause=cause, reason=decision.reason)
+        return
+    referral.mcp_code = decision.mcp_code
+    referral.routing_basis = decision.basis.value
+    routed = ReferralRouted(
+        referral_id=referral.id, member=member_of(referral), service=service_of(referral),
+        urgency=Urgency(referral.urgency), expedited_reason=referral.expedited_reason, mcp_code=decision.mcp_code,
+        basis=decision.basis, county=referral.county, referring_organization_id=referral.referring_organization_id,
+        cbo_organization_id=referral.cbo_organization_id, received_at=as_utc(referral.created_at),
+        referring_npi=referral.referring_npi, notes=referral.notes,
+        consent_to_share=referral.consent.get("share_with_mcp"))
+    event = _follow_up(referral, cause, routed, at)
+    uow.record(event)
+    _timeline(uow, referral, kind="routed", at=at, detail={"mcp_code": decision.mcp_code,
+                                                           "basis": decision.basis.value}, event_id=event.id)
+    await move(uow, referral, ReferralStatus.ROUTED, at=at, cause=event)
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+async def move(uow: ReferralsUnitOfWork, referral: Referral, target: ReferralStatus, *, at: datetime,
+               cause: Envelope[Any] | None, reason: str | None = None, closure_reason_code: str | None = None,
+               detail: dict[str, Any] | None = None) -> bool:
+    """Move a referral to `target` if the closed loop allows it: referral.status_changed, a timeline entry and
+    a webhook delivery per subscriber. A move the loop refuses is kept on the timeline; returns False."""
+    current = ReferralStatus(referral.status)
+    decision = decide_move(current, target)
+    if not decision.changes:
+        _timeline(uow, referral, kind="status_unchanged", at=at, status=current.value, reason=None,
+                  detail={"requested_status": target.value, "ignored_because": decision.ignored_because,
+                          **(detail or {})}, event_id=cause.id if cause else None)
+        log.info("referral status move ignored",
+                 extra={"referral_id": referral.id, "status": current.value, "requested_status": target.value,
+                        "reason_code": decision.ignored_because})
+        return False
+    default_reason = closure_reason_for(target)
+    code = closure_reason_code or (default_reason.value if default_reason is not None else None)
+    referral.status = target.value
+    referral.status_reason = reason
+    referral.closure_reason_code = code
+    referral.status_changed_at = at
+    referral.updated_at = at
+    if not is_open(target):
+        referral.open_key = None  # a new referral for the same member and service is welcome again
+    elif referral.open_key is None:
+        # An overturned denial reopens the loop; if another referral took the slot meanwhile, both stay (the
+        # constraint would refuse the reopen), so only claim the key when it is free.
+        key = open_key(referral.member_id, service_of(referral))
+        if await uow.referrals.open_with_key(key) is None:
+            referral.open_key = key
+    changed = ReferralStatusChanged(
+        referral_id=referral.id, status=target, previous_status=current, changed_at=at, reason=reason,
+        mcp_code=referral.mcp_code, cbo_organization_id=referral.cbo_organization_id, status_date=pacific_date(at),
+        closure_reason_code=code, referring_organization_id=referral.referring_organization_id,
+        authorization_id=referral.authorization_id)
+    event = _follow_up(referral, cause, changed, at)
+    uow.record(event)
+    _timeline(uow, referral, kind="status_changed", at=at, status=target.value, previous=current.value,
+              reason=reason, detail={"closure_reason_code": code, **(detail or {})}, event_id=event.id)
+    uow.webhooks_queued += await enqueue_webhook(
+        uow.session, uow.webhooks, event_id=event.id, event_type=STATUS_WEBHOOK, subject=referral.id,
+        data=webhook_data(changed), audience=audience_of(referral), occurred_at=at)
+    log.info("referral status changed", extra={"referral_id": referral.id, "status": target.value,
+                                               "previous_status": current.value})
+    return True
+
+
+def webhook_data(changed: ReferralStatusChanged) -> dict[str, Any]:
+    """The webhook body's data: ids, codes, dates and the closure reason; never member demographics."""
+    return changed.model_dump(mode="json")
+
+
+async def withdraw(uow: ReferralsUnitOfWork, referral_id: str, caller: Caller, *, reason: str,
+                   now: datetime) -> Referral:
+    """Withdraw a referral on behalf of its referrer (or the hub).
+
+    Raises ReferralNotFound (not visible or not the caller's to withdraw: existence is not revealed to
+    others), ReferralClosed when it is already closed, withdrawn or declined.
+    """
+    referral = await uow.referrals.get(referral_id, for_update=True)
+    if referral is None or not (caller.is_hub or referral.referring_organization_id == caller.organization_id):
+        raise ReferralNotFound(referral_id)
+    moved = await move(uow, referral, ReferralStatus.WITHDRAWN, at=now, cause=None, reason=reason,
+                       detail={"organization_id": caller.organization_id})
+    if not moved:
+        raise ReferralClosed(referral.status)
+    return referral
+
+
+# ------------------------------------------------------------------------------------------ eligibility
+
+async def learn_plan(uow: ReferralsUnitOfWork, event: Envelope[Any], *, cin: str, mcp_code: str | None,
+                     as_of: date, verified_at: datetime) -> int:
+    """Update the member-plan projection from an eligibility event and route the member's referrals that
+    wait for a plan; returns how many were routed. Older news (earlier as_of) never overwrites newer."""
+    member_id = member_id_for(cin)
+    known = await uow.member_plans.get(member_id)
+    at = as_utc(event.time)
+    if known is None:
+        uow.member_plans.add(MemberPlan(member_id=member_id, mcp_code=mcp_code, as_of=as_of,
+                                        verified_at=verified_at, source_event_type=event.type, updated_at=at))
+    elif (as_of, as_utc(verified_at)) >= (known.as_of, as_utc(known.verified_at)):
+        known.mcp_code = mcp_code
+        known.as_of = as_of
+        known.verified_at = verified_at
+        known.source_event_type = event.type
+        known.updated_at = at
+    else:
+        log.info("older eligibility news ignored", extra={"event_type": event.type})
+        return 0
+    if mcp_code is None:
+        return 0
+    routed = 0
+    for referral in await uow.referrals.waiting_for_plan(member_id):
+        await apply_route(uow, referral, Routed(mcp_code, RoutingBasis.ELIGIBILITY), at=at, cause=event)
+        routed += 1
+    return routed
+
+
+# --------------------------------------------------------------------------------------- authorizations
+
+async def link_authorization(uow: ReferralsUnitOfWork, referral: Referral, authorization_id: str, *,
+                             at: datetime, cause: Envelope[Any], previous_authorization_id: str | None = None
+                             ) -> None:
+    """Tie an authorization (or its reauthorization) to the referral; the newest is the referral's current."""
+    if await uow.referrals.link_authorization(authorization_id, referral.id, at):
+        referral.authorization_id = authorization_id
+        referral.updated_at = at
+        _timeline(uow, referral, kind="authorization_linked", at=at,
+                  detail={"authorization_id": authorization_id,
+                          "previous_authorization_id": previous_authorization_id}, event_id=cause.id)
+
+
+async def locate(uow: ReferralsUnitOfWork, *, referral_id: str | None,
+                 authorization_id: str | None) -> Referral | None:
+    """The referral an event is about (locked): by referral id, else through the authorization link."""
+    if referral_id:
+        return await uow.referrals.get(referral_id, for_update=True)
+    if authorization_id:
+        return await uow.referrals.for_authorization(authorization_id, for_update=True)
+    return None

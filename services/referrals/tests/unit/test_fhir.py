@@ -1,0 +1,147 @@
+"""FHIR R4: ServiceRequest in (contained or Bundle-referenced Patient) → Task and ServiceRequest out, both
+validated by the FHIR model library; errors name FHIR elements."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from fhir.resources.R4B.task import Task
+from referrals.fhir import REQUEST_STATUS, TASK_STATUS, fhir_path, submission_from_fhir
+from referrals.testkit import approved, eventually, make_service_request, publish, requested
+
+from shared.testing.app import ServiceHarness
+
+FHIR_JSON = "application/fhir+json"
+
+
+async def post_fhir(h: ServiceHarness, resource: dict[str, Any], key: str = "cbo_a", **headers: str) -> Any:
+    return await h.client.post("/fhir/r4/ServiceRequest", json=resource,
+                               headers=h.headers(key, **{"Content-Type": FHIR_JSON, **headers}))
+
+
+def as_bundle(request: dict[str, Any]) -> dict[str, Any]:
+    """The same referral as a transaction Bundle: Patient and Organization as entries, referenced by URL."""
+    request = copy.deepcopy(request)
+    patient, organization = request.pop("contained")
+    request["subject"] = {"reference": "urn:uuid:7f1d0c3e-0000-4000-8000-000000000001"}
+    request["requester"] = {"reference": "Organization/o1"}
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:7f1d0c3e-0000-4000-8000-000000000001", "resource": patient,
+         "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:7f1d0c3e-0000-4000-8000-000000000002", "resource": organization,
+         "request": {"method": "POST", "url": "Organization"}},
+        {"fullUrl": "urn:uuid:7f1d0c3e-0000-4000-8000-000000000003", "resource": request,
+         "request": {"method": "POST", "url": "ServiceRequest"}},
+    ]}
+
+
+def test_service_request_maps_onto_the_json_submission() -> None:
+    submission, violations = submission_from_fhir(make_service_request())
+    assert violations == []
+    assert submission is not None
+    assert submission["member"]["cin"] == "90000004D"
+    assert submission["member"]["middle_name"] == "Maria" and submission["member"]["sex"] == "F"
+    assert submission["member"]["address"]["county"] == "Fresno"
+    assert submission["service"] == {"program": "ecm", "pof_codes": ["2"]}
+    assert submission["referring"]["npi"] == "1234567893"
+    assert submission["external_identifiers"] == [{"system": "urn:example:ehr", "value": "SR-1001"}]
+
+
+def test_paths_of_json_fields_map_to_fhir_elements() -> None:
+    assert fhir_path("member.cin") == "Patient.identifier"
+    assert fhir_path("service.pof_codes[0]") == "ServiceRequest.reasonCode"
+    assert fhir_path("member.address.county") == "Patient.address.district"
+
+
+async def test_round_trip_service_request_in_task_out(harness: ServiceHarness) -> None:
+    response = await post_fhir(harness, make_service_request(), **{"Idempotency-Key": "fhir-1"})
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    stored = ServiceRequest.model_validate(response.json())
+    assert stored.status in REQUEST_STATUS and stored.status == "active"
+    fhir_id = stored.id
+    referral_id = stored.identifier[0].value  # the CalHub referral id, also the JSON API's
+    assert fhir_id == referral_id.replace("_", "-")
+    assert response.headers["location"] == f"/fhir/r4/ServiceRequest/{fhir_id}"
+
+    task_response = await harness.client.get(f"/fhir/r4/Task/{fhir_id}", headers=harness.headers("cbo_a"))
+    assert task_response.status_code == 200 and task_response.headers["content-type"].startswith(FHIR_JSON)
+    task = Task.model_validate(task_response.json())
+    assert task.status in TASK_STATUS
+    assert task.focus.reference == f"ServiceRequest/{fhir_id}"
+    assert task.businessStatus.coding[0].code == "needs_plan" and task.status == "on-hold"
+
+    # The JSON API sees the same referral.
+    same = (await harness.client.get(f"/v1/referrals/{referral_id}", headers=harness.headers("cbo_a"))).json()
+    assert same["channel"] == "fhir" and same["member"]["cin"] == "90000004D"
+
+    await publish(harness.bus, requested(referral_id, "auth_f"), approved(referral_id, "auth_f"))
+
+    async def accepted() -> Any:
+        body = (await harness.client.get(f"/fhir/r4/Task/{fhir_id}", headers=harness.headers("cbo_a"))).json()
+        return body if body["status"] == "accepted" else None
+
+    task = Task.model_validate(await eventually(accepted))
+    assert task.output[0].valueIdentifier.value == "auth_f"
+
+    again = await harness.client.get(f"/fhir/r4/ServiceRequest/{fhir_id}", headers=harness.headers("cbo_a"))
+    assert ServiceRequest.model_validate(again.json()).contained[0].birthDate.isoformat() == "1975-09-30"
+    assert (await harness.client.get(f"/fhir/r4/Task/{fhir_id}",
+                                     headers=harness.headers("cbo_b"))).status_code == 404
+
+
+async def test_a_bundle_with_a_referenced_patient_is_accepted(harness: ServiceHarness) -> None:
+    response = await post_fhir(harness, as_bundle(make_service_request(cin="90000005E")))
+    assert response.status_code == 201, response.text
+    assert ServiceRequest.model_validate(response.json()).contained[0].identifier[0].value == "90000005E"
+
+
+async def test_the_fhir_intake_refuses_duplicates_like_the_json_api(harness: ServiceHarness) -> None:
+    assert (await post_fhir(harness, make_service_request())).status_code == 201
+    duplicate = await post_fhir(harness, make_service_request())
+    assert duplicate.status_code == 409 and duplicate.json()["existing_referral_id"]
+
+
+def _with(request: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    request = copy.deepcopy(request)
+    target: Any = request
+    *parents, last = path.split("/")
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[last] = value
+    return request
+
+
+@pytest.mark.parametrize(("path", "value", "field", "rule"), [
+    ("status", "draft", "ServiceRequest.status", "active_required"),
+    ("status", "pending", "ServiceRequest.status", "value_set"),
+    ("intent", "option", "ServiceRequest.intent", "referral_intent"),
+    ("intent", "wish", "ServiceRequest.intent", "value_set"),
+    ("priority", "whenever", "ServiceRequest.priority", "value_set"),
+    ("subject", {"reference": "Patient/elsewhere"}, "ServiceRequest.subject", "patient_reference"),
+    ("contained/0/identifier", [{"system": "https://calhub.dev/fhir/NamingSystem/medi-cal-cin", "value": "BAD"}],
+     "Patient.identifier", "cin_format"),
+    ("contained/0/address/0/district", "Mordor", "Patient.address.district", "california_county"),
+    ("contained/1/identifier", [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567890"}],
+     "ServiceRequest.requester(Organization).identifier", "npi_check_digit"),
+    ("reasonCode", [], "ServiceRequest.reasonCode", "required_for_ecm"),
+])
+async def test_fhir_errors_name_the_fhir_element(harness: ServiceHarness, path: str, value: Any, field: str,
+                                                 rule: str) -> None:
+    response = await post_fhir(harness, _with(make_service_request(), path, value))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert {"field": field, "rule": rule} in [{"field": e["field"], "rule": e["rule"]}
+                                              for e in response.json()["errors"]]
+
+
+async def test_a_malformed_resource_is_refused_with_model_errors(harness: ServiceHarness) -> None:
+    bad = _with(make_service_request(), "contained/0/birthDate", "1975-13-45")
+    response = await post_fhir(harness, bad)
+    assert response.status_code == 422
+    assert all("1975-13-45" not in e["message"] for e in response.json()["errors"])
+    other = await post_fhir(harness, {"resourceType": "Observation", "status": "final"})
+    assert other.status_code == 422 and other.json()["errors"][0]["field"] == "resourceType"

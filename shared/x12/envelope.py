@@ -162,11 +162,12 @@ class EnvelopeSpec:
 
 def build_interchange(spec: EnvelopeSpec, transactions: Sequence[Sequence[Sequence[str | Sequence[str]]]],
                       delimiters: Delimiters = STANDARD_DELIMITERS, *, first_st: int = 1,
-                      line_breaks: bool = False) -> str:
+                      line_breaks: bool = False, st03: bool = True) -> str:
     """An interchange with one functional group holding the given transaction sets.
 
     Each transaction set is given as its segments *between* ST and SE (as element lists); ST/SE/GS/GE/ISA/IEA,
-    control numbers and counts are added here. ISA fields are padded to their fixed widths.
+    control numbers and counts are added here. ISA fields are padded to their fixed widths. `st03=False` leaves
+    ST03 out for the guides that mark it "not used" (e.g. the 835, 005010X221A1).
     """
     if not 1 <= spec.interchange_control_number <= 999_999_999:
         raise ValueError("ISA13 must be 1..999999999")
@@ -187,7 +188,7 @@ def build_interchange(spec: EnvelopeSpec, transactions: Sequence[Sequence[Sequen
     st_code = _transaction_code(spec.functional_code)
     for index, body in enumerate(transactions):
         control = f"{first_st + index:04d}"
-        out.append(render(["ST", st_code, control, spec.version], d) + nl)
+        out.append(render(["ST", st_code, control, spec.version] if st03 else ["ST", st_code, control], d) + nl)
         for elements in body:
             out.append(render(elements, d) + nl)
         out.append(render(["SE", str(len(body) + 2), control], d) + nl)

@@ -1,0 +1,297 @@
+"""835 reconciliation plans, one golden fixture per scenario: balance, duplicates, matching, postings."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from claims.domain.denials import DenialCategory
+from claims.domain.remittance import (
+    ClaimLine,
+    ClaimOutcome,
+    ClaimRecord,
+    ExceptionReason,
+    FilePlan,
+    FileStatus,
+    LineOutcome,
+    PostingKind,
+    PriorPosting,
+    ProviderAdjustmentKind,
+    RemittanceStatus,
+    SettlementState,
+    balance,
+    claim_references,
+    file_sha256,
+    plan_remittance_file,
+    remittance_key,
+)
+from claims.x12.x835 import parse_835
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "835"
+MCP = "testplan"
+D = Decimal
+
+
+def make_claim(claim_id: str, *lines: tuple[str, str, tuple[str, ...], date, str], mcp: str = MCP,
+               cbo: str = "cbo_a", postings: tuple[PriorPosting, ...] = (),
+               payer_numbers: tuple[str, ...] = ()) -> ClaimRecord:
+    built = tuple(ClaimLine(line_id, code, mods, day, D(charge)) for line_id, code, mods, day, charge in lines)
+    return ClaimRecord(claim_id, mcp, cbo, f"mbr_{claim_id}", sum((line.charge for line in built), D(0)), built,
+                       payer_numbers, postings)
+
+
+CLAIMS = {c.claim_id: c for c in [
+    make_claim("CLM-1001", ("CLM-1001-1", "G9008", ("U1",), date(2026, 9, 15), "350")),
+    make_claim("CLM-1002", ("CLM-1002-1", "G9012", ("U2",), date(2026, 9, 10), "250"),
+               ("CLM-1002-2", "G9012", ("U2",), date(2026, 9, 17), "250"), cbo="cbo_b"),
+    make_claim("CLM-1003", ("CLM-1003-1", "T1016", ("U8",), date(2026, 9, 12), "300")),
+    make_claim("CLM-1004", ("CLM-1004-1", "G9008", ("U1",), date(2026, 9, 14), "350")),
+    make_claim("CLM-1005", ("CLM-1005-1", "H0043", ("U6",), date(2026, 10, 1), "200")),
+    make_claim("CLM-1006", ("CLM-1006-1", "G9012", ("U8",), date(2026, 9, 13), "100")),
+    make_claim("CLM-1007", ("CLM-1007-1", "G9008", ("U1",), date(2026, 8, 25), "350")),
+    make_claim("CLM-1008", ("CLM-1008-1", "G9008", ("U1",), date(2026, 9, 1), "350")),
+    make_claim("CLM-1009", ("CLM-1009-1", "G9008", ("U1",), date(2026, 10, 1), "350")),
+    make_claim("CLM-1010", ("CLM-1010-1", "T2041", ("U6",), date(2026, 10, 2), "200"),
+               ("CLM-1010-2", "T2041", ("U6",), date(2026, 10, 9), "200")),
+    make_claim("CLM-1011", ("CLM-1011-1", "G9008", ("U1",), date(2026, 10, 3), "350")),
+    make_claim("CLM-1012", ("CLM-1012-1", "G9008", ("U1",), date(2026, 10, 4), "350")),
+]}
+
+
+def plan(name: str, claims: dict[str, ClaimRecord] | None = None, **kwargs: object) -> FilePlan:
+    data = (FIXTURES / name).read_bytes()
+    parsed = parse_835(data.decode())
+    return plan_remittance_file(parsed, CLAIMS if claims is None else claims, sha256=file_sha256(data),
+                                mcp_code=MCP, **kwargs)  # type: ignore[arg-type]
+
+
+def without(text: str, segment: str) -> str:
+    """The interchange without one segment, SE01 recounted."""
+    assert segment in text
+    text = text.replace(segment, "", 1)
+    head, _, rest = text.partition("\nSE*")
+    count, _, tail = rest.partition("*")
+    return f"{head}\nSE*{int(count) - 1}*{tail}"
+
+
+def every_dollar_lands(file_plan: FilePlan) -> None:
+    """Posted CLP04 + CLP04 in exceptions − ΣPLB = BPR02: nothing lost, nothing counted twice."""
+    for remittance in file_plan.remittances:
+        plb = sum((a.amount for a in remittance.provider_adjustments), D(0))
+        assert remittance.posted_amount + remittance.exception_amount - plb == remittance.payment_amount
+
+
+def test_full_payment_posts_paid() -> None:
+    result = plan("full_payment.x12")
+    assert result.status is FileStatus.ACCEPTED
+    remittance = result.remittances[0]
+    assert remittance.status is RemittanceStatus.POST and remittance.balance.balanced
+    (posting,) = remittance.postings
+    assert (posting.claim_id, posting.kind, posting.outcome) == ("CLM-1001", PostingKind.PAYMENT, ClaimOutcome.PAID)
+    assert posting.paid == D(350) and posting.denial is None and posting.payer_claim_number == "PCN1001"
+    assert [line.line_id for line in posting.lines] == ["CLM-1001-1"]
+    assert remittance.settlements[0].state is SettlementState.PAID
+    assert (remittance.trace_number, remittance.payment_amount) == ("EFT0001", D(350))
+    every_dollar_lands(result)
+
+
+def test_partial_payment_with_co45_is_paid_with_a_contractual_write_off() -> None:
+    remittance = plan("partial_co45.x12").remittances[0]
+    (posting,) = remittance.postings
+    assert posting.outcome is ClaimOutcome.PAID and posting.denial is None
+    assert (posting.charge, posting.paid, posting.adjustment_total) == (D(500), D(400), D(100))
+    assert posting.cbo_organization_id == "cbo_b" and posting.patient_responsibility == 0
+    assert all(line.outcome is LineOutcome.PAID for line in posting.lines)
+
+
+def test_denials_carry_category_and_next_action_from_rarc() -> None:
+    remittance = plan("denial_rarc.x12").remittances[0]
+    missing, ineligible = remittance.postings
+    assert missing.outcome is ClaimOutcome.DENIED and missing.denial is not None
+    # CO-16 is generic: the remark N290 (rendering NPI) decides.
+    assert missing.denial.category is DenialCategory.MISSING_INFORMATION
+    assert missing.denial.deciding_code == "N290" and "NM1*82" in missing.denial.next_action
+    assert ineligible.denial is not None and ineligible.denial.category is DenialCategory.ELIGIBILITY
+    assert [line.outcome for line in missing.lines] == [LineOutcome.DENIED]
+    assert missing.lines[0].denial is not None and missing.lines[0].denial.deciding_code == "N290"
+    assert ineligible.lines == () and ineligible.denial.deciding_code == "CO-27"
+    assert ineligible.denial.codes == ("CO-27", "N30")
+    assert [s.state for s in remittance.settlements] == [SettlementState.DENIED, SettlementState.DENIED]
+    every_dollar_lands(plan("denial_rarc.x12"))
+
+
+def test_zero_pay_co96_reporting_line_is_not_a_denial() -> None:
+    (posting,) = plan("zero_pay_reporting.x12").remittances[0].postings
+    assert posting.paid == 0
+    assert posting.outcome is ClaimOutcome.REPORTING_ONLY and posting.denial is None
+    assert posting.lines[0].outcome is LineOutcome.REPORTING_ONLY
+
+
+def test_the_same_zero_pay_with_clp02_4_is_a_denial() -> None:
+    text = (FIXTURES / "zero_pay_reporting.x12").read_text().replace("CLP*CLM-1006*1*", "CLP*CLM-1006*4*")
+    result = plan_remittance_file(parse_835(text), CLAIMS, sha256="0" * 64, mcp_code=MCP)
+    (posting,) = result.remittances[0].postings
+    assert posting.outcome is ClaimOutcome.DENIED and posting.denial is not None
+
+
+PAID_BEFORE = PriorPosting("post-1", "PCN1001", PostingKind.PAYMENT, ClaimOutcome.PAID, D(350),
+                           ("CLM-1001-1",), ("CLM-1001-1",))
+
+
+def test_reversal_undoes_the_prior_posting_and_the_correction_posts_on_top() -> None:
+    claims = {**CLAIMS, "CLM-1001": make_claim("CLM-1001", ("CLM-1001-1", "G9008", ("U1",), date(2026, 9, 15),
+                                                            "350"), postings=(PAID_BEFORE,))}
+    result = plan("reversal_correction.x12", claims)
+    remittance = result.remittances[0]
+    reversal, correction, other = remittance.postings
+    assert (reversal.kind, reversal.outcome, reversal.paid) == (PostingKind.REVERSAL, ClaimOutcome.REVERSED, D(-350))
+    assert reversal.reverses_posting_id == "post-1"
+    assert (correction.kind, correction.paid, correction.payer_claim_number) == (PostingKind.CORRECTION, D(300),
+                                                                                 "PCN1001C")
+    assert other.kind is PostingKind.PAYMENT
+    settlement = {s.claim_id: s for s in remittance.settlements}["CLM-1001"]
+    assert settlement.paid_total == D(300) and settlement.state is SettlementState.PAID
+    assert remittance.exceptions == ()
+    every_dollar_lands(result)
+
+
+def test_reversal_without_an_original_goes_to_exceptions() -> None:
+    remittance = plan("reversal_correction.x12").remittances[0]
+    (exception,) = remittance.exceptions
+    assert exception.reason is ExceptionReason.REVERSAL_WITHOUT_ORIGINAL and exception.amount == D(-350)
+    every_dollar_lands(plan("reversal_correction.x12"))
+
+
+def test_plb_recoupment_and_interest_are_recorded_against_provider_and_claims() -> None:
+    claims = {**CLAIMS, "CLM-1002": make_claim("CLM-1002", cbo="cbo_b", payer_numbers=("PCN1002",))}
+    result = plan("plb_recoupment_interest.x12", claims)
+    remittance = result.remittances[0]
+    recoupment, interest = remittance.provider_adjustments
+    assert (recoupment.kind, recoupment.amount, recoupment.claim_id, recoupment.cbo_organization_id) == (
+        ProviderAdjustmentKind.RECOUPMENT, D(100), "CLM-1002", "cbo_b")
+    assert (interest.kind, interest.amount, interest.claim_id) == (ProviderAdjustmentKind.INTEREST, D("-4.38"),
+                                                                   "CLM-1007")
+    assert recoupment.provider_id == "1234567893" and recoupment.fiscal_period_date == date(2026, 12, 31)
+    assert remittance.balance.as_dict()["provider_adjustments"] == "95.62"
+    assert remittance.exceptions == ()
+    every_dollar_lands(result)
+
+
+def test_a_recoupment_naming_no_claim_of_ours_is_an_exception() -> None:
+    remittance = plan("plb_recoupment_interest.x12").remittances[0]
+    (exception,) = remittance.exceptions
+    assert exception.reason is ExceptionReason.UNATTRIBUTED_ADJUSTMENT
+    assert (exception.patient_control_number, exception.amount) == ("PCN1002", D(100))
+
+
+def test_two_claims_for_one_member_post_separately() -> None:
+    remittance = plan("two_claims_one_member.x12").remittances[0]
+    assert [(p.claim_id, p.paid) for p in remittance.postings] == [("CLM-1008", D(350)), ("CLM-1009", D(350))]
+    assert {s.state for s in remittance.settlements} == {SettlementState.PAID}
+
+
+def test_claim_split_across_two_835s() -> None:
+    first = plan("split_claim_part1.x12").remittances[0]
+    assert first.settlements[0].state is SettlementState.PARTIALLY_PAID
+    assert first.settlements[0].lines_pending == ("CLM-1010-2",)
+    posted = first.postings[0]
+    prior = PriorPosting("post-a", posted.payer_claim_number, posted.kind, posted.outcome, posted.paid,
+                         ("CLM-1010-1",), ("CLM-1010-1",))
+    claims = {**CLAIMS, "CLM-1010": make_claim("CLM-1010", ("CLM-1010-1", "T2041", ("U6",), date(2026, 10, 2), "200"),
+                                               ("CLM-1010-2", "T2041", ("U6",), date(2026, 10, 9), "200"),
+                                               postings=(prior,))}
+    second = plan("split_claim_part2.x12", claims).remittances[0]
+    settlement = second.settlements[0]
+    assert second.postings[0].kind is PostingKind.PAYMENT
+    assert (settlement.state, settlement.paid_total, settlement.lines_pending) == (SettlementState.PAID, D(380), ())
+
+
+def test_paying_lines_already_paid_is_a_duplicate_payment_exception() -> None:
+    claims = {**CLAIMS, "CLM-1001": make_claim("CLM-1001", ("CLM-1001-1", "G9008", ("U1",), date(2026, 9, 15),
+                                                            "350"), postings=(PAID_BEFORE,))}
+    remittance = plan("full_payment.x12", claims).remittances[0]
+    assert remittance.postings == ()
+    assert remittance.exceptions[0].reason is ExceptionReason.DUPLICATE_PAYMENT
+
+
+def test_unbalanced_file_is_refused_whole_with_the_figures() -> None:
+    result = plan("unbalanced.x12")
+    assert result.status is FileStatus.REFUSED_UNBALANCED
+    remittance = result.remittances[0]
+    assert remittance.status is RemittanceStatus.REFUSED and remittance.postings == ()
+    assert result.refusal == [{"control_number": "0001", "trace_number": "EFT0010", "payment_amount": "400",
+                               "claims_paid": "350", "provider_adjustments": "0", "expected_payment": "350",
+                               "difference": "50", "balanced": False}]
+
+
+def test_unknown_clp01_goes_to_exceptions_with_what_resolves_it() -> None:
+    result = plan("unknown_clp01.x12")
+    remittance = result.remittances[0]
+    assert [p.claim_id for p in remittance.postings] == ["CLM-1012"]
+    (exception,) = remittance.exceptions
+    assert exception.reason is ExceptionReason.UNKNOWN_CLAIM
+    assert (exception.patient_control_number, exception.payer_claim_number, exception.amount) == (
+        "XYZ-77", "PCN9977", D(200))
+    assert (exception.service_from, exception.service_to, exception.procedures) == (
+        date(2026, 10, 1), date(2026, 10, 1), ("H0043:U6",))
+    assert exception.patient is not None and exception.patient.id == "90000013A"
+    every_dollar_lands(result)
+
+
+def test_duplicate_file_is_recognized_by_bytes_and_by_payment_key() -> None:
+    data = (FIXTURES / "full_payment.x12").read_bytes()
+    first = plan("full_payment.x12")
+    assert plan("full_payment.x12", seen_files={first.sha256}).status is FileStatus.DUPLICATE
+    # The same payment re-sent in a new envelope has other bytes but the same TRN02 + payer + amount + date.
+    key = first.remittances[0].key
+    resent = plan("full_payment_reenveloped.x12", seen_keys={key.digest})
+    assert file_sha256((FIXTURES / "full_payment_reenveloped.x12").read_bytes()) != file_sha256(data)
+    assert resent.status is FileStatus.DUPLICATE and resent.remittances[0].postings == ()
+
+
+def test_a_claim_of_another_mcp_is_an_exception() -> None:
+    claims = {**CLAIMS, "CLM-1001": make_claim("CLM-1001", mcp="othermcp")}
+    (exception,) = plan("full_payment.x12", claims).remittances[0].exceptions
+    assert exception.reason is ExceptionReason.PAYER_MISMATCH and exception.detail["claim_mcp"] == "othermcp"
+
+
+def test_unbalanced_claim_goes_to_exceptions_not_posted() -> None:
+    text = (FIXTURES / "partial_co45.x12").read_text().replace("CAS*CO*45*50~", "CAS*CO*45*40~", 1)
+    remittance = plan_remittance_file(parse_835(text), CLAIMS, sha256="1" * 64, mcp_code=MCP).remittances[0]
+    assert remittance.postings == ()
+    assert remittance.exceptions[0].reason is ExceptionReason.CLAIM_UNBALANCED
+    assert remittance.exceptions[0].detail["rule"] == "SVC02 - CAS must equal SVC03"
+
+
+def test_line_matching_falls_back_to_code_date_and_charge() -> None:
+    text = without((FIXTURES / "partial_co45.x12").read_text(), "REF*6R*CLM-1002-2~\n")
+    remittance = plan_remittance_file(parse_835(text), CLAIMS, sha256="2" * 64, mcp_code=MCP).remittances[0]
+    assert [line.line_id for line in remittance.postings[0].lines] == ["CLM-1002-1", "CLM-1002-2"]
+    assert remittance.warnings == ()
+
+
+def test_unmatched_service_line_is_a_warning_without_phi() -> None:
+    text = without((FIXTURES / "full_payment.x12").read_text(), "REF*6R*CLM-1001-1~\n").replace(
+        "DTM*472*20260915", "DTM*472*20260916")
+    remittance = plan_remittance_file(parse_835(text), CLAIMS, sha256="3" * 64, mcp_code=MCP).remittances[0]
+    assert remittance.postings[0].lines[0].line_id is None
+    assert remittance.warnings and "90000001A" not in remittance.warnings[0]
+
+
+def test_debit_payment_balances_negative() -> None:
+    text = (FIXTURES / "full_payment.x12").read_text().replace("BPR*I*350*C", "BPR*I*350*D")
+    figures = balance(parse_835(text).remittances[0])
+    assert (figures.payment_amount, figures.difference) == (D(-350), D(-700))
+
+
+def test_key_normalizes_amounts_and_references_cover_plb() -> None:
+    parsed = parse_835((FIXTURES / "plb_recoupment_interest.x12").read_text())
+    assert remittance_key(parsed.remittances[0]).value == "EFT0006|1123456789|254.38|2026-11-02"
+    assert claim_references(parsed) == {"CLM-1007", "PCN1002"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.x12") if p.name != "unbalanced.x12"))
+def test_every_balanced_fixture_accounts_for_every_dollar(name: str) -> None:
+    every_dollar_lands(plan(name))

@@ -12,7 +12,10 @@ def _rows(settings: type[BaseSettings]) -> list[str]:
     prefix = str(settings.model_config.get("env_prefix", ""))
     rows = []
     for name, field in settings.model_fields.items():
-        default = field.default if field.default is not None else ""
+        if field.default_factory is not None:
+            default: object = field.default_factory()  # type: ignore[call-arg]
+        else:
+            default = field.default if field.default is not None else ""
         rows.append(f"| `{prefix}{name.upper()}` | {field.description or ''} | `{default}` |")
     return rows
 

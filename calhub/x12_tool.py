@@ -87,7 +87,7 @@ def cmd_x12(args: argparse.Namespace) -> int:
         return 0 if not errors else 1
     try:
         result = parse_file(args.file)
-    except (X12SyntaxError, LookupError) as exc:
+    except (X12SyntaxError, LookupError, ValueError) as exc:
         detail = exc.as_dict() if isinstance(exc, X12SyntaxError) else {"message": str(exc)}
         sys.stdout.write(json.dumps({"error": detail}, indent=2) + "\n")
         return 1

@@ -76,6 +76,9 @@ class OutboxRelay:
         self.holder = instance_id()
         self.metrics = metrics or BusMetrics.default()
         self._wake = asyncio.Event()
+        # One pass at a time per process: two concurrent passes would both hold the (same) lease and
+        # publish the same rows twice.
+        self._pass_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
@@ -87,6 +90,10 @@ class OutboxRelay:
 
         Raises whatever the bus raises; the rows stay for the next pass.
         """
+        async with self._pass_lock:
+            return await self._publish_pending()
+
+    async def _publish_pending(self) -> int:
         outbox = self.tables.outbox
         async with self.sessions() as session:
             if not await acquire_lease(session, self.tables, f"outbox-relay:{self.service}", self.holder,
@@ -135,8 +142,11 @@ class OutboxRelay:
                 continue
             if published < self.batch_size:
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands together with
+                # notify(), and stop() then waits forever.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
 

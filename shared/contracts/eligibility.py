@@ -1,4 +1,5 @@
-"""Events of the eligibility service (topics eligibility.eligibility.v1 and eligibility.eligibility_batch.v1)."""
+"""Events of the eligibility service (topics eligibility.eligibility.v1, eligibility.eligibility_batch.v1 and
+eligibility.eligibility_response.v1)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from shared.contracts.values import FileReference
 
 ELIGIBILITY = Topic("eligibility", "eligibility")
 ELIGIBILITY_BATCH = Topic("eligibility", "eligibility_batch")
+ELIGIBILITY_RESPONSE = Topic("eligibility", "eligibility_response")
 
 
 class EligibilitySource(StrEnum):
@@ -34,6 +36,9 @@ class EligibilityVerified(_MemberEligibility):
 
     span_start: date | None = None
     span_end: date | None = None
+    referral_id: str | None = Field(default=None, description="Set when this answers a referral's 'which plan' "
+                                    "question (referral.received); referrals routes on it.")
+    first_seen: bool = Field(default=False, description="True the first time CalHub learns the member's plan.")
 
 
 @event("eligibility.lost", ELIGIBILITY)
@@ -75,3 +80,50 @@ class EligibilityBatchCreated(EventData):
     file: FileReference
     file_kind: str = "270"
     created_at: datetime
+    period: str | None = Field(default=None, description="YYYY-MM of a monthly re-check batch; None for a "
+                               "batch of real-time checks.")
+    batch_key: str | None = Field(default=None, description="Idempotency key: one batch per MCP and period.")
+    interchange_control_number: str | None = None
+
+
+@event("eligibility.check_rejected", ELIGIBILITY)
+class EligibilityCheckRejected(EventData):
+    """The MCP answered a 270 inquiry with an AAA rejection: no eligibility fact was learned."""
+
+    check_id: str | None = Field(default=None, description="The CalHub check (TRN02) the answer belongs to.")
+    cin: str | None = Field(default=None, pattern=r"^[0-9]{8}[A-Z]$")
+    mcp_code: str | None
+    loop: str = Field(description="Where the rejection sits: 2100A (the MCP), 2100B (the hub), 2100C (the "
+                      "member) or 2110C (the inquiry).")
+    reject_reason_code: str = Field(description="AAA03, e.g. 72 (invalid member id).")
+    reason: str = Field(description="The plain-language reason for the ops and billing staff.")
+    follow_up_code: str | None = Field(default=None, description="AAA04, e.g. C (correct and resubmit).")
+    follow_up: str | None = None
+    retry: bool = Field(default=False, description="True when CalHub will ask again by itself.")
+    rejected_at: datetime
+    referral_id: str | None = None
+
+
+@event("eligibility_response.processed", ELIGIBILITY_RESPONSE)
+class EligibilityResponseProcessed(EventData):
+    """A 271 file was read and applied in full."""
+
+    file_id: str
+    mcp_code: str
+    subscribers: int
+    verified: int
+    changed: int
+    rejected: int
+    processed_at: datetime
+
+
+@event("eligibility_response.refused", ELIGIBILITY_RESPONSE)
+class EligibilityResponseRefused(EventData):
+    """A 271 file could not be applied; nothing in it was applied. `reason` names segment positions and rules,
+    never element values."""
+
+    file_id: str
+    mcp_code: str
+    reason: str
+    errors: int
+    refused_at: datetime

@@ -1,1 +1,2 @@
-"""Eligibility domain: pure rules and aggregates (no I/O, no framework imports)."""
+"""Pure rules of the eligibility service: enrollment spans, change detection, the eligibility rule engine, the
+reading of 271 answers and the monthly re-check calendar."""

@@ -10,12 +10,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from functools import lru_cache
 
 _DEV_SECRET = "calhub-development-member-id-secret"  # noqa: S105 - development default, refused in production
 
 
+@lru_cache(maxsize=1)
 def member_id_secret() -> bytes:
-    """The deployment's member-id key from the environment (a development default when unset)."""
+    """The deployment's member-id key from the environment (a development default when unset).
+
+    Read once per process: it is on the hot path of every file row, and it must not change while running.
+    """
     return os.environ.get("CALHUB_MEMBER_ID_SECRET", _DEV_SECRET).encode()
 
 

@@ -12,6 +12,8 @@ from shared.contracts.values import FileReference, MemberDemographics
 
 FILE = Topic("sftp-gateway", "file")
 MEMBER_INFORMATION = Topic("sftp-gateway", "member_information")
+MEMBER_REFERRAL = Topic("sftp-gateway", "member_referral")
+REMOTE = Topic("sftp-gateway", "remote")
 
 
 class FileKind(StrEnum):
@@ -104,3 +106,43 @@ class MemberInformationReceived(EventData):
     acuity_tier: str | None = None
     reporting_period: str | None = None
     extra: dict[str, str] = Field(default_factory=dict, description="Columns the profile does not map.")
+
+
+@event("member_referral.received", MEMBER_REFERRAL)
+class MemberReferralReceived(EventData):
+    """One row of a Potential ECM Member Referral File an MCP sent, in the canonical layout."""
+
+    file_id: str
+    row_number: int
+    mcp_code: str
+    member: MemberDemographics
+    referral_id: str | None = Field(default=None, description="The MCP's referral id, when it sends one.")
+    referral_date: date | None = None
+    referring_entity_name: str | None = None
+    referring_entity_type: str | None = None
+    referring_npi: str | None = None
+    homeless: bool | None = None
+    pof_codes: tuple[str, ...] = ()
+    requested_service: str | None = Field(default=None, description="ECM or a Community Support code.")
+    consent: bool | None = None
+    extra: dict[str, str] = Field(default_factory=dict, description="Columns the profile does not map.")
+
+
+@event("remote.poll_failed", REMOTE)
+class RemotePollFailed(EventData):
+    """Client mode: polling (or pushing to) an MCP's own SFTP server failed after its retries."""
+
+    mcp_code: str
+    failed_at: datetime
+    consecutive_failures: int = Field(ge=1)
+    error_type: str = Field(description="The error class only (e.g. HostKeyNotVerifiable); never a message.")
+    last_success_at: datetime | None = None
+
+
+@event("remote.poll_recovered", REMOTE)
+class RemotePollRecovered(EventData):
+    """Client mode: an MCP's server answered again after failed polls."""
+
+    mcp_code: str
+    recovered_at: datetime
+    failures: int = Field(ge=1, description="How many polls had failed in a row.")

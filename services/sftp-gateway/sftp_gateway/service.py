@@ -1,0 +1,556 @@
+"""Use cases of the gateway, shared by the SFTP server, client mode, the API, handlers and timers.
+
+Inbound: SHA-256 → never the same bytes twice → PGP decrypt → recognize → archive → parse with row-level
+validation → file.received + one event per good row (X12 by reference) → quarantine and an error report.
+Outbound: write atomically into the MCP's outbound/ (PGP where the profile says) → file.delivered.
+The heavy, pure part of an inbound file (decrypt, parse, build events) runs in a worker thread with no
+transaction open; the bookkeeping and the events then commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from uuid6 import uuid7
+
+from sftp_gateway.domain.calendar import is_out_of_order, period_bounds
+from sftp_gateway.domain.profile import Profile, is_encrypted_name, strip_encryption_suffix
+from sftp_gateway.domain.records import RECORDS, REFERRAL
+from sftp_gateway.domain.returns import ReturnOptions, build_otf_rows, build_referral_rows, build_rtf_rows
+from sftp_gateway.domain.tabular import ParsedTable, Problem, Row, parse_table, render_table
+from sftp_gateway.outbox_bulk import OutboxRow, encode_rows, write_rows
+from sftp_gateway.pgp import PgpError, looks_encrypted
+from sftp_gateway.ports import GatewayPorts, gateway_ports
+from sftp_gateway.repository import SftpGatewayUnitOfWork
+from shared.contracts.gateway import (
+    FileDelivered,
+    FileDuplicate,
+    FileKind,
+    FileOutOfOrder,
+    FileQuarantined,
+    FileReceived,
+    MemberInformationReceived,
+    MemberReferralReceived,
+)
+from shared.contracts.values import FileReference
+from shared.envelope import Envelope, caused_by, new_event
+from shared.filestore import SCHEME
+from shared.identity import member_id_for, member_id_secret
+from shared.reference.calendar import PACIFIC
+from shared.x12.envelope import parse_interchange
+from shared.x12.segments import X12SyntaxError
+
+log = logging.getLogger("calhub.sftp_gateway")
+
+SOURCE = "sftp-gateway"
+X12_KINDS: dict[FileKind, str] = {FileKind.X12_835: "835", FileKind.X12_999: "999", FileKind.X12_277CA: "277",
+                                  FileKind.X12_271: "271"}
+_X12_BY_CODE = {code: kind for kind, code in X12_KINDS.items()}
+TABULAR_KINDS = frozenset(RECORDS)
+UowFactory = Callable[[], SftpGatewayUnitOfWork]
+
+
+class GatewayError(Exception):
+    """A use case cannot go on; `slug` names the rule for problem+json (no PHI in the message)."""
+
+    def __init__(self, status: int, slug: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.slug = slug
+        self.message = message
+
+
+def new_file_id() -> str:
+    """A time-ordered file id: `fil_` + UUIDv7 hex."""
+    return f"fil_{uuid7().hex}"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Bytes that came in for an MCP: over our SFTP server, from its server (client mode), or again."""
+
+    mcp_code: str
+    name: str
+    content: bytes
+    source: str = "sftp"
+
+
+@dataclass
+class IngestOutcome:
+    """What happened to an inbound file."""
+
+    file_id: str
+    status: str  # processed | partially_accepted | quarantined | duplicate
+    kind: str | None = None
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    reason: str | None = None
+    duplicate_of: str | None = None
+    events: int = 0
+
+
+@dataclass
+class _Prepared:
+    """The pure outcome of an inbound file, before anything is written to the database."""
+
+    status: str
+    kind: FileKind | None
+    encrypted: bool
+    raw: FileReference
+    content: FileReference | None
+    reason: str | None = None
+    period: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    rows_total: int | None = None
+    rows: list[Row] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------ inbound
+
+def _x12_kind(text: str) -> FileKind | None:
+    """The kind of an X12 interchange by its transaction set code, or None if it is not X12."""
+    if not text.lstrip().startswith("ISA"):
+        return None
+    try:
+        interchange = parse_interchange(text)
+    except X12SyntaxError:
+        return None
+    codes = {t.code for g in interchange.groups for t in g.transactions}
+    if len(codes) != 1:
+        return None
+    return _X12_BY_CODE.get(codes.pop())
+
+
+def prepare(ports: GatewayPorts, profile: Profile, arrival: Arrival) -> _Prepared:
+    """Decrypt, recognize, archive and parse one inbound file (blocking: run in a worker thread)."""
+    raw = ports.files.put(arrival.content)
+    encrypted = is_encrypted_name(arrival.name) or looks_encrypted(arrival.content)
+    plain = arrival.content
+    if encrypted:
+        try:
+            plain = ports.pgp.decrypt(arrival.content)
+        except PgpError:
+            return _Prepared("quarantined", None, True, raw, None, reason="decrypt_failed",
+                             problems=[Problem("decrypt_failed", "the file could not be decrypted with the hub's "
+                                                                 "key")])
+    elif profile.pgp.inbound_required:
+        return _Prepared("quarantined", None, False, raw, None, reason="encryption_required",
+                         problems=[Problem("encryption_required", "this MCP's files must be PGP-encrypted")])
+    content = ports.files.put(plain) if encrypted else raw
+    recognition = profile.recognize(arrival.name)
+    kind = recognition.kind if recognition else None
+    period = recognition.period if recognition else None
+    if kind is None:
+        kind = _x12_kind(plain.decode("latin-1"))
+    if kind is None:
+        return _Prepared("quarantined", None, encrypted, raw, content, reason="unrecognized_name",
+                         problems=[Problem("unrecognized_name", "the file name matches none of the profile's "
+                                                                "patterns and the content is not X12")])
+    if kind in X12_KINDS:
+        return _prepare_x12(kind, plain, encrypted, raw, content, period)
+    if kind in TABULAR_KINDS:
+        layout = profile.layouts.get(kind)
+        if layout is None:
+            return _Prepared("quarantined", kind, encrypted, raw, content, reason="no_layout", period=period,
+                             problems=[Problem("no_layout", f"the profile has no layout for {kind.value} files")])
+        parsed = parse_table(plain, layout, RECORDS[kind])
+        return _judge(profile, kind, parsed, encrypted, raw, content, period)
+    return _Prepared("processed", kind, encrypted, raw, content, period=period)
+
+
+def _prepare_x12(kind: FileKind, plain: bytes, encrypted: bool, raw: FileReference, content: FileReference,
+                 period: str | None) -> _Prepared:
+    try:
+        interchange = parse_interchange(plain.decode("ascii"))
+    except UnicodeDecodeError:
+        return _Prepared("quarantined", kind, encrypted, raw, content, reason="x12_syntax", period=period,
+                         problems=[Problem("x12_syntax", "X12 files are ASCII; the file has other bytes")])
+    except X12SyntaxError as exc:
+        return _Prepared("quarantined", kind, encrypted, raw, content, reason="x12_syntax", period=period,
+                         problems=[Problem("x12_syntax", f"X12 envelope: {exc.__class__.__name__}: "
+                                                         f"{str(exc)[:200]}")])
+    codes = {t.code for g in interchange.groups for t in g.transactions}
+    if codes != {X12_KINDS[kind]}:
+        return _Prepared("quarantined", kind, encrypted, raw, content, reason="x12_kind_mismatch", period=period,
+                         problems=[Problem("x12_kind_mismatch", f"named as {kind.value} but carries transaction "
+                                                                f"sets {', '.join(sorted(codes)) or 'none'}")])
+    return _Prepared("processed", kind, encrypted, raw, content, period=period)
+
+
+def _judge(profile: Profile, kind: FileKind, parsed: ParsedTable, encrypted: bool, raw: FileReference,
+           content: FileReference, period: str | None) -> _Prepared:
+    """Apply the row policy: file problems quarantine the file; row problems per all-or-nothing/row-level."""
+    if period is None:
+        periods = {r.values.get("reporting_period") for r in parsed.rows[:1000]} - {None}
+        period = max(periods) if periods else None  # type: ignore[type-var]
+    prepared = _Prepared("processed", kind, encrypted, raw, content, period=period, problems=parsed.problems,
+                         rows_total=parsed.data_rows, rows=parsed.rows)
+    if parsed.file_problems:
+        prepared.status, prepared.reason, prepared.rows = "quarantined", parsed.file_problems[0].rule, []
+    elif parsed.row_problems:
+        if profile.row_policy.value == "all_or_nothing" or not parsed.rows:
+            prepared.status, prepared.reason, prepared.rows = "quarantined", "row_errors", []
+        else:
+            prepared.status, prepared.reason = "partially_accepted", "row_errors"
+    return prepared
+
+
+def _member_dict(values: dict[str, Any]) -> dict[str, Any]:
+    address = None
+    if values.get("address_line1") and values.get("city") and values.get("zip"):
+        address = {"line1": values["address_line1"], "line2": values.get("address_line2"), "city": values["city"],
+                   "state": values.get("state") or "CA", "zip": values["zip"]}
+    return {"cin": values["cin"], "last_name": values["last_name"], "first_name": values["first_name"],
+            "middle_name": values.get("middle_name"), "birth_date": values["birth_date"], "sex": values.get("sex"),
+            "phone": values.get("phone"), "preferred_language": values.get("preferred_language"),
+            "address": address, "mcp_member_id": values.get("mcp_member_id")}
+
+
+def _row_data(kind: FileKind, file_id: str, mcp_code: str, row: Row) -> Any:
+    v = row.values
+    if kind is FileKind.MIF:
+        # One validation of the whole nested payload (the core validator walks it in one call).
+        return MemberInformationReceived.model_validate({
+            "file_id": file_id, "row_number": row.number, "mcp_code": mcp_code, "member": _member_dict(v),
+            "homeless": v.get("homeless"), "pof_codes": v.get("pof_codes", ()), "ecm_status": v.get("ecm_status"),
+            "mcp_authorization_id": v.get("mcp_authorization_id"),
+            "authorization_start": v.get("authorization_start"), "authorization_end": v.get("authorization_end"),
+            "assigned_provider_npi": v.get("assigned_provider_npi"),
+            "assigned_provider_name": v.get("assigned_provider_name"), "acuity_tier": v.get("acuity_tier"),
+            "reporting_period": v.get("reporting_period"), "extra": row.extra})
+    return MemberReferralReceived(
+        file_id=file_id, row_number=row.number, mcp_code=mcp_code, member=_member_dict(v),
+        referral_id=v.get("referral_id"), referral_date=v.get("referral_date"),
+        referring_entity_name=v.get("referring_entity_name"), referring_entity_type=v.get("referring_entity_type"),
+        referring_npi=v.get("referring_npi"), homeless=v.get("homeless"), pof_codes=v.get("pof_codes", ()),
+        requested_service=v.get("requested_service"), consent=v.get("consent"), extra=row.extra)
+
+
+def row_events(parent: Envelope[Any], kind: FileKind, file_id: str, mcp_code: str,
+               rows: Sequence[Row]) -> tuple[list[Envelope[Any]], list[Problem]]:
+    """One event per good MIF or referral row (keyed by the internal member id, never the CIN); rows whose
+    canonical record the event contract still refuses come back as problems."""
+    if kind not in (FileKind.MIF, FileKind.REFERRAL):
+        return [], []
+    events: list[Envelope[Any]] = []
+    problems: list[Problem] = []
+    secret = member_id_secret()  # read once: an environment lookup per row costs more than the row
+    for row in rows:
+        try:
+            data = _row_data(kind, file_id, mcp_code, row)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            problems.append(Problem("contract", f"the row does not fit the event contract ({error['type']})",
+                                    row=row.number, field=".".join(str(p) for p in error["loc"])))
+            continue
+        member_id = member_id_for(row.values["cin"], secret)
+        events.append(caused_by(parent, data, subject=member_id, source=SOURCE, member_id=member_id))
+    return events, problems
+
+
+def row_outbox(parent: Envelope[Any], kind: FileKind, file_id: str, mcp_code: str,
+               rows: Sequence[Row]) -> tuple[list[OutboxRow], list[Problem]]:
+    """`row_events`, encoded for the outbox in the same pass (the envelopes are not kept: memory)."""
+    encoded: list[OutboxRow] = []
+    problems: list[Problem] = []
+    for start in range(0, len(rows), 2000):
+        events, refused = row_events(parent, kind, file_id, mcp_code, rows[start:start + 2000])
+        encoded.extend(encode_rows(events))
+        problems.extend(refused)
+    return encoded, problems
+
+
+def error_report(file_name: str, problems: Sequence[Problem], limit: int) -> bytes:
+    """The CSV an MCP finds in outbound/: one line per problem, row numbers and rules, never values."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["file", "row", "column", "field", "rule", "message"])
+    for problem in problems[:limit]:
+        writer.writerow([file_name, problem.row or "", problem.column or "", problem.field or "", problem.rule,
+                         problem.message])
+    if len(problems) > limit:
+        writer.writerow([file_name, "", "", "", "truncated", f"{len(problems) - limit} more problems not listed"])
+    return buffer.getvalue().encode()
+
+
+async def ingest(uow_factory: UowFactory, ports: GatewayPorts, arrival: Arrival) -> IngestOutcome:
+    """Run an inbound file through the pipeline; returns what happened. Raises GatewayError for an unknown
+    MCP. Safe to call twice with the same bytes (the second is recorded as a duplicate)."""
+    profile = ports.profiles.get(arrival.mcp_code)
+    if profile is None:
+        raise GatewayError(404, "profile-not-found", "no profile for this MCP")
+    sha = hashlib.sha256(arrival.content).hexdigest()
+    async with uow_factory() as uow:
+        original = await uow.files.seen(arrival.mcp_code, sha)
+        if original is not None:
+            outcome = await _record_duplicate(uow, ports, arrival, sha, original)
+            await uow.commit()
+            return outcome
+    file_id = new_file_id()
+    prepared = await asyncio.to_thread(prepare, ports, profile, arrival)
+    try:
+        async with uow_factory() as uow:
+            await uow.files.mark_seen(arrival.mcp_code, sha, file_id, ports.clock.now())
+            outcome = await _record_inbound(uow, ports, profile, arrival, file_id, sha, prepared)
+            await uow.commit()
+    except IntegrityError:
+        # The same bytes arrived twice at once and the other upload committed first.
+        async with uow_factory() as uow:
+            original = await uow.files.seen(arrival.mcp_code, sha)
+            if original is None:
+                raise
+            outcome = await _record_duplicate(uow, ports, arrival, sha, original)
+            await uow.commit()
+    log.info("inbound file handled", extra={"file_id": file_id, "mcp_code": arrival.mcp_code,
+                                             "kind": outcome.kind, "status": outcome.status,
+                                             "rows": outcome.rows_accepted, "reason": outcome.reason})
+    return outcome
+
+
+async def _record_duplicate(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, arrival: Arrival, sha: str,
+                            original: str) -> IngestOutcome:
+    now = ports.clock.now()
+    file_id = new_file_id()
+    first = await uow.files.get(original)
+    await uow.files.add({
+        "id": file_id, "mcp_code": arrival.mcp_code, "direction": "inbound", "kind": first.kind if first else None,
+        "status": "duplicate", "name": arrival.name, "source": arrival.source, "size": len(arrival.content),
+        "sha256": sha, "encrypted": bool(first.encrypted) if first else False, "duplicate_of": original,
+        "received_at": now, "processed_at": now, "reason": "duplicate_content"})
+    uow.record(new_event(FileDuplicate(file_id=file_id, mcp_code=arrival.mcp_code, original_file_id=original),
+                         subject=file_id, source=SOURCE))
+    return IngestOutcome(file_id=file_id, status="duplicate", kind=first.kind if first else None,
+                         duplicate_of=original, reason="duplicate_content", events=1)
+
+
+async def _record_inbound(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, profile: Profile, arrival: Arrival,
+                          file_id: str, sha: str, prepared: _Prepared, *,
+                          only_rows: set[int] | None = None, accepted_before: int = 0) -> IngestOutcome:
+    """Write the file row, its problems and events; `only_rows` limits row events to those rows (reprocess)."""
+    now = ports.clock.now()
+    kind = prepared.kind
+    rows = prepared.rows if only_rows is None else [r for r in prepared.rows if r.number in only_rows]
+    problems = list(prepared.problems)
+    events: list[Envelope[Any]] = []
+    status = prepared.status
+    reference = prepared.content or prepared.raw
+    accepted = accepted_before
+    if status in ("processed", "partially_accepted") and kind is not None:
+        received = new_event(FileReceived(
+            file_id=file_id, mcp_code=arrival.mcp_code, kind=kind, file=reference, received_at=now,
+            rows=(len(rows) + accepted_before) if prepared.rows_total is not None else None,
+            rows_rejected=(prepared.rows_total - len(prepared.rows)) if prepared.rows_total is not None else None),
+            subject=file_id, source=SOURCE)
+        # Building and encoding 100,000 envelopes takes seconds: not on the event loop.
+        row_rows, refused = await asyncio.to_thread(row_outbox, received, kind, file_id, arrival.mcp_code, rows)
+        if refused:
+            problems.extend(refused)
+            status = "partially_accepted" if row_rows else "quarantined"
+        accepted += len(row_rows) if kind in (FileKind.MIF, FileKind.REFERRAL) else len(rows)
+        events = [received]
+    else:
+        row_rows = []
+        events = [new_event(FileQuarantined(file_id=file_id, mcp_code=arrival.mcp_code, kind=kind,
+                                            reason=prepared.reason or "quarantined", quarantined_at=now),
+                            subject=file_id, source=SOURCE)]
+    rejected_rows = len({p.row for p in problems if p.row is not None})
+    reason = prepared.reason if status != "processed" else None
+    values = {
+        "mcp_code": arrival.mcp_code, "direction": "inbound", "kind": kind.value if kind else None,
+        "status": status, "name": arrival.name, "source": arrival.source, "size": len(arrival.content),
+        "sha256": sha, "content_sha256": prepared.content.sha256 if prepared.content and prepared.encrypted else None,
+        "encrypted": prepared.encrypted, "reporting_period": prepared.period, "rows_total": prepared.rows_total,
+        "rows_accepted": accepted if prepared.rows_total is not None else None,
+        "rows_rejected": rejected_rows if prepared.rows_total is not None else None,
+        "reason": reason, "processed_at": now,
+        "retain_until": now + timedelta(days=ports.settings.archive_retention_days),
+    }
+    if await uow.files.get(file_id) is None:
+        await uow.files.add({"id": file_id, "received_at": now, **values})
+    else:
+        await uow.files.update(file_id, **values)
+        await uow.files.clear_problems(file_id)
+    await uow.files.add_problems(file_id, problems)
+    if status != "quarantined" and kind is not None:
+        latest = await uow.files.latest_period(arrival.mcp_code, kind.value, excluding=file_id)
+        if is_out_of_order(prepared.period, latest):
+            events.append(caused_by(events[0], FileOutOfOrder(file_id=file_id, mcp_code=arrival.mcp_code, kind=kind,
+                                                              reporting_period=prepared.period),
+                                    subject=file_id, source=SOURCE))
+    uow.record(*events)
+    # The file's own events first (outbox order), then its rows in one bulk write, same transaction.
+    await uow.flush()
+    await write_rows(uow.session, uow.tables, row_rows)
+    if problems:
+        report = error_report(arrival.name, problems, ports.settings.error_report_limit)
+        await deliver(uow, ports, profile, FileKind.ERROR_REPORT, report, source="generated", source_id=file_id,
+                      parent=events[0], name_fields={"source_id": strip_encryption_suffix(arrival.name)})
+    return IngestOutcome(file_id=file_id, status=status, kind=kind.value if kind else None,
+                         rows_accepted=accepted, rows_rejected=rejected_rows, reason=reason,
+                         events=len(events) + len(row_rows))
+
+
+async def reprocess(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, file_id: str) -> IngestOutcome:
+    """Run a quarantined or partly accepted inbound file again with the current profile, in the caller's
+    transaction (the caller commits); only rows not accepted before are published. Raises GatewayError
+    (404 unknown, 409 not reprocessable)."""
+    row = await uow.files.get(file_id)
+    if row is None or row.direction != "inbound":
+        raise GatewayError(404, "file-not-found", "no such inbound file")
+    if row.status not in ("quarantined", "partially_accepted"):
+        raise GatewayError(409, "file-not-reprocessable",
+                           "only quarantined or partly accepted files are reprocessed; their rows went out")
+    rejected = await uow.files.rejected_rows(file_id)
+    profile = ports.profiles.get(row.mcp_code)
+    if profile is None:
+        raise GatewayError(409, "profile-not-found", "the file's MCP has no profile any more")
+    content = await asyncio.to_thread(ports.files.get, SCHEME + row.sha256)
+    arrival = Arrival(mcp_code=row.mcp_code, name=row.name, content=content, source=row.source)
+    prepared = await asyncio.to_thread(prepare, ports, profile, arrival)
+    partial = row.status == "partially_accepted"
+    return await _record_inbound(uow, ports, profile, arrival, file_id, row.sha256, prepared,
+                                 only_rows=rejected if partial else None,
+                                 accepted_before=(row.rows_accepted or 0) if partial else 0)
+
+
+# ----------------------------------------------------------------------------------------------- outbound
+
+async def deliver(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, profile: Profile, kind: FileKind,
+                  content: bytes, *, source: str, source_id: str | None, parent: Envelope[Any] | None = None,
+                  name_fields: dict[str, str] | None = None, period: str | None = None) -> str:
+    """Write an outbound file into the MCP's outbound/ (atomically, PGP-encrypted when the profile says),
+    archive it, record it and its file.delivered event; returns the file id. The file lands before the
+    transaction commits: a retry rewrites the same name, so a failed commit never loses a delivery."""
+    now = ports.clock.now()
+    local = now.astimezone(PACIFIC)
+    file_id = new_file_id()
+    seq = await uow.files.count_outbound(profile.mcp_code, kind.value,
+                                         datetime.combine(local.date(), datetime.min.time(), PACIFIC))
+    fields = {"mcp": profile.mcp_code.upper(), "kind": kind.value.upper(), "date": local.strftime("%Y%m%d"),
+              "time": local.strftime("%H%M%S"), "period": (period or "").replace("-", ""),
+              "source_id": source_id or file_id, "seq": f"{seq + 1:03d}", **(name_fields or {})}
+    name = profile.outbound.name_for(kind, fields)
+    payload = content
+    encrypted = profile.pgp.outbound_encrypt
+    if encrypted:
+        assert profile.pgp.recipient is not None
+        if profile.pgp.public_key:
+            await asyncio.to_thread(ports.pgp.import_public_key, profile.pgp.public_key)
+        try:
+            payload = await asyncio.to_thread(ports.pgp.encrypt, content, profile.pgp.recipient)
+        except PgpError as exc:
+            raise GatewayError(503, "encryption-failed", "the MCP's key refused the file") from exc
+        name += ".pgp"
+    plain_ref = await asyncio.to_thread(ports.files.put, content)
+    sent_ref = await asyncio.to_thread(ports.files.put, payload) if encrypted else plain_ref
+    path = await asyncio.to_thread(ports.jail.write_outbound, profile.account.username, name, payload)
+    push = profile.remote is not None and profile.remote.push and ports.settings.client_mode
+    await uow.files.add({
+        "id": file_id, "mcp_code": profile.mcp_code, "direction": "outbound", "kind": kind.value,
+        "status": "delivered", "name": name, "source": source, "source_id": source_id, "size": len(payload),
+        "sha256": sent_ref.sha256, "content_sha256": plain_ref.sha256 if encrypted else None,
+        "encrypted": encrypted, "reporting_period": period, "path": path,
+        "push_status": "pending" if push else None, "received_at": now, "processed_at": now,
+        "retain_until": now + timedelta(days=ports.settings.archive_retention_days)})
+    data = FileDelivered(file_id=file_id, mcp_code=profile.mcp_code, kind=kind, source_id=source_id,
+                         delivered_at=now)
+    uow.record(caused_by(parent, data, subject=file_id, source=SOURCE) if parent is not None
+               else new_event(data, subject=file_id, source=SOURCE))
+    log.info("outbound file delivered", extra={"file_id": file_id, "mcp_code": profile.mcp_code,
+                                                "kind": kind.value, "size": len(payload)})
+    return file_id
+
+
+def require_profile(ports: GatewayPorts, mcp_code: str) -> Profile:
+    """The MCP's profile; raises GatewayError 404 when there is none."""
+    profile = ports.profiles.get(mcp_code)
+    if profile is None:
+        raise GatewayError(404, "profile-not-found", "no profile for this MCP")
+    return profile
+
+
+@dataclass
+class Generated:
+    """A generated RTF/OTF/referral file."""
+
+    file_id: str
+    kind: str
+    rows: int
+    reporting_period: str | None = None
+    skipped: int = 0
+
+
+async def generate_return_file(uow: SftpGatewayUnitOfWork, kind: FileKind, mcp_code: str, period: str, *,
+                               source: str, parent: Envelope[Any] | None = None) -> Generated:
+    """Write the RTF or OTF of an MCP for a reporting period from the gateway's projections."""
+    ports = gateway_ports(uow)
+    profile = require_profile(ports, mcp_code)
+    layout = profile.layouts.get(kind)
+    if layout is None:
+        raise GatewayError(409, "no-layout", f"the MCP's profile has no {kind.value} layout")
+    try:
+        _, end = period_bounds(period)
+    except ValueError:
+        raise GatewayError(422, "reporting-period", "reporting_period must be YYYY-MM") from None
+    produced_on = ports.clock.now().astimezone(PACIFIC).date()
+    authorizations = await uow.projections.authorizations(mcp_code)
+    encounters = await uow.projections.encounters(mcp_code, end + timedelta(days=366) if kind is FileKind.OTF
+                                                  else end)
+    skipped = 0
+    if kind is FileKind.RTF:
+        loops = await uow.projections.referral_loops(a.referral_id or "" for a in authorizations)
+        by_auth: dict[str, list[Any]] = {}
+        for encounter in encounters:
+            if encounter.authorization_id:
+                by_auth.setdefault(encounter.authorization_id, []).append(encounter)
+        options = ReturnOptions(closed_loop_exempt=frozenset(ports.settings.closed_loop_exempt))
+        rows = build_rtf_rows(period, profile, authorizations, loops, by_auth, produced_on, options)
+    elif kind is FileKind.OTF:
+        result = build_otf_rows(period, profile, layout.minutes_per_unit,
+                                {a.authorization_id: a for a in authorizations}, encounters, produced_on)
+        rows, skipped = result.rows, result.unattributed
+    else:
+        raise GatewayError(422, "kind", "only rtf and otf are generated")
+    content = render_table(rows, layout, RECORDS[kind])
+    file_id = await deliver(uow, ports, profile, kind, content, source=source, source_id=f"{kind.value}:{period}",
+                            parent=parent, period=period)
+    await uow.files.update(file_id, rows_total=len(rows), rows_accepted=len(rows), rows_rejected=0)
+    return Generated(file_id=file_id, kind=kind.value, rows=len(rows), reporting_period=period, skipped=skipped)
+
+
+async def flush_referral_file(uow: SftpGatewayUnitOfWork, mcp_code: str) -> Generated | None:
+    """Write one referral file with every open request not yet sent to the MCP (None when there is none)."""
+    ports = gateway_ports(uow)
+    profile = require_profile(ports, mcp_code)
+    if profile.outbound.referral_channel != "sftp":
+        return None
+    requests = await uow.projections.unsent_requests(mcp_code)
+    if not requests:
+        return None
+    layout = profile.layouts[FileKind.REFERRAL]
+    content = render_table(build_referral_rows(profile, requests), layout, REFERRAL)
+    file_id = await deliver(uow, ports, profile, FileKind.REFERRAL, content, source="generated", source_id=None)
+    await uow.projections.mark_sent([r.authorization_id for r in requests], file_id)
+    await uow.files.update(file_id, rows_total=len(requests), rows_accepted=len(requests), rows_rejected=0)
+    return Generated(file_id=file_id, kind=FileKind.REFERRAL.value, rows=len(requests))
+
+
+def today(ports: GatewayPorts) -> date:
+    """Today in Pacific time."""
+    return ports.clock.now().astimezone(PACIFIC).date()
+
+
+def utcnow() -> datetime:
+    """The wall clock, UTC."""
+    return datetime.now(UTC)
+

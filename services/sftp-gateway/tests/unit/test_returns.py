@@ -1,0 +1,111 @@
+"""RTF, OTF and referral-file rows from the gateway's projections, including the closed-loop referral fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import yaml
+from sftp_gateway.domain.profile import parse_profile
+from sftp_gateway.domain.returns import (
+    AuthorizationView,
+    EncounterView,
+    MemberOnFile,
+    ReferralLoopView,
+    ReturnOptions,
+    build_otf_rows,
+    build_referral_rows,
+    build_rtf_rows,
+)
+
+PROFILE = parse_profile((Path(__file__).resolve().parents[2] / "sftp_gateway/profiles/healthnet.yaml").read_text())
+MEMBER = MemberOnFile(cin="90000001A", last_name="Testperson", first_name="Ana", birth_date=date(1980, 1, 15),
+                      address_line1="1 Main St", city="Los Angeles", state="CA", zip="90001")
+OPTIONS = ReturnOptions(closed_loop_exempt=frozenset({"sobering_centers"}))
+
+
+def auth(authorization_id: str = "auth_1", **changes: object) -> AuthorizationView:
+    values: dict[str, object] = dict(
+        authorization_id=authorization_id, mcp_code="healthnet", program="ecm", status="approved",
+        requested_at=datetime(2026, 9, 20, 17, tzinfo=UTC), member=MEMBER, referral_id="ref_1", pof_codes=("1a",),
+        period_start=date(2026, 10, 1), period_end=date(2027, 9, 30))
+    values.update(changes)
+    return AuthorizationView(**values)  # type: ignore[arg-type]
+
+
+def encounter(n: int, day: date, *, modifiers: tuple[str, ...] = ("U2",), outreach: bool = False,
+              authorization_id: str | None = "auth_1") -> EncounterView:
+    return EncounterView(encounter_id=f"enc_{n}", authorization_id=authorization_id, program="ecm", service_date=day,
+                         hcpcs="G9012", modifiers=modifiers, units=Decimal("2"), outreach_attempt=outreach)
+
+
+LOOP = ReferralLoopView(referral_id="ref_1", status="closed", changed_at=datetime(2026, 10, 20, 18, tzinfo=UTC),
+                        closure_reason="member_declined_services")
+
+
+def test_rtf_row_carries_enrollment_contacts_and_closed_loop_fields() -> None:
+    encounters = {"auth_1": [encounter(1, date(2026, 10, 3)), encounter(2, date(2026, 10, 9), modifiers=("U2", "GQ")),
+                             encounter(3, date(2026, 10, 28)), encounter(4, date(2026, 11, 2)),
+                             encounter(5, date(2026, 10, 1), outreach=True)]}
+    [row] = build_rtf_rows("2026-10", PROFILE, [auth()], {"ref_1": LOOP}, encounters, date(2026, 11, 5), OPTIONS)
+    assert row["cin"] == "90000001A" and row["ecm_status"] == "enrolled"
+    assert (row["enrollment_start"], row["enrollment_end"]) == (date(2026, 10, 1), date(2027, 9, 30))
+    assert (row["in_person_contacts"], row["telephonic_contacts"]) == (2, 1)
+    assert row["latest_encounter_date"] == date(2026, 10, 28)  # November's encounter is after the period
+    assert (row["referral_status"], row["referral_status_date"], row["referral_closure_reason"]) == (
+        "closed", date(2026, 10, 20), "member_declined_services")
+    assert row["mcp_id"] == "HN-CA-ECM" and row["provider_npi"] == "1234567893"
+
+
+def test_rtf_discontinued_member_and_rows_outside_the_period() -> None:
+    closed = auth("auth_2", status="closed", ended_on=date(2026, 10, 15), end_reason="moved_out_of_county",
+                  referral_id=None, member=MemberOnFile(cin="90000002A", last_name="Testperson", first_name="Bo",
+                                                         birth_date=date(1975, 5, 5)))
+    later = auth("auth_3", period_start=date(2026, 12, 1), requested_at=datetime(2026, 11, 20, tzinfo=UTC),
+                 referral_id=None)
+    rows = build_rtf_rows("2026-10", PROFILE, [closed, later], {}, {}, date(2026, 11, 5), OPTIONS)
+    assert [r["cin"] for r in rows] == ["90000002A"]
+    assert (rows[0]["ecm_status"], rows[0]["discontinuation_date"], rows[0]["discontinuation_reason"]) == (
+        "discontinued", date(2026, 10, 15), "moved_out_of_county")
+    assert "referral_status" not in rows[0]
+
+
+def test_closed_loop_fields_only_from_july_2025_and_never_for_sobering_centers() -> None:
+    old = auth(requested_at=datetime(2025, 5, 2, tzinfo=UTC), period_start=date(2025, 5, 10))
+    early_loop = ReferralLoopView("ref_1", "accepted", datetime(2025, 6, 3, 18, tzinfo=UTC))
+    [row] = build_rtf_rows("2025-06", PROFILE, [old], {"ref_1": early_loop}, {}, date(2025, 7, 5), OPTIONS)
+    assert "referral_status" not in row
+    sobering = auth("auth_9", program="cs", cs_code="sobering_centers")
+    assert build_rtf_rows("2026-10", PROFILE, [sobering], {"ref_1": LOOP}, {}, date(2026, 11, 5), OPTIONS) == []
+    housing = auth("auth_8", program="cs", cs_code="housing_transition_navigation")
+    [cs_row] = build_rtf_rows("2026-10", PROFILE, [housing], {"ref_1": LOOP}, {}, date(2026, 11, 5), OPTIONS)
+    assert cs_row["referral_status"] == "closed" and cs_row["ecm_status"] is None
+
+
+def test_otf_rows_mark_success_by_later_engagement_and_count_unattributed() -> None:
+    encounters = [encounter(1, date(2026, 10, 2), modifiers=("U8",), outreach=True),
+                  encounter(2, date(2026, 10, 6), modifiers=("U8", "GQ"), outreach=True),
+                  encounter(3, date(2026, 10, 7)),
+                  encounter(4, date(2026, 10, 8), modifiers=("U8",), outreach=True),
+                  encounter(5, date(2026, 10, 9), outreach=True, authorization_id=None)]
+    result = build_otf_rows("2026-10", PROFILE, 15, {"auth_1": auth()}, encounters, date(2026, 11, 5))
+    assert [(r["outreach_date"], r["outreach_method"], r["outreach_successful"], r["outreach_minutes"])
+            for r in result.rows] == [(date(2026, 10, 2), "in_person", True, 30),
+                                      (date(2026, 10, 6), "phone", True, 30),
+                                      (date(2026, 10, 8), "in_person", False, 30)]
+    assert result.unattributed == 1
+
+
+def test_referral_rows_carry_the_request() -> None:
+    request = auth(status="requested", program="cs", cs_code="recuperative_care", urgency="expedited",
+                   decision_due=datetime(2026, 9, 23, 17, tzinfo=UTC), period_start=None, period_end=None)
+    [row] = build_referral_rows(PROFILE, [request])
+    assert (row["referral_id"], row["requested_service"], row["urgency"], row["decision_due"]) == (
+        "auth_1", "recuperative_care", "expedited", date(2026, 9, 23))
+    assert row["birth_date"] == date(1980, 1, 15)
+
+
+def test_profile_fixture_is_the_packaged_one() -> None:
+    assert yaml.safe_load((Path(__file__).resolve().parents[2] / "sftp_gateway/profiles/healthnet.yaml")
+                          .read_text())["mcp_code"] == PROFILE.mcp_code

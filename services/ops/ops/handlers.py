@@ -1,4 +1,5 @@
-"""Event handlers of the ops service and its registry."""
+"""Event handlers of the ops service: none. Ops reads every topic through its own journal consumer (journal.py),
+which keeps messages a handler registry would skip (unknown types, malformed messages, dead letters)."""
 
 from __future__ import annotations
 

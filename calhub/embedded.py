@@ -22,7 +22,9 @@ def create_embedded_app(platform: PlatformSettings, *, on_started: list[Hook] | 
     """The whole of CalHub as one app; the data directory holds one SQLite file per service."""
     platform = platform.model_copy(update={"mode": "embedded"})
     platform.data_dir.mkdir(parents=True, exist_ok=True)
-    bus = InProcessBus(partitions=platform.kafka_partitions, batch_size=platform.consumer_batch_size)
+    # The bus log is a file too: events published but not yet handled survive a crash or restart.
+    bus = InProcessBus(partitions=platform.kafka_partitions, batch_size=platform.consumer_batch_size,
+                       log_path=platform.data_dir / "bus.db")
     runtimes = [ServiceRuntime(definition=d, platform=platform, settings=d.settings(), bus=bus)
                 for d in all_definitions()]
     return create_api(

@@ -1,7 +1,10 @@
-"""The in-process bus: partitioned in-memory logs with consumer groups, for embedded mode and tests.
+"""The in-process bus: partitioned logs with consumer groups, for embedded mode and tests.
 
 It keeps Kafka's semantics that CalHub relies on (per-key order, group members splitting partitions,
 offsets committed after handling, dead-letter topics) so the same contract tests pass against both.
+Logs live in memory; with `log_path` every message and committed offset is also written to a SQLite file and
+read back at start, so in embedded mode a crash or restart loses no event that was published but not yet
+handled. Messages every group has consumed are trimmed once a partition grows past `retain_messages`.
 """
 
 from __future__ import annotations
@@ -9,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
+import sqlite3
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from shared.bus.base import DLQ_SUFFIX, Consumer, RetryPolicy, deliver
 from shared.bus.message import IncomingMessage, OutgoingMessage
@@ -26,6 +32,70 @@ def partition_for(key: bytes | None, partitions: int, fallback: int) -> int:
     if key is None:
         return fallback % partitions
     return zlib.crc32(key) % partitions
+
+
+class _Partition:
+    """One partition's log: messages from `base` (the first retained offset) on."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.messages: list[IncomingMessage] = []
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.messages)
+
+    def read(self, start: int, limit: int) -> list[IncomingMessage]:
+        begin = max(start, self.base) - self.base
+        return self.messages[begin:begin + limit]
+
+    def trim(self, below: int) -> int:
+        """Drop messages with offsets below `below`; returns how many."""
+        drop = min(max(0, below - self.base), len(self.messages))
+        if drop:
+            del self.messages[:drop]
+            self.base += drop
+        return drop
+
+
+class _SqliteLog:
+    """Durable copy of the logs and committed offsets (synchronous sqlite3: appends are sub-millisecond in WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS message (topic TEXT, part INTEGER, offs INTEGER, key BLOB, "
+                        "value BLOB, headers TEXT, PRIMARY KEY (topic, part, offs))")
+        self.db.execute("CREATE TABLE IF NOT EXISTS committed (grp TEXT, topic TEXT, part INTEGER, offs INTEGER, "
+                        "PRIMARY KEY (grp, topic, part))")
+
+    def append(self, messages: Sequence[IncomingMessage]) -> None:
+        self.db.execute("BEGIN")
+        self.db.executemany(
+            "INSERT INTO message VALUES (?, ?, ?, ?, ?, ?)",
+            [(m.topic, m.partition, m.offset, m.key, m.value, json.dumps([[k, v.decode()] for k, v in m.headers]))
+             for m in messages])
+        self.db.execute("COMMIT")
+
+    def commit(self, group: str, topic: str, partition: int, offset: int) -> None:
+        self.db.execute("INSERT INTO committed VALUES (?, ?, ?, ?) ON CONFLICT (grp, topic, part) "
+                        "DO UPDATE SET offs = excluded.offs", (group, topic, partition, offset))
+
+    def trim(self, topic: str, partition: int, below: int) -> None:
+        self.db.execute("DELETE FROM message WHERE topic = ? AND part = ? AND offs < ?", (topic, partition, below))
+
+    def load(self) -> tuple[list[IncomingMessage], list[tuple[str, str, int, int]]]:
+        messages = [IncomingMessage(topic=t, partition=p, offset=o, key=k, value=v,
+                                    headers=tuple((hk, hv.encode()) for hk, hv in json.loads(h)))
+                    for t, p, o, k, v, h in self.db.execute(
+                        "SELECT topic, part, offs, key, value, headers FROM message ORDER BY topic, part, offs")]
+        committed = list(self.db.execute("SELECT grp, topic, part, offs FROM committed"))
+        return messages, committed
+
+    def close(self) -> None:
+        self.db.close()
 
 
 @dataclass
@@ -72,37 +142,55 @@ class _Member:
     async def _poll(self, topic: str, partition: int) -> bool:
         group = self.bus._groups[self.group]
         start = group.committed.get((topic, partition), 0)
-        logs = self.bus._logs[topic][partition]
-        batch = logs[start:start + self.batch_size]
+        batch = self.bus._logs[topic][partition].read(start, self.batch_size)
         if not batch:
             return False
         await deliver(batch, self.consumer, group=self.group, policy=self.policy,
                       dead_letter=self.bus._publish_one)
         if (topic, partition) in self.assignment:  # still ours after a rebalance: commit
-            group.committed[(topic, partition)] = max(group.committed.get((topic, partition), 0),
-                                                      batch[-1].offset + 1)
+            self.bus._commit(self.group, topic, partition, batch[-1].offset + 1)
         return True
 
 
 class InProcessBus:
     """A Bus for one process. Topics are created on first use with `partitions` partitions."""
 
-    def __init__(self, *, partitions: int = 6, batch_size: int = 100) -> None:
+    def __init__(self, *, partitions: int = 6, batch_size: int = 100, log_path: Path | None = None,
+                 retain_messages: int = 10_000) -> None:
         self.partitions = partitions
         self.batch_size = batch_size
-        self._logs: dict[str, list[list[IncomingMessage]]] = {}
+        self.log_path = log_path
+        self.retain_messages = retain_messages
+        self._logs: dict[str, list[_Partition]] = {}
         self._groups: dict[str, _Group] = defaultdict(_Group)
         self._round_robin = itertools.count()
         self._new_messages = asyncio.Event()
+        self._store: _SqliteLog | None = None
         self._started = False
 
     async def start(self) -> None:
+        if self.log_path is not None and self._store is None:
+            self._store = _SqliteLog(self.log_path)
+            messages, committed = self._store.load()
+            for message in messages:
+                part = self._topic(message.topic)[message.partition]
+                if not part.messages:
+                    part.base = message.offset
+                part.messages.append(message)
+            for group, topic, partition, offset in committed:
+                self._groups[group].committed[(topic, partition)] = offset
+                part = self._topic(topic)[partition]
+                if not part.messages and part.base < offset:
+                    part.base = offset  # everything below was consumed and trimmed before the restart
         self._started = True
 
     async def stop(self) -> None:
         for group in list(self._groups.values()):
             for member in list(group.members):
                 await member.stop()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         self._started = False
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
@@ -110,31 +198,56 @@ class InProcessBus:
             self._topic(topic)
             self._topic(topic + DLQ_SUFFIX)
 
-    def _topic(self, topic: str) -> list[list[IncomingMessage]]:
+    def _topic(self, topic: str) -> list[_Partition]:
         if topic not in self._logs:
-            self._logs[topic] = [[] for _ in range(self.partitions)]
+            self._logs[topic] = [_Partition() for _ in range(self.partitions)]
         return self._logs[topic]
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        for message in messages:
-            self._append(message)
+        appended = [self._append(message) for message in messages]
+        if self._store is not None and appended:
+            self._store.append(appended)  # durable before publish returns, as acks=all is on Kafka
         if messages:
             self._new_messages.set()
 
     async def _publish_one(self, message: OutgoingMessage) -> None:
         await self.publish([message])
 
-    def _append(self, message: OutgoingMessage) -> None:
+    def _append(self, message: OutgoingMessage) -> IncomingMessage:
         partitions = self._topic(message.topic)
         number = partition_for(message.key, len(partitions), next(self._round_robin))
-        log_ = partitions[number]
-        log_.append(IncomingMessage(topic=message.topic, partition=number, offset=len(log_), key=message.key,
-                                    value=message.value, headers=message.headers))
+        part = partitions[number]
+        incoming = IncomingMessage(topic=message.topic, partition=number, offset=part.end, key=message.key,
+                                   value=message.value, headers=message.headers)
+        part.messages.append(incoming)
+        return incoming
+
+    def _commit(self, group: str, topic: str, partition: int, offset: int) -> None:
+        committed = self._groups[group].committed
+        committed[(topic, partition)] = max(committed.get((topic, partition), 0), offset)
+        if self._store is not None:
+            self._store.commit(group, topic, partition, committed[(topic, partition)])
+        part = self._logs[topic][partition]
+        if len(part.messages) > self.retain_messages:
+            self._trim(topic, partition)
+
+    def _trim(self, topic: str, partition: int) -> None:
+        # Keep what any group that reads this topic has not committed yet; a group that never committed keeps all.
+        readers = [g for g in self._groups.values() if any(topic in m.topics for m in g.members)
+                   or any(t == topic for t, _ in g.committed)]
+        if not readers or any((topic, partition) not in g.committed for g in readers):
+            return
+        below = min(g.committed[(topic, partition)] for g in readers)
+        if self._logs[topic][partition].trim(below) and self._store is not None:
+            self._store.trim(topic, partition, below)
 
     async def _wait_for_messages(self, seconds: float) -> None:
         self._new_messages.clear()
+        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as the event is set,
+        # and the member then never stops.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._new_messages.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._new_messages.wait()
 
     async def subscribe(self, group: str, topics: Sequence[str], consumer: Consumer, *,
                         policy: RetryPolicy | None = None) -> _Member:
@@ -168,12 +281,21 @@ class InProcessBus:
     # Introspection used by ops and tests (Kafka's admin API answers the same questions).
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset per partition of a topic."""
-        return {p: len(msgs) for p, msgs in enumerate(self._topic(topic))}
+        return {p: part.end for p, part in enumerate(self._topic(topic))}
+
+    def groups(self) -> dict[str, list[str]]:
+        """Each consumer group with the topics it reads or has committed on, sorted."""
+        found: dict[str, set[str]] = {}
+        for name, group in self._groups.items():
+            topics = {t for member in group.members for t in member.topics} | {t for t, _ in group.committed}
+            if topics:
+                found[name] = topics
+        return {name: sorted(topics) for name, topics in sorted(found.items())}
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """Committed offset per partition for a group."""
         return {p: self._groups[group].committed.get((topic, p), 0) for p in range(len(self._topic(topic)))}
 
     def read(self, topic: str) -> list[IncomingMessage]:
-        """Every message of a topic, partition by partition (tests and dead-letter listings)."""
-        return [m for part in self._topic(topic) for m in part]
+        """Every retained message of a topic, partition by partition (tests and dead-letter listings)."""
+        return [m for part in self._topic(topic) for m in part.messages]

@@ -37,7 +37,8 @@ def _differences(connection: Connection, definition: ServiceDefinition, physical
     # The models name the logical schema; the database holds the physical one (or none, on SQLite).
     target = MetaData(naming_convention=definition.metadata.naming_convention)
     for table in definition.metadata.sorted_tables:
-        table.to_metadata(target, schema=None if sqlite else physical)
+        table.to_metadata(target, schema=None if sqlite else physical,
+                          referred_schema_fn=lambda _table, to_schema, _constraint, _referred: to_schema)
     return compare_metadata(context, target)
 
 

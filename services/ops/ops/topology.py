@@ -63,14 +63,7 @@ async def consumer_groups(bus: Bus, configured: Mapping[str, Sequence[str]]) -> 
 
 
 def _inprocess_groups(bus: InProcessBus) -> dict[str, list[str]]:
-    # The in-process bus has no public listing of groups; its `_groups` is read here (see the report to the
-    # lead: a public `groups()` on InProcessBus would remove this reach-in).
-    groups: dict[str, set[str]] = {}
-    for name, group in getattr(bus, "_groups", {}).items():
-        topics = {t for member in group.members for t in member.topics} | {t for t, _ in group.committed}
-        if topics:
-            groups[name] = topics
-    return {name: sorted(topics) for name, topics in sorted(groups.items())}
+    return bus.groups()
 
 
 async def _kafka_groups(bus: Any, bootstrap: str) -> dict[str, list[str]]:

@@ -31,6 +31,11 @@ class EncounterRecorded(EventData):
     modifiers: tuple[str, ...] = ()
     units: Decimal
     outreach_attempt: bool = False
+    service_to: date | None = Field(default=None, description="Last date of service when a range.")
+    service_code: str | None = Field(default=None, description="Billing service, e.g. ecm_outreach.")
+    claim_id: str | None = Field(default=None, description="The draft claim the encounter was added to.")
+    expected_amount: Decimal | None = Field(default=None, description="Priced from the MCP's fee schedule.")
+    flags: tuple[str, ...] = Field(default=(), description="Billed but flagged, e.g. chw_care_plan_required.")
 
 
 @event("encounter.rejected", ENCOUNTER)
@@ -41,6 +46,8 @@ class EncounterRejected(EventData):
     cbo_organization_id: str
     service_date: date
     reasons: tuple[str, ...]
+    reason_codes: tuple[str, ...] = Field(default=(), description="Stable codes, e.g. no_authorization.")
+    mcp_code: str | None = None
 
 
 class _ClaimEvent(EventData):
@@ -55,6 +62,17 @@ class ClaimCreated(_ClaimEvent):
     service_from: date
     service_to: date
     frequency_code: str = Field(default="1", description="1 original, 7 replacement, 8 void (CLM05-3).")
+    replaces_claim_id: str | None = Field(default=None, description="The claim a replacement or void changes.")
+    batch_id: str | None = Field(default=None, description="The batch that sealed the claim.")
+    lines: int | None = None
+
+
+@event("claim.corrected", CLAIM)
+class ClaimCorrected(_ClaimEvent):
+    """A rejected claim was corrected and goes back to draft to be batched again."""
+
+    expected_amount: Decimal
+    corrected_fields: tuple[str, ...]
 
 
 @event("claim.submitted", CLAIM)
@@ -109,6 +127,22 @@ class ClaimBatchCreated(EventData):
     file_kind: str = Field(default="837P", description="837P or invoice")
     interchange_control_number: str | None = None
     created_at: datetime
+    group_control_number: str | None = None
+    transaction_sets: int = 1
+    file_name: str | None = Field(default=None, description="Suggested name for the MCP's outbound folder.")
+
+
+@event("claim_batch.acknowledged", CLAIM_BATCH)
+class ClaimBatchAcknowledged(EventData):
+    """A 999 answered the batch's functional group: A, E, P (partially accepted) or R."""
+
+    batch_id: str
+    mcp_code: str
+    code: str
+    sets_accepted: int
+    sets_rejected: int
+    claims_rejected: int
+    acknowledged_at: datetime
 
 
 @event("remittance.posted", REMITTANCE)

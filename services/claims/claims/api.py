@@ -1,7 +1,422 @@
-"""HTTP routes of the claims service: validate, call service.py, map domain errors to problem+json."""
+"""HTTP routes of the claims service: validate, call service.py, map domain errors to problem+json.
+
+Encounters (one, or up to 1,000 with per-item results), claims (list with filters, search by CIN in a body,
+detail with history, corrections, replacement, void) and claim batches (on demand per MCP).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import TypeAdapter, ValidationError
+
+from claims import service
+from claims.models import Claim, ClaimBatch
+from claims.models import Encounter as EncounterRow
+from claims.repository import ClaimFilter, ClaimsUnitOfWork, decode_cursor, encode_cursor
+from claims.schemas import (
+    BatchIn,
+    BatchOut,
+    ClaimCorrectionIn,
+    ClaimDetail,
+    ClaimLineOut,
+    ClaimPage,
+    ClaimSearchIn,
+    ClaimSummary,
+    EncounterBatchIn,
+    EncounterBatchOut,
+    EncounterIn,
+    EncounterItemResult,
+    EncounterOut,
+    EncounterPage,
+    HistoryOut,
+    ReasonOut,
+    VoidIn,
+)
+from shared.app import runtime_of
+from shared.auth import Caller, Tenant, TenantScope, require_scopes
+from shared.idempotency import IdempotencyKey, hash_request, idempotent
+from shared.identity import member_id_for
+from shared.problems import FieldError, Problem, field_errors, problem_responses, validation_problem
 
 router = APIRouter(tags=["claims"])
+
+SERVICE = "claims"
+Reader = Annotated[Caller, Depends(require_scopes("claims:read"))]
+Writer = Annotated[Caller, Depends(require_scopes("claims:write"))]
+_ENCOUNTER = TypeAdapter(EncounterIn)
+_ENCOUNTER_BATCH = TypeAdapter(EncounterBatchIn)
+
+
+def _uow(request: Request) -> ClaimsUnitOfWork:
+    uow = runtime_of(request, SERVICE).uow()
+    assert isinstance(uow, ClaimsUnitOfWork)
+    return uow
+
+
+def _problem(error: service.ClaimsError) -> Problem:
+    if isinstance(error, service.InvalidCorrection):
+        return validation_problem([FieldError(field=error.field, rule=error.rule, message=error.detail)])
+    if isinstance(error, service.BatchFailedValidation):
+        return Problem(error.status, error.slug, error.title, error.detail,
+                       errors=[FieldError(field=f"file.segment[{i.position}].{i.segment or 'envelope'}", rule=i.rule,
+                                          message=i.message) for i in error.issues[:200]])
+    return Problem(error.status, error.slug, error.title, error.detail)
+
+
+def _cbo_for(caller: Caller, requested: str | None, field: str) -> str:
+    """The CBO an encounter belongs to: a CBO posts its own; the hub names one; MCPs do not post encounters."""
+    if caller.organization_kind == "cbo":
+        if requested is not None and requested != caller.organization_id:
+            raise validation_problem([FieldError(field=field, rule="own_organization",
+                                                 message="A CBO posts encounters for itself only.")])
+        return caller.organization_id
+    if caller.organization_kind == "hub":
+        if not requested:
+            raise validation_problem([FieldError(field=field, rule="required",
+                                                 message="The hub names the CBO that delivered the service.")])
+        return requested
+    raise Problem(403, "forbidden", "Forbidden", "MCP organizations do not post encounters.")
+
+
+def encounter_out(row: EncounterRow) -> EncounterOut:
+    """The API view of an encounter (no member demographics)."""
+    return EncounterOut(
+        id=row.id, external_id=row.external_id, status=row.status,
+        cbo_organization_id=row.cbo_organization_id, mcp_code=row.mcp_code, program=row.program,
+        service_code=row.service_code, hcpcs=row.hcpcs, modifiers=list(row.modifiers), units=Decimal(row.units),
+        service_date=row.service_from, service_date_to=row.service_to,
+        reasons=[ReasonOut(**r) for r in row.reasons], flags=[ReasonOut(**f) for f in row.flags],
+        authorization_id=row.authorization_id, claim_id=row.claim_id,
+        expected_amount=Decimal(row.expected_amount) if row.expected_amount is not None else None,
+        pricing=list(row.pricing), received_at=service._aware(row.received_at) or row.received_at)
+
+
+def _errors_of(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, str]]:
+    """Field errors of a body (or of item `prefix` of a batch), named and ruled, without the submitted values."""
+    return [e.model_dump() for e in field_errors([
+        {"loc": ("body", *prefix, *err["loc"]), "type": err["type"], "msg": err["msg"], "input": err.get("input")}
+        for err in exc.errors()])]
+
+
+ENCOUNTER_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+        {"$ref": "#/components/schemas/EncounterIn"}, {"$ref": "#/components/schemas/EncounterBatchIn"}]}}}},
+}
+
+
+@router.post("/v1/encounters", status_code=201, openapi_extra=ENCOUNTER_BODY,
+             responses={200: {"model": EncounterBatchOut, "description": "Batch: per-item results"},
+                        201: {"model": EncounterOut, "description": "One encounter: recorded or rejected"},
+                        **problem_responses(400, 401, 403, 409, 422)},
+             summary="Record one encounter, or a batch of up to 1,000 with per-item results")
+async def post_encounters(request: Request, caller: Writer, key: IdempotencyKey,
+                          body: Annotated[dict[str, Any], Body()]) -> Any:
+    """Check, price and keep encounters; rejected ones are kept with their reasons and never dropped."""
+    batch = "encounters" in body
+    if batch:
+        try:
+            envelope = _ENCOUNTER_BATCH.validate_python(body)
+        except ValidationError as exc:
+            raise validation_problem([FieldError(**e) for e in _errors_of(exc)]) from None
+        items: list[dict[str, Any]] = envelope.encounters
+    else:
+        try:
+            single = _ENCOUNTER.validate_python(body)
+        except ValidationError as exc:
+            raise validation_problem([FieldError(**e) for e in _errors_of(exc)]) from None
+    fingerprint = await hash_request(request)
+
+    async def produce() -> tuple[int, Any]:
+        actor = service.Actor(caller=caller)
+        if not batch:
+            cbo = _cbo_for(caller, single.cbo_organization_id, "cbo_organization_id")
+            outcome = await service.record_encounter(uow, single, cbo_organization_id=cbo, actor=actor)
+            return (200 if outcome.existing else 201), encounter_out(outcome.encounter).model_dump(mode="json")
+        results: list[EncounterItemResult] = []
+        for index, item in enumerate(items):
+            try:
+                parsed = _ENCOUNTER.validate_python(item)
+                cbo = _cbo_for(caller, parsed.cbo_organization_id, f"encounters[{index}].cbo_organization_id")
+            except ValidationError as exc:
+                results.append(EncounterItemResult(index=index, status="invalid",
+                                                   errors=_errors_of(exc, ("encounters", index))))
+                continue
+            except Problem as problem:
+                results.append(EncounterItemResult(index=index, status="invalid", errors=[
+                    e.model_dump() for e in (problem.errors or [])]))
+                continue
+            outcome = await service.record_encounter(uow, parsed, cbo_organization_id=cbo, actor=actor)
+            row = outcome.encounter
+            results.append(EncounterItemResult(index=index, status=row.status,
+                                               encounter=encounter_out(row)))
+        summary = EncounterBatchOut(
+            recorded=sum(1 for r in results if r.status == "recorded"),
+            rejected=sum(1 for r in results if r.status == "rejected"),
+            invalid=sum(1 for r in results if r.status == "invalid"), results=results)
+        return 200, summary.model_dump(mode="json")
+
+    async with _uow(request) as uow:
+        result = await idempotent(uow.session, uow.tables, caller, key, fingerprint, produce)
+        await uow.commit()
+    return result.to_response()
+
+
+@router.get("/v1/encounters/{encounter_id}", response_model=EncounterOut, responses=problem_responses(401, 403, 404),
+            summary="One encounter with its verdict")
+async def get_encounter(request: Request, encounter_id: str, caller: Reader, scope: Tenant) -> EncounterOut:
+    """An encounter the caller may see."""
+    async with _uow(request) as uow:
+        row = await uow.encounters.get(encounter_id)
+        if row is None or not scope.allows(cbo_id=row.cbo_organization_id, mcp_code=row.mcp_code):
+            raise Problem(404, "encounter-not-found", "Encounter not found")
+        return encounter_out(row)
+
+
+@router.get("/v1/encounters", response_model=EncounterPage, responses=problem_responses(401, 403, 422),
+            summary="Encounters, newest first")
+async def list_encounters(request: Request, caller: Reader, scope: Tenant,
+                          status: Annotated[str | None, Query(pattern="^(recorded|rejected)$")] = None,
+                          claim_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                          cursor: str | None = None) -> EncounterPage:
+    """Encounters the caller may see (a CBO its own, an MCP its plan's)."""
+    after = _cursor(cursor)
+    # Rows are rendered inside the unit of work: leaving it rolls back, which expires loaded objects.
+    async with _uow(request) as uow:
+        rows = await uow.encounters.listing(scope, status=status, claim_id=claim_id, limit=limit + 1, after=after)
+        page = rows[:limit]
+        next_cursor = encode_cursor(service._aware(page[-1].received_at) or page[-1].received_at, page[-1].id) \
+            if len(rows) > limit else None
+        return EncounterPage(items=[encounter_out(r) for r in page], next_cursor=next_cursor)
+
+
+# ------------------------------------------------------------------------------------------------- claims
+
+def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    try:
+        return decode_cursor(cursor)
+    except ValueError:
+        raise validation_problem([FieldError(field="query.cursor", rule="cursor",
+                                             message="Not a cursor this API returned.")]) from None
+
+
+def claim_summary(claim: Claim, now: datetime) -> ClaimSummary:
+    """The list view of a claim."""
+    return ClaimSummary(
+        id=claim.id, status=claim.status, mcp_code=claim.mcp_code, cbo_organization_id=claim.cbo_organization_id,
+        member_id=claim.member_id, program=claim.program, service_code=claim.service_code,
+        frequency_code=claim.frequency_code, replaces_claim_id=claim.replaces_claim_id,
+        payer_claim_number=claim.payer_claim_number, service_from=claim.service_from, service_to=claim.service_to,
+        expected_amount=Decimal(claim.expected_amount),
+        paid_amount=Decimal(claim.paid_amount) if claim.paid_amount is not None else None, batch_id=claim.batch_id,
+        rejection_reasons=list(claim.rejection_reasons),
+        created_at=service._aware(claim.created_at) or claim.created_at,
+        submitted_at=service._aware(claim.submitted_at), age_days=service.age_days(claim, now))
+
+
+async def _claims_page(request: Request, scope: TenantScope, filters: ClaimFilter, limit: int,
+                       cursor: str | None) -> ClaimPage:
+    after = _cursor(cursor)
+    async with _uow(request) as uow:
+        now = service.clock(uow).now()
+        rows = await uow.claims.listing(scope, filters, limit=limit + 1, after=after, now=now)
+        page = rows[:limit]
+        next_cursor = encode_cursor(service._aware(page[-1].created_at) or page[-1].created_at, page[-1].id) \
+            if len(rows) > limit else None
+        return ClaimPage(items=[claim_summary(c, now) for c in page], next_cursor=next_cursor)
+
+
+@router.get("/v1/claims", response_model=ClaimPage, responses=problem_responses(401, 403, 422),
+            summary="Claims with filters (status, MCP, CBO, member id, service dates, age), newest first")
+async def list_claims(
+    request: Request, caller: Reader, scope: Tenant,
+    status: Annotated[str | None, Query(pattern="^(draft|batched|submitted|accepted|rejected|paid|denied|reversed)$")]
+    = None,
+    mcp_code: str | None = None, cbo_organization_id: str | None = None,
+    member_id: Annotated[str | None, Query(pattern="^mbr_[0-9a-f]{24}$",
+                                           description="CalHub member id; search by CIN with POST "
+                                           "/v1/claims/search so a CIN never sits in a URL.")] = None,
+    service_from: date | None = None, service_to: date | None = None, batch_id: str | None = None,
+    min_age_days: Annotated[int | None, Query(ge=0)] = None, max_age_days: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100, cursor: str | None = None,
+) -> ClaimPage:
+    """Claims the caller may see (a CBO its own, an MCP its plan's)."""
+    filters = ClaimFilter(status=status, mcp_code=mcp_code, cbo_organization_id=cbo_organization_id,
+                          member_id=member_id, service_from=service_from, service_to=service_to,
+                          min_age_days=min_age_days, max_age_days=max_age_days, batch_id=batch_id)
+    return await _claims_page(request, scope, filters, limit, cursor)
+
+
+@router.post("/v1/claims/search", response_model=ClaimPage, responses=problem_responses(401, 403, 422),
+             summary="Claims by member CIN and the same filters, with the CIN in the body")
+async def search_claims(request: Request, caller: Reader, scope: Tenant, body: ClaimSearchIn) -> ClaimPage:
+    """Like GET /v1/claims, for lookups by CIN."""
+    filters = ClaimFilter(status=body.status, mcp_code=body.mcp_code, cbo_organization_id=body.cbo_organization_id,
+                          member_id=member_id_for(body.member_cin) if body.member_cin else None,
+                          service_from=body.service_from, service_to=body.service_to,
+                          min_age_days=body.min_age_days, max_age_days=body.max_age_days)
+    return await _claims_page(request, scope, filters, body.limit, body.cursor)
+
+
+# ------------------------------------------------------------------------------------------------ batches
+
+def batch_out(batch: ClaimBatch) -> BatchOut:
+    """The API view of a batch."""
+    return BatchOut(id=batch.id, mcp_code=batch.mcp_code, file_kind=batch.file_kind, claims=batch.claims,
+                    total_amount=Decimal(batch.total_amount), transaction_sets=batch.transaction_sets,
+                    interchange_control_number=batch.interchange_control_number,
+                    group_control_number=batch.group_control_number,
+                    file={"uri": batch.file_uri, "sha256": batch.file_sha256, "size": batch.file_size},
+                    status=batch.status, acknowledgment_code=batch.acknowledgment_code, trigger=batch.trigger,
+                    created_at=service._aware(batch.created_at) or batch.created_at,
+                    delivered_at=service._aware(batch.delivered_at))
+
+
+def _hub_only(caller: Caller) -> None:
+    if not caller.is_hub:
+        raise Problem(403, "forbidden", "Forbidden", "Only the hub batches claims and reads batches.")
+
+
+@router.post("/v1/claims/batches", status_code=201, response_model=BatchOut,
+             responses=problem_responses(400, 401, 403, 404, 409, 422),
+             summary="Batch an MCP's draft claims now into a validated 837P (or invoice) for the gateway")
+async def create_batch(request: Request, caller: Writer, key: IdempotencyKey, body: BatchIn) -> Any:
+    """Seal the MCP's draft claims into one file in the file store; claim_batch.created tells the gateway."""
+    _hub_only(caller)
+    fingerprint = await hash_request(request)
+    settings = runtime_of(request, SERVICE).settings
+    validate = bool(getattr(settings, "validate_batches", True))
+    max_claims = int(getattr(settings, "max_claims_per_batch", 50_000))
+    async with _uow(request) as uow:
+        async def produce() -> tuple[int, Any]:
+            try:
+                result = await service.create_batch(uow, body.mcp_code, actor=service.Actor(caller=caller),
+                                                    trigger="on_demand", validate=validate, max_claims=max_claims)
+            except service.ClaimsError as error:
+                raise _problem(error) from None
+            if result is None:
+                raise Problem(409, "no-claims-to-batch", "No claims to batch",
+                              "The MCP has no draft claims.")
+            return 201, batch_out(result.batch).model_dump(mode="json")
+
+        response = await idempotent(uow.session, uow.tables, caller, key, fingerprint, produce)
+        await uow.commit()
+    return response.to_response()
+
+
+@router.get("/v1/claims/batches/{batch_id}", response_model=BatchOut, responses=problem_responses(401, 403, 404),
+            summary="One claim batch")
+async def get_batch(request: Request, batch_id: str, caller: Reader) -> BatchOut:
+    """A batch, with its acknowledgment state."""
+    _hub_only(caller)
+    async with _uow(request) as uow:
+        batch = await uow.batches.get(batch_id)
+        if batch is None:
+            raise Problem(404, "batch-not-found", "Batch not found")
+        return batch_out(batch)
+
+
+@router.get("/v1/claims/batches", response_model=list[BatchOut], responses=problem_responses(401, 403),
+            summary="Recent claim batches")
+async def list_batches(request: Request, caller: Reader, mcp_code: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[BatchOut]:
+    """Recent batches, newest first."""
+    _hub_only(caller)
+    async with _uow(request) as uow:
+        return [batch_out(b) for b in await uow.batches.listing(mcp_code, limit)]
+
+
+async def _detail(uow: ClaimsUnitOfWork, claim: Claim, caller: Caller) -> ClaimDetail:
+    now = service.clock(uow).now()
+    lines = await uow.claims.lines(claim.id)
+    history = await uow.claims.history(claim.id)
+    await service.audit_read(uow, caller, "claim", claim.id)
+    summary = claim_summary(claim, now)
+    return ClaimDetail(
+        **summary.model_dump(), member={"cin": claim.cin, **claim.member}, authorization_id=claim.authorization_id,
+        prior_authorization_number=claim.prior_authorization_number, rendering_npi=claim.rendering_npi,
+        billing_provider=claim.billing_provider, billing_npi=claim.billing_npi, claim_format=claim.claim_format,
+        place_of_service=claim.place_of_service, diagnosis_codes=list(claim.diagnosis_codes),
+        adjustment_amount=Decimal(claim.adjustment_amount) if claim.adjustment_amount is not None else None,
+        acknowledged_at=service._aware(claim.acknowledged_at),
+        lines=[ClaimLineOut(line_number=ln.line_number, encounter_id=ln.encounter_id, hcpcs=ln.hcpcs,
+                            modifiers=list(ln.modifiers), units=Decimal(ln.units), charge=Decimal(ln.charge),
+                            service_from=ln.service_from, service_to=ln.service_to,
+                            place_of_service=ln.place_of_service, diagnosis_pointers=list(ln.diagnosis_pointers),
+                            paid_amount=Decimal(ln.paid_amount) if ln.paid_amount is not None else None,
+                            adjustment_amount=Decimal(ln.adjustment_amount)
+                            if ln.adjustment_amount is not None else None) for ln in lines],
+        history=[HistoryOut(occurred_at=service._aware(h.occurred_at) or h.occurred_at, actor=h.actor,
+                            action=h.action, from_status=h.from_status, to_status=h.to_status,
+                            detail=dict(h.detail)) for h in history])
+
+
+@router.get("/v1/claims/{claim_id}", response_model=ClaimDetail, responses=problem_responses(401, 403, 404),
+            summary="One claim with its member, lines and history (the read is audited)")
+async def get_claim(request: Request, claim_id: str, caller: Reader, scope: Tenant) -> ClaimDetail:
+    """A claim the caller may see; its member data makes the read an audited PHI read."""
+    async with _uow(request) as uow:
+        claim = await uow.claims.get(claim_id)
+        if claim is None:
+            raise Problem(404, "claim-not-found", "Claim not found")
+        scope.require(cbo_id=claim.cbo_organization_id, mcp_code=claim.mcp_code, resource="claim")
+        detail = await _detail(uow, claim, caller)
+        await uow.commit()
+    return detail
+
+
+async def _change(request: Request, caller: Caller, key: str | None, action: Any) -> Any:
+    fingerprint = await hash_request(request)
+    async with _uow(request) as uow:
+        async def produce() -> tuple[int, Any]:
+            try:
+                claim = await action(uow)
+            except service.ClaimsError as error:
+                raise _problem(error) from None
+            await uow.flush()
+            return 201, (await _detail(uow, claim, caller)).model_dump(mode="json")
+
+        result = await idempotent(uow.session, uow.tables, caller, key, fingerprint, produce)
+        await uow.commit()
+    return result.to_response()
+
+
+def _not_mcp(caller: Caller) -> None:
+    if caller.organization_kind == "mcp":
+        raise Problem(403, "forbidden", "Forbidden", "MCP organizations do not change claims.")
+
+
+@router.post("/v1/claims/{claim_id}/corrections", status_code=201, response_model=ClaimDetail,
+             responses=problem_responses(400, 401, 403, 404, 409, 422),
+             summary="Correct a rejected claim; it returns to draft and goes out in the next batch")
+async def correct_claim(request: Request, claim_id: str, caller: Writer, key: IdempotencyKey,
+                        body: ClaimCorrectionIn) -> Any:
+    """Corrections to a claim the MCP rejected (999 or 277CA)."""
+    _not_mcp(caller)
+    return await _change(request, caller, key, lambda uow: service.correct_claim(uow, claim_id, body, caller))
+
+
+@router.post("/v1/claims/{claim_id}/replacement", status_code=201, response_model=ClaimDetail,
+             responses=problem_responses(400, 401, 403, 404, 409, 422),
+             summary="Replace an accepted or adjudicated claim (frequency 7, REF*F8)")
+async def replace_claim(request: Request, claim_id: str, caller: Writer, key: IdempotencyKey,
+                        body: ClaimCorrectionIn) -> Any:
+    """A new draft claim with frequency 7 carrying the corrections and the payer claim number."""
+    _not_mcp(caller)
+    return await _change(request, caller, key, lambda uow: service.supersede_claim(
+        uow, claim_id, frequency="7", reason=body.reason, caller=caller, corrections=body))
+
+
+@router.post("/v1/claims/{claim_id}/void", status_code=201, response_model=ClaimDetail,
+             responses=problem_responses(400, 401, 403, 404, 409, 422),
+             summary="Void an accepted or adjudicated claim (frequency 8, REF*F8)")
+async def void_claim(request: Request, claim_id: str, caller: Writer, key: IdempotencyKey, body: VoidIn) -> Any:
+    """A new draft claim with frequency 8 that cancels the original at the MCP."""
+    _not_mcp(caller)
+    return await _change(request, caller, key, lambda uow: service.supersede_claim(
+        uow, claim_id, frequency="8", reason=body.reason, caller=caller))

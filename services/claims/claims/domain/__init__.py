@@ -1,1 +1,1 @@
-"""Claims domain: pure rules and aggregates (no I/O, no framework imports)."""
+"""Pure billing rules of the claims service: encounter checks, pricing, claim lifecycle, configuration."""

@@ -1,0 +1,302 @@
+"""Request and response bodies of the claims API (pydantic). Validation errors name the field and the rule."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from shared.contracts.values import Program
+from shared.reference.identifiers import npi_problem
+
+ICD10 = r"^[A-TV-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$"
+
+
+def _npi(value: str) -> str:
+    problem = npi_problem(value)
+    if problem is not None:
+        # A custom error type becomes the problem's rule name: `npi_check_digit`.
+        raise PydanticCustomError("npi_check_digit", "NPI {problem}", {"problem": problem})
+    return value
+
+
+def _icd10(value: str) -> str:
+    return value.replace(".", "").upper()
+
+
+Npi = Annotated[str, AfterValidator(_npi)]
+DiagnosisCode = Annotated[str, Field(pattern=ICD10), AfterValidator(_icd10)]
+Modifier = Annotated[str, Field(pattern=r"^[A-Z0-9]{2}$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class AddressIn(_In):
+    """The member's residential address (837P 2010BA N3/N4)."""
+
+    line1: str = Field(min_length=1, max_length=55)
+    line2: str | None = Field(None, max_length=55)
+    city: str = Field(min_length=1, max_length=30)
+    state: str = Field("CA", pattern=r"^[A-Z]{2}$")
+    zip: str = Field(pattern=r"^[0-9]{5}([0-9]{4})?$")
+
+
+class MemberIn(_In):
+    """The member served: CIN and the demographics the 837P subscriber loop carries."""
+
+    cin: str = Field(pattern=r"^[0-9]{8}[A-Z]$")
+    last_name: str = Field(min_length=1, max_length=60)
+    first_name: str = Field(min_length=1, max_length=35)
+    middle_name: str | None = Field(None, max_length=25)
+    birth_date: date
+    sex: Literal["F", "M", "U", "X"] = "U"
+    address: AddressIn
+
+
+class RenderingProviderIn(_In):
+    """Who rendered the service (837P 2310B): the care manager or CHW, with an NPI."""
+
+    npi: Npi
+    last_name: str = Field(min_length=1, max_length=60)
+    first_name: str | None = Field(None, max_length=35)
+
+
+class EncounterIn(_In):
+    """One encounter a CBO delivered."""
+
+    external_id: str | None = Field(None, min_length=1, max_length=100,
+                                    description="The CBO's own id; a repeat returns the first encounter.")
+    cbo_organization_id: str | None = Field(None, description="Required for hub callers; CBOs post their own.")
+    mcp_code: str | None = Field(None, description="Omit to take the MCP from the authorization or eligibility.")
+    member: MemberIn
+    rendering_provider: RenderingProviderIn
+    program: Program
+    cs_code: str | None = Field(None, description="The Community Support, e.g. housing_deposits (program cs).")
+    hcpcs: str = Field(pattern=r"^[A-Z0-9]{5}$")
+    modifiers: list[Modifier] = Field(default_factory=list, max_length=4)
+    units: Decimal = Field(gt=0, le=999, decimal_places=2)
+    service_date: date
+    service_date_to: date | None = None
+    place_of_service: str = Field(pattern=r"^[0-9]{2}$")
+    diagnosis_codes: list[DiagnosisCode] = Field(min_length=1, max_length=12)
+    outreach_attempt: bool = False
+    outreach_outcome: Literal["successful", "unsuccessful"] | None = None
+    prerequisites: list[Literal["initiating_em_visit", "care_plan"]] = Field(default_factory=list)
+    care_plan_on_file: bool = False
+
+    @model_validator(mode="after")
+    def _cs_names_its_service(self) -> EncounterIn:
+        if self.program is Program.CS and not self.cs_code:
+            raise PydanticCustomError("required_for_cs", "cs_code is required when program is cs")
+        return self
+
+
+class EncounterBatchIn(_In):
+    """Up to 1,000 encounters; each is validated and checked on its own."""
+
+    encounters: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+
+
+class ReasonOut(BaseModel):
+    """A failed (or flagged) check."""
+
+    code: str
+    message: str
+
+
+class EncounterOut(BaseModel):
+    """An encounter's verdict: recorded (with its claim and price) or rejected (with every reason)."""
+
+    id: str
+    external_id: str | None
+    status: Literal["recorded", "rejected"]
+    cbo_organization_id: str
+    mcp_code: str | None
+    program: str
+    service_code: str | None
+    hcpcs: str
+    modifiers: list[str]
+    units: Decimal
+    service_date: date
+    service_date_to: date
+    reasons: list[ReasonOut]
+    flags: list[ReasonOut]
+    authorization_id: str | None
+    claim_id: str | None
+    expected_amount: Decimal | None
+    pricing: list[dict[str, str]]
+    received_at: datetime
+
+
+class EncounterItemResult(BaseModel):
+    """One item of a batch: its verdict, or the field errors that kept it from being an encounter."""
+
+    index: int
+    status: Literal["recorded", "rejected", "invalid"]
+    encounter: EncounterOut | None = None
+    errors: list[dict[str, str]] = Field(default_factory=list)
+
+
+class EncounterBatchOut(BaseModel):
+    """Per-item results of an encounter batch."""
+
+    recorded: int
+    rejected: int
+    invalid: int
+    results: list[EncounterItemResult]
+
+
+class EncounterPage(BaseModel):
+    """A page of encounters."""
+
+    items: list[EncounterOut]
+    next_cursor: str | None
+
+
+class ClaimLineOut(BaseModel):
+    """A service line."""
+
+    line_number: int
+    encounter_id: str
+    hcpcs: str
+    modifiers: list[str]
+    units: Decimal
+    charge: Decimal
+    service_from: date
+    service_to: date
+    place_of_service: str
+    diagnosis_pointers: list[int]
+    paid_amount: Decimal | None
+    adjustment_amount: Decimal | None
+
+
+class HistoryOut(BaseModel):
+    """One change to a claim."""
+
+    occurred_at: datetime
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    detail: dict[str, Any]
+
+
+class ClaimSummary(BaseModel):
+    """A claim in a list (no member demographics)."""
+
+    id: str
+    status: str
+    mcp_code: str
+    cbo_organization_id: str
+    member_id: str
+    program: str
+    service_code: str
+    frequency_code: str
+    replaces_claim_id: str | None
+    payer_claim_number: str | None
+    service_from: date
+    service_to: date
+    expected_amount: Decimal
+    paid_amount: Decimal | None
+    batch_id: str | None
+    rejection_reasons: list[str]
+    created_at: datetime
+    submitted_at: datetime | None
+    age_days: int
+
+
+class ClaimDetail(ClaimSummary):
+    """A claim with its member (PHI, audited), lines and history."""
+
+    member: dict[str, Any]
+    authorization_id: str | None
+    prior_authorization_number: str | None
+    rendering_npi: str
+    billing_provider: str
+    billing_npi: str
+    claim_format: str
+    place_of_service: str
+    diagnosis_codes: list[str]
+    adjustment_amount: Decimal | None
+    acknowledged_at: datetime | None
+    lines: list[ClaimLineOut]
+    history: list[HistoryOut]
+
+
+class ClaimPage(BaseModel):
+    """A page of claims."""
+
+    items: list[ClaimSummary]
+    next_cursor: str | None
+
+
+class ClaimSearchIn(_In):
+    """Claim filters in a body, so a member's CIN never travels in a URL."""
+
+    member_cin: str | None = Field(None, pattern=r"^[0-9]{8}[A-Z]$")
+    status: str | None = None
+    mcp_code: str | None = None
+    cbo_organization_id: str | None = None
+    service_from: date | None = None
+    service_to: date | None = None
+    min_age_days: int | None = Field(None, ge=0)
+    max_age_days: int | None = Field(None, ge=0)
+    limit: int = Field(100, ge=1, le=500)
+    cursor: str | None = None
+
+
+class LineCorrection(_In):
+    """What may change on a line: modifiers, units, diagnosis pointers, place of service."""
+
+    line_number: int = Field(ge=1, le=50)
+    modifiers: list[Modifier] | None = Field(None, max_length=4)
+    units: Decimal | None = Field(None, gt=0, le=999, decimal_places=2)
+    diagnosis_pointers: list[int] | None = Field(None, min_length=1, max_length=4)
+    place_of_service: str | None = Field(None, pattern=r"^[0-9]{2}$")
+
+
+class ClaimCorrectionIn(_In):
+    """Corrections to a claim; `reason` is recorded in the claim's history."""
+
+    reason: str = Field(min_length=3, max_length=200)
+    diagnosis_codes: list[DiagnosisCode] | None = Field(None, min_length=1, max_length=12)
+    prior_authorization_number: str | None = Field(None, min_length=1, max_length=50)
+    rendering_npi: Npi | None = None
+    place_of_service: str | None = Field(None, pattern=r"^[0-9]{2}$")
+    lines: list[LineCorrection] = Field(default_factory=list, max_length=50)
+
+
+class VoidIn(_In):
+    """Why a claim is voided (recorded in history)."""
+
+    reason: str = Field(min_length=3, max_length=200)
+
+
+class BatchIn(_In):
+    """Batch an MCP's draft claims now."""
+
+    mcp_code: str = Field(min_length=1, max_length=50)
+
+
+class BatchOut(BaseModel):
+    """A claim batch."""
+
+    id: str
+    mcp_code: str
+    file_kind: str
+    claims: int
+    total_amount: Decimal
+    transaction_sets: int
+    interchange_control_number: int
+    group_control_number: int
+    file: dict[str, Any]
+    status: str
+    acknowledgment_code: str | None
+    trigger: str
+    created_at: datetime
+    delivered_at: datetime | None

@@ -1,0 +1,912 @@
+"""Use cases of the claims service, shared by api.py, handlers.py and the batch schedule.
+
+Each function works inside the caller's unit of work: it changes rows, records events and audit entries, and
+never commits (the edge does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert
+from uuid6 import uuid7
+
+from claims.domain.claims import (
+    REPLACEABLE,
+    ClaimKey,
+    ClaimStatus,
+    InvalidTransition,
+    check_transition,
+    merge_diagnoses,
+    new_batch_id,
+    new_claim_id,
+    new_encounter_id,
+)
+from claims.domain.configuration import BillingConfiguration, ClaimFormat, McpBilling
+from claims.domain.encounters import CheckContext, EncounterSubmission, check_encounter
+from claims.models import AcknowledgmentFile, AuthorizationCoverage, Claim, ClaimBatch, ClaimHistory, ClaimLine
+from claims.models import Encounter as EncounterRow
+from claims.models import audit_event as audit_table
+from claims.repository import ClaimsUnitOfWork, ControlNumbersExhausted, mark_claims, new_history
+from claims.schemas import ClaimCorrectionIn, EncounterIn
+from claims.x12.invoice import build_invoice
+from claims.x12.validation import ValidationIssue, validate_837p
+from claims.x12.x277ca import parse_277ca
+from claims.x12.x837p import (
+    BatchHeader,
+    BillingProvider,
+    Payer,
+    PostalAddress,
+    ProfessionalClaim,
+    Receiver,
+    RenderingProvider,
+    ServiceLine,
+    Subscriber,
+    build_837p,
+)
+from claims.x12.x837p import Submitter as X12Submitter
+from claims.x12.x999 import parse_999
+from shared.auth import Caller, record_audit
+from shared.contracts.claims import (
+    ClaimAccepted,
+    ClaimBatchAcknowledged,
+    ClaimBatchCreated,
+    ClaimCorrected,
+    ClaimCreated,
+    ClaimRejected,
+    ClaimSubmitted,
+    EncounterRecorded,
+    EncounterRejected,
+)
+from shared.contracts.gateway import FileDelivered, FileReceived
+from shared.contracts.values import Program
+from shared.envelope import Envelope, caused_by, new_event
+from shared.filestore import FileStore
+from shared.identity import member_id_for
+from shared.reference import codes
+from shared.reference.calendar import PACIFIC
+from shared.scheduler import Clock
+from shared.x12.envelope import Party
+
+log = logging.getLogger("calhub.claims")
+
+SOURCE = "claims"
+
+
+# ------------------------------------------------------------------------------------------------- errors
+
+class ClaimsError(Exception):
+    """A use case refused; api.py turns it into problem+json (`slug`, `title`, `detail` carry no PHI)."""
+
+    status = 409
+
+    def __init__(self, slug: str, title: str, detail: str) -> None:
+        super().__init__(title)
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+
+
+class NotFound(ClaimsError):
+    """No such resource (or not the caller's)."""
+
+    status = 404
+
+
+class InvalidCorrection(ClaimsError):
+    """A correction breaks a rule; `field` and `rule` name it."""
+
+    status = 422
+
+    def __init__(self, field: str, rule: str, detail: str) -> None:
+        super().__init__("validation-failed", "Request validation failed", detail)
+        self.field = field
+        self.rule = rule
+
+
+class BatchFailedValidation(ClaimsError):
+    """The generated 837P did not pass the validator; nothing left, the claims stay draft."""
+
+    status = 422
+
+    def __init__(self, issues: Sequence[ValidationIssue]) -> None:
+        super().__init__("batch-failed-validation", "The 837P failed validation",
+                         f"{len(issues)} issue(s); the claims stay draft and no file left.")
+        self.issues = list(issues)
+
+
+# ------------------------------------------------------------------------------------------------- actors
+
+@dataclass(frozen=True)
+class Actor:
+    """Who changes billing data: an API caller, or the system acting on a file or schedule."""
+
+    caller: Caller | None = None
+    system: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Organization id, or `system:<what>`."""
+        if self.caller is not None:
+            return self.caller.organization_id
+        return f"system:{self.system or 'claims'}"
+
+    @property
+    def key_id(self) -> str | None:
+        """The API key used, if any."""
+        return self.caller.key_id if self.caller is not None else None
+
+
+def configuration(uow: ClaimsUnitOfWork) -> BillingConfiguration:
+    """The billing configuration port."""
+    config: BillingConfiguration = uow.ports["billing"]
+    return config
+
+
+def clock(uow: ClaimsUnitOfWork) -> Clock:
+    """The clock port."""
+    value: Clock = uow.ports["clock"]
+    return value
+
+
+def file_store(uow: ClaimsUnitOfWork) -> FileStore:
+    """The file store port."""
+    store: FileStore = uow.ports["files"]
+    return store
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# ---------------------------------------------------------------------------------------------- encounters
+
+@dataclass
+class EncounterOutcome:
+    """An encounter and whether it was already known (same external id)."""
+
+    encounter: EncounterRow
+    existing: bool = False
+
+
+def _member_json(body: EncounterIn) -> dict[str, Any]:
+    member = body.member
+    return {"last_name": member.last_name, "first_name": member.first_name, "middle_name": member.middle_name,
+            "birth_date": member.birth_date.isoformat(), "sex": member.sex,
+            "address": member.address.model_dump()}
+
+
+async def record_encounter(uow: ClaimsUnitOfWork, body: EncounterIn, *, cbo_organization_id: str,
+                           actor: Actor) -> EncounterOutcome:
+    """Check, price and keep an encounter; attach it to a draft claim when it passes. Flushes."""
+    if body.external_id:
+        existing = await uow.encounters.by_external_id(cbo_organization_id, body.external_id)
+        if existing is not None:
+            return EncounterOutcome(existing, existing=True)
+    config = configuration(uow)
+    now = clock(uow).now()
+    today = now.astimezone(PACIFIC).date()
+    member_id = member_id_for(body.member.cin)
+    await uow.lock_member(member_id)
+    context = CheckContext(configuration=config, coverages=await uow.coverages.for_member(member_id),
+                           eligibility=await uow.eligibility.for_member(member_id),
+                           history=await uow.encounters.history(member_id), today=today)
+    service_to = body.service_date_to or body.service_date
+    modifiers = tuple(m.upper() for m in body.modifiers)
+    submission = EncounterSubmission(
+        cbo_organization_id=cbo_organization_id, mcp_code=body.mcp_code, program=body.program.value,
+        cs_code=body.cs_code, hcpcs=body.hcpcs.upper(), modifiers=modifiers, units=body.units,
+        service_from=body.service_date, service_to=service_to, rendering_npi=body.rendering_provider.npi,
+        outreach_attempt=body.outreach_attempt, outreach_outcome=body.outreach_outcome,
+        prerequisites=frozenset(body.prerequisites), care_plan_on_file=body.care_plan_on_file)
+    result = check_encounter(submission, context)
+    authorization = result.authorization
+    row = EncounterRow(
+        id=new_encounter_id(), external_id=body.external_id, cbo_organization_id=cbo_organization_id,
+        mcp_code=result.mcp_code, member_id=member_id, cin=body.member.cin, member=_member_json(body),
+        program=body.program.value, cs_code=body.cs_code, service_code=result.service_code, hcpcs=submission.hcpcs,
+        modifiers=list(modifiers), units=body.units, service_from=body.service_date, service_to=service_to,
+        place_of_service=body.place_of_service, diagnosis_codes=list(body.diagnosis_codes),
+        rendering_npi=body.rendering_provider.npi, rendering_last_name=body.rendering_provider.last_name,
+        rendering_first_name=body.rendering_provider.first_name, outreach_attempt=body.outreach_attempt,
+        outreach_outcome=body.outreach_outcome, prerequisites=sorted(body.prerequisites),
+        care_plan_on_file=body.care_plan_on_file, status="recorded" if result.accepted else "rejected",
+        reasons=[{"code": r.code, "message": r.message} for r in result.reasons],
+        flags=[{"code": f.code, "message": f.message} for f in result.flags],
+        authorization_id=authorization.authorization_id if authorization else None,
+        prior_authorization_number=authorization.mcp_authorization_number if authorization else None,
+        expected_amount=result.price.amount if result.price and result.accepted else None,
+        pricing=[{"basis": c.basis.value, "amount": str(c.amount), "note": c.note}
+                 for c in (result.price.components if result.price else ())],
+        received_at=now, submitted_by=actor.label)
+    uow.encounters.add(row)
+    if result.accepted:
+        assert result.mcp_code is not None and result.service_code is not None
+        claim = await _attach_to_claim(uow, row, config, now, actor)
+        row.claim_id = claim.id
+        uow.record(new_event(EncounterRecorded(
+            encounter_id=row.id, cbo_organization_id=cbo_organization_id, mcp_code=result.mcp_code,
+            authorization_id=row.authorization_id, program=Program(row.program), service_date=row.service_from,
+            service_to=row.service_to, hcpcs=row.hcpcs, modifiers=modifiers, units=row.units,
+            outreach_attempt=row.outreach_attempt, service_code=row.service_code, claim_id=claim.id,
+            expected_amount=row.expected_amount, flags=tuple(f.code for f in result.flags)),
+            subject=row.id, source=SOURCE, member_id=member_id, time=now))
+    else:
+        uow.record(new_event(EncounterRejected(
+            encounter_id=row.id, cbo_organization_id=cbo_organization_id, service_date=row.service_from,
+            reasons=tuple(r.message for r in result.reasons), reason_codes=tuple(r.code for r in result.reasons),
+            mcp_code=result.mcp_code), subject=row.id, source=SOURCE, member_id=member_id, time=now))
+    await record_audit(uow.session, audit_table, action=f"encounter.{row.status}", resource_type="encounter",
+                       resource_id=row.id, caller=actor.caller, occurred_at=now,
+                       detail={"claim_id": row.claim_id, "reason_codes": [r.code for r in result.reasons],
+                               "expected_amount": row.expected_amount, "mcp_code": row.mcp_code})
+    await uow.flush()  # the next encounter of the same request must see this one in the member's history
+    return EncounterOutcome(row)
+
+
+async def _attach_to_claim(uow: ClaimsUnitOfWork, encounter: EncounterRow, config: BillingConfiguration,
+                           now: datetime, actor: Actor) -> Claim:
+    assert encounter.mcp_code is not None and encounter.service_code is not None
+    billing = config.mcp(encounter.mcp_code)
+    identity = config.billing_identity(encounter.mcp_code, encounter.cbo_organization_id)
+    assert billing is not None and identity is not None  # the checks refused the encounter otherwise
+    key = ClaimKey(mcp_code=encounter.mcp_code, cbo_organization_id=encounter.cbo_organization_id,
+                   member_id=encounter.member_id, program=encounter.program, service_code=encounter.service_code,
+                   authorization_id=encounter.authorization_id, rendering_npi=encounter.rendering_npi,
+                   service_month=ClaimKey.month_of(encounter.service_from))
+    amount = Decimal(encounter.expected_amount or 0)
+    for claim in await uow.claims.open_draft(**key.__dict__):
+        lines = await uow.claims.lines(claim.id)
+        if len(lines) >= 50:
+            continue
+        merged = merge_diagnoses(tuple(claim.diagnosis_codes), tuple(encounter.diagnosis_codes))
+        if merged is None:
+            continue
+        claim.diagnosis_codes, pointers = list(merged[0]), merged[1]
+        claim.expected_amount = Decimal(claim.expected_amount) + amount
+        claim.service_from = min(claim.service_from, encounter.service_from)
+        claim.service_to = max(claim.service_to, encounter.service_to)
+        claim.updated_at = now
+        claim.version += 1
+        claim.member = encounter.member  # the newest demographics the CBO sent
+        uow.claims.add_line(_line(claim.id, len(lines) + 1, encounter, pointers, amount))
+        uow.claims.add_history(new_history(claim.id, action="line_added", actor=actor.label, actor_key_id=actor.key_id,
+                                           from_status="draft", to_status="draft", at=now,
+                                           detail={"encounter_id": encounter.id, "charge": str(amount)}))
+        return claim
+    first = merge_diagnoses((), tuple(encounter.diagnosis_codes))
+    assert first is not None
+    claim = Claim(
+        id=new_claim_id(), mcp_code=key.mcp_code, cbo_organization_id=key.cbo_organization_id,
+        member_id=key.member_id, cin=encounter.cin, member=encounter.member, program=key.program,
+        service_code=key.service_code, authorization_id=key.authorization_id,
+        prior_authorization_number=encounter.prior_authorization_number, rendering_npi=key.rendering_npi,
+        rendering_last_name=encounter.rendering_last_name, rendering_first_name=encounter.rendering_first_name,
+        billing_provider=billing.profile.billing_provider.value, billing_npi=identity.npi,
+        claim_format=billing.profile.claim_format.value, place_of_service=encounter.place_of_service,
+        diagnosis_codes=list(first[0]), service_month=key.service_month, service_from=encounter.service_from,
+        service_to=encounter.service_to, frequency_code="1", replaces_claim_id=None, payer_claim_number=None,
+        status=ClaimStatus.DRAFT.value, expected_amount=amount, paid_amount=None, adjustment_amount=None,
+        paid_on=None, rejection_reasons=[], batch_id=None, transaction_set=None, created_at=now, updated_at=now,
+        submitted_at=None, acknowledged_at=None, version=1)
+    uow.claims.add(claim)
+    uow.claims.add_line(_line(claim.id, 1, encounter, first[1], amount))
+    uow.claims.add_history(new_history(claim.id, action="opened", actor=actor.label, actor_key_id=actor.key_id,
+                                       from_status=None, to_status="draft", at=now,
+                                       detail={"encounter_id": encounter.id, "charge": str(amount)}))
+    return claim
+
+
+def _line(claim_id: str, number: int, encounter: EncounterRow, pointers: tuple[int, ...], amount: Decimal
+          ) -> ClaimLine:
+    return ClaimLine(claim_id=claim_id, line_number=number, encounter_id=encounter.id, hcpcs=encounter.hcpcs,
+                     modifiers=list(encounter.modifiers), units=encounter.units, charge=amount,
+                     service_from=encounter.service_from, service_to=encounter.service_to,
+                     place_of_service=encounter.place_of_service, diagnosis_pointers=list(pointers),
+                     paid_amount=None, adjustment_amount=None)
+
+
+# ------------------------------------------------------------------------------------------- claim -> 837P
+
+def _address(data: dict[str, Any]) -> PostalAddress:
+    return PostalAddress(line1=data["line1"], line2=data.get("line2"), city=data["city"],
+                         state=data.get("state") or "CA", zip=data["zip"])
+
+
+def professional_claim(claim: Claim, lines: Sequence[ClaimLine], config: BillingConfiguration,
+                       billing: McpBilling) -> ProfessionalClaim:
+    """The 837P view of a stored claim. Raises LookupError if the billing identity is no longer configured."""
+    identity = config.hub if claim.billing_provider == "hub" else config.cbos.get(claim.cbo_organization_id)
+    if identity is None:
+        raise LookupError("billing identity not configured")
+    member = claim.member
+    provider = BillingProvider(name=identity.name, npi=identity.npi, tin=identity.tin,
+                               address=PostalAddress(identity.address.line1, identity.address.city,
+                                                     identity.address.state, identity.address.zip,
+                                                     identity.address.line2),
+                               taxonomy=identity.taxonomy)
+    subscriber = Subscriber(cin=claim.cin, last_name=member["last_name"], first_name=member["first_name"],
+                            middle_name=member.get("middle_name"),
+                            birth_date=date.fromisoformat(member["birth_date"]), sex=member.get("sex") or "U",
+                            address=_address(member["address"]))
+    rendering = RenderingProvider(npi=claim.rendering_npi, last_name=claim.rendering_last_name or "PROVIDER",
+                                  first_name=claim.rendering_first_name,
+                                  organization=claim.rendering_first_name is None)
+    return ProfessionalClaim(
+        claim_id=claim.id, billing_provider=provider, subscriber=subscriber,
+        payer=Payer(billing.profile.payer_name, billing.profile.payer_id), place_of_service=claim.place_of_service,
+        diagnosis_codes=tuple(claim.diagnosis_codes),
+        lines=tuple(ServiceLine(procedure_code=line.hcpcs, charge=Decimal(line.charge), units=Decimal(line.units),
+                                service_from=line.service_from, service_to=line.service_to,
+                                diagnosis_pointers=tuple(line.diagnosis_pointers), modifiers=tuple(line.modifiers),
+                                place_of_service=line.place_of_service, control_number=line.encounter_id)
+                    for line in lines),
+        frequency_code=claim.frequency_code, payer_claim_number=claim.payer_claim_number,
+        prior_authorization=claim.prior_authorization_number, rendering_provider=rendering)
+
+
+def _party(party: Any) -> Party:
+    return Party(qualifier=party.qualifier, id=party.id, application_code=party.application_code)
+
+
+@dataclass
+class BatchResult:
+    """A batch and the claims it sealed."""
+
+    batch: ClaimBatch
+    claim_ids: list[str]
+
+
+async def create_batch(uow: ClaimsUnitOfWork, mcp_code: str, *, actor: Actor, trigger: str,
+                       max_claims: int = 50_000, validate: bool = True,
+                       parent: Envelope[Any] | None = None) -> BatchResult | None:
+    """Seal the MCP's draft claims into one 837P (or invoice) file in the file store; None if none are drafts.
+
+    Raises NotFound for an MCP CalHub does not bill, BatchFailedValidation when the file fails the validator
+    (the transaction must then roll back), ClaimsError when control numbers are exhausted.
+    """
+    config = configuration(uow)
+    billing = config.mcp(mcp_code)
+    if billing is None:
+        raise NotFound("mcp-not-billed", "MCP not billed", "CalHub has no billing profile for this MCP.")
+    counter = await uow.batches.lock_control_numbers(mcp_code)
+    drafts = await uow.claims.drafts(mcp_code, max_claims)
+    if not drafts:
+        return None
+    now = clock(uow).now()
+    lines = await uow.claims.lines_of([c.id for c in drafts])
+    professional: list[ProfessionalClaim] = []
+    held: list[str] = []
+    for claim in drafts:
+        try:
+            professional.append(professional_claim(claim, lines[claim.id], config, billing))
+        except LookupError:
+            held.append(claim.id)  # the CBO's billing identity was removed from the configuration
+    if held:
+        log.warning("claims held: billing identity missing", extra={"mcp_code": mcp_code, "count": len(held)})
+    if not professional:
+        return None
+    try:
+        interchange, group = uow.batches.advance(counter)
+    except ControlNumbersExhausted:
+        raise ClaimsError("control-numbers-exhausted", "Control numbers exhausted",
+                          "ISA13/GS06 for this MCP reached 999999999.") from None
+    batch_id = new_batch_id()
+    created_local = now.astimezone(PACIFIC)
+    transaction_of: dict[str, str | None]
+    if billing.profile.claim_format is ClaimFormat.X12_837P:
+        submitter = config.submitter
+        header = BatchHeader(
+            sender=_party(submitter.interchange), receiver_party=_party(billing.profile.interchange),
+            submitter=X12Submitter(submitter.name, submitter.id, submitter.contact_name, submitter.contact_phone),
+            receiver=Receiver(billing.profile.receiver_name, billing.profile.receiver_id),
+            interchange_control_number=interchange, group_control_number=group, created=created_local,
+            reference=batch_id, usage=billing.profile.usage)
+        built = build_837p(header, professional)
+        if validate:
+            issues = validate_837p(built.text)
+            if issues:
+                log.error("generated 837P failed validation", extra={"mcp_code": mcp_code, "count": len(issues)})
+                raise BatchFailedValidation(issues)
+        content = built.text.encode("ascii")
+        media_type, extension, kind = "application/edi-x12", "x12", "837P"
+        transaction_of = dict(built.transaction_of_claim)
+        sets = built.transaction_sets
+    else:
+        content = build_invoice(professional).encode("utf-8")
+        media_type, extension, kind = "text/csv", "csv", "invoice"
+        transaction_of = {c.claim_id: None for c in professional}
+        sets = 0
+    reference = file_store(uow).put(content, media_type=media_type)
+    total = sum((c.total_charge for c in professional), Decimal("0"))
+    batch = ClaimBatch(id=batch_id, mcp_code=mcp_code, file_kind=kind, interchange_control_number=interchange,
+                       group_control_number=group, transaction_sets=sets, claims=len(professional),
+                       total_amount=total, file_uri=reference.uri, file_sha256=reference.sha256,
+                       file_size=reference.size, status="created", acknowledgment_code=None, trigger=trigger,
+                       created_by=actor.label, created_at=now, delivered_at=None)
+    uow.batches.add(batch)
+    by_set: dict[str | None, list[str]] = defaultdict(list)
+    for claim_id, control in transaction_of.items():
+        by_set[control].append(claim_id)
+    for control, ids in by_set.items():
+        await mark_claims(uow.session, ids, status=ClaimStatus.BATCHED.value, batch_id=batch_id,
+                          transaction_set=control, updated_at=now, version=Claim.version + 1)
+    sealed = {c.claim_id for c in professional}
+    history = [{"id": uuid7(), "claim_id": c.id, "occurred_at": now, "actor": actor.label,
+                "actor_key_id": actor.key_id, "action": "batched", "from_status": "draft", "to_status": "batched",
+                "detail": {"batch_id": batch_id, "interchange_control_number": interchange,
+                           "transaction_set": transaction_of.get(c.id)}}
+               for c in drafts if c.id in sealed]
+    await uow.session.execute(insert(ClaimHistory), history)
+    for claim in drafts:
+        if claim.id not in sealed:
+            continue
+        data = ClaimCreated(claim_id=claim.id, mcp_code=mcp_code, cbo_organization_id=claim.cbo_organization_id,
+                            expected_amount=Decimal(claim.expected_amount), service_from=claim.service_from,
+                            service_to=claim.service_to, frequency_code=claim.frequency_code,
+                            replaces_claim_id=claim.replaces_claim_id, batch_id=batch_id,
+                            lines=len(lines[claim.id]))
+        uow.record(caused_by(parent, data, subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now)
+                   if parent else new_event(data, subject=claim.id, source=SOURCE, member_id=claim.member_id,
+                                            time=now))
+    name = f"{mcp_code}_{kind}_{created_local:%Y%m%d%H%M}_{interchange:09d}.{extension}"
+    batch_event = ClaimBatchCreated(batch_id=batch_id, mcp_code=mcp_code, claims=len(professional),
+                                    total_amount=total, file=reference, file_kind=kind,
+                                    interchange_control_number=f"{interchange:09d}",
+                                    group_control_number=str(group), transaction_sets=sets, created_at=now,
+                                    file_name=name)
+    uow.record(caused_by(parent, batch_event, subject=batch_id, source=SOURCE, time=now) if parent
+               else new_event(batch_event, subject=batch_id, source=SOURCE, time=now))
+    await record_audit(uow.session, audit_table, action="claim_batch.created", resource_type="claim_batch",
+                       resource_id=batch_id, caller=actor.caller, occurred_at=now,
+                       detail={"mcp_code": mcp_code, "claims": len(professional), "total_amount": total,
+                               "trigger": trigger, "held": len(held)})
+    log.info("claim batch created", extra={"batch_id": batch_id, "mcp_code": mcp_code, "count": len(professional)})
+    return BatchResult(batch, [c.claim_id for c in professional])
+
+
+# ------------------------------------------------------------------------------------------ status changes
+
+def _transition(uow: ClaimsUnitOfWork, claim: Claim, target: ClaimStatus, *, actor: Actor, action: str,
+                now: datetime, detail: dict[str, Any] | None = None) -> bool:
+    """Move a claim if the lifecycle allows it; record history. False (and a history note) when it does not."""
+    current = ClaimStatus(claim.status)
+    try:
+        check_transition(current, target)
+    except InvalidTransition:
+        uow.claims.add_history(new_history(claim.id, action=f"{action}_ignored", actor=actor.label,
+                                           from_status=current.value, to_status=current.value, at=now,
+                                           detail={**(detail or {}), "asked": target.value}))
+        return False
+    claim.status = target.value
+    claim.updated_at = now
+    claim.version += 1
+    uow.claims.add_history(new_history(claim.id, action=action, actor=actor.label, actor_key_id=actor.key_id,
+                                       from_status=current.value, to_status=target.value, at=now, detail=detail))
+    return True
+
+
+async def mark_delivered(uow: ClaimsUnitOfWork, event: Envelope[FileDelivered]) -> int:
+    """The gateway put a batch's file in the MCP's folder: its claims are submitted. Returns how many."""
+    data = event.data
+    if not data.source_id:
+        return 0
+    batch = await uow.batches.get(data.source_id)
+    if batch is None or batch.mcp_code != data.mcp_code:
+        return 0
+    if batch.delivered_at is not None:
+        return 0  # business idempotency: a second delivery report changes nothing
+    now = clock(uow).now()
+    batch.delivered_at = data.delivered_at
+    if batch.status == "created":
+        batch.status = "delivered"
+    actor = Actor(system="sftp-gateway")
+    moved = 0
+    claims = await uow.claims.by_ids(await _batch_claim_ids(uow, batch.id))
+    for claim in claims.values():
+        if claim.status != ClaimStatus.BATCHED.value:
+            continue
+        if _transition(uow, claim, ClaimStatus.SUBMITTED, actor=actor, action="submitted", now=now,
+                       detail={"batch_id": batch.id, "file_id": data.file_id}):
+            claim.submitted_at = data.delivered_at
+            moved += 1
+            uow.record(caused_by(event, ClaimSubmitted(
+                claim_id=claim.id, mcp_code=claim.mcp_code, cbo_organization_id=claim.cbo_organization_id,
+                batch_id=batch.id, submitted_at=data.delivered_at), subject=claim.id, source=SOURCE,
+                member_id=claim.member_id, time=now))
+    return moved
+
+
+async def _batch_claim_ids(uow: ClaimsUnitOfWork, batch_id: str) -> list[str]:
+    from sqlalchemy import select
+
+    return list((await uow.session.scalars(select(Claim.id).where(Claim.batch_id == batch_id))).all())
+
+
+def _reject(uow: ClaimsUnitOfWork, claim: Claim, reasons: list[str], *, acknowledgment: str, actor: Actor,
+            now: datetime, parent: Envelope[Any]) -> bool:
+    if not _transition(uow, claim, ClaimStatus.REJECTED, actor=actor, action=f"rejected_{acknowledgment}",
+                       now=now, detail={"reasons": reasons}):
+        return False
+    claim.rejection_reasons = reasons
+    claim.acknowledged_at = now
+    uow.record(caused_by(parent, ClaimRejected(claim_id=claim.id, mcp_code=claim.mcp_code,
+                                               cbo_organization_id=claim.cbo_organization_id,
+                                               acknowledgment=acknowledgment, reasons=tuple(reasons)),
+                         subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now))
+    return True
+
+
+def _accept(uow: ClaimsUnitOfWork, claim: Claim, *, acknowledgment: str, actor: Actor, now: datetime,
+            parent: Envelope[Any], payer_claim_number: str | None = None) -> bool:
+    if claim.status == ClaimStatus.ACCEPTED.value:
+        if payer_claim_number and claim.payer_claim_number != payer_claim_number:
+            claim.payer_claim_number = payer_claim_number
+            uow.claims.add_history(new_history(claim.id, action="payer_claim_number", actor=actor.label,
+                                               from_status=claim.status, to_status=claim.status, at=now,
+                                               detail={"acknowledgment": acknowledgment}))
+        return False
+    if not _transition(uow, claim, ClaimStatus.ACCEPTED, actor=actor, action=f"accepted_{acknowledgment}",
+                       now=now, detail={"payer_claim_number": payer_claim_number}):
+        return False
+    claim.acknowledged_at = now
+    claim.rejection_reasons = []
+    if payer_claim_number:
+        claim.payer_claim_number = payer_claim_number
+    uow.record(caused_by(parent, ClaimAccepted(claim_id=claim.id, mcp_code=claim.mcp_code,
+                                               cbo_organization_id=claim.cbo_organization_id,
+                                               acknowledgment=acknowledgment,
+                                               payer_claim_number=claim.payer_claim_number),
+                         subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now))
+    return True
+
+
+async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: str) -> dict[str, Any]:
+    """Apply a 999 to the batches it answers: rejected sets reject their claims; accepted sets move them on."""
+    data = event.data
+    now = clock(uow).now()
+    actor = Actor(system="999")
+    summary: dict[str, Any] = {"groups": 0, "unmatched_groups": 0, "claims_rejected": 0, "claims_accepted": 0,
+                               "claims_submitted": 0, "other_functional_groups": 0}
+    billing = configuration(uow).mcp(data.mcp_code)
+    for ack in parse_999(text):
+        if ack.functional_code != "HC":
+            summary["other_functional_groups"] += 1  # e.g. a 999 for eligibility's 270: not ours
+            continue
+        batch = await uow.batches.by_group(data.mcp_code, int(ack.group_control_number)) \
+            if ack.group_control_number.isdigit() else None
+        if batch is None:
+            summary["unmatched_groups"] += 1
+            log.warning("999 for an unknown claim batch", extra={"mcp_code": data.mcp_code, "file_id": data.file_id})
+            continue
+        summary["groups"] += 1
+        batch.acknowledgment_code = ack.code
+        batch.status = "acknowledged"
+        rejected_sets, rejected_claims = 0, 0
+        for set_ack in ack.sets:
+            claims = await uow.claims.in_transaction_set(batch.id, set_ack.control_number)
+            if not set_ack.accepted:
+                rejected_sets += 1
+                for claim in claims:
+                    if _reject(uow, claim, set_ack.reasons(), acknowledgment="999", actor=actor, now=now,
+                               parent=event):
+                        rejected_claims += 1
+                continue
+            for claim in claims:
+                if billing is not None and billing.profile.acceptance == "999":
+                    if _accept(uow, claim, acknowledgment="999", actor=actor, now=now, parent=event):
+                        summary["claims_accepted"] += 1
+                elif claim.status == ClaimStatus.BATCHED.value:
+                    # The 999 proves the MCP has the file even if the gateway's delivery report is late.
+                    if _transition(uow, claim, ClaimStatus.SUBMITTED, actor=actor, action="submitted_999", now=now,
+                                   detail={"ik5": set_ack.code}):
+                        claim.submitted_at = claim.submitted_at or now
+                        summary["claims_submitted"] += 1
+                if set_ack.code == "E":
+                    uow.claims.add_history(new_history(claim.id, action="noted_999", actor=actor.label,
+                                                       from_status=claim.status, to_status=claim.status, at=now,
+                                                       detail={"reasons": set_ack.reasons()}))
+        summary["claims_rejected"] += rejected_claims
+        uow.record(caused_by(event, ClaimBatchAcknowledged(
+            batch_id=batch.id, mcp_code=batch.mcp_code, code=ack.code,
+            sets_accepted=sum(1 for s in ack.sets if s.accepted), sets_rejected=rejected_sets,
+            claims_rejected=rejected_claims, acknowledged_at=now), subject=batch.id, source=SOURCE, time=now))
+    return summary
+
+
+async def apply_277ca(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: str) -> dict[str, Any]:
+    """Apply a 277CA claim by claim: accepted (with the payer claim number) or rejected with the reasons."""
+    data = event.data
+    now = clock(uow).now()
+    actor = Actor(system="277ca")
+    parsed = parse_277ca(text)
+    claims = await uow.claims.by_ids([c.claim_id for c in parsed.claims])
+    summary: dict[str, Any] = {"claims": len(parsed.claims), "accepted": 0, "rejected": 0, "informational": 0,
+                               "unmatched": 0, "ignored": 0}
+    for ack in parsed.claims:
+        claim = claims.get(ack.claim_id)
+        if claim is None or claim.mcp_code != data.mcp_code:
+            summary["unmatched"] += 1  # an MCP can only acknowledge its own claims
+            continue
+        outcome = ack.outcome
+        if outcome == "rejected":
+            changed = _reject(uow, claim, ack.reasons(), acknowledgment="277CA", actor=actor, now=now, parent=event)
+        elif outcome == "accepted":
+            changed = _accept(uow, claim, acknowledgment="277CA", actor=actor, now=now, parent=event,
+                              payer_claim_number=ack.payer_claim_number)
+            changed = changed or claim.status == ClaimStatus.ACCEPTED.value
+        else:
+            uow.claims.add_history(new_history(claim.id, action="noted_277ca", actor=actor.label,
+                                               from_status=claim.status, to_status=claim.status, at=now,
+                                               detail={"reasons": ack.reasons()}))
+            changed = True
+        summary[outcome if changed else "ignored"] += 1
+    return summary
+
+
+async def take_acknowledgment(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: str) -> dict[str, Any]:
+    """Apply a 999 or 277CA once per file (by SHA-256), and keep what it did."""
+    data = event.data
+    kind = data.kind.value
+    if await uow.acknowledgments.seen(kind, data.file.sha256):
+        return {"duplicate": True}
+    summary = await (apply_999 if kind == "999" else apply_277ca)(uow, event, text)
+    uow.acknowledgments.add(AcknowledgmentFile(id=uuid7(), kind=kind, file_id=data.file_id, mcp_code=data.mcp_code,
+                                               file_sha256=data.file.sha256, received_at=data.received_at,
+                                               processed_at=clock(uow).now(), summary=summary))
+    await record_audit(uow.session, audit_table, action=f"acknowledgment.{kind}", resource_type="file",
+                       resource_id=data.file_id, occurred_at=clock(uow).now(),
+                       detail={k: v for k, v in summary.items() if isinstance(v, int)})
+    return summary
+
+
+# ------------------------------------------------------------------------------------- corrections, 7 and 8
+
+async def _claim_for_change(uow: ClaimsUnitOfWork, claim_id: str, caller: Caller) -> Claim:
+    from shared.auth import TenantScope
+
+    claim = await uow.claims.get(claim_id, for_update=True)
+    if claim is None or not TenantScope(caller).allows(cbo_id=claim.cbo_organization_id, mcp_code=claim.mcp_code):
+        raise NotFound("claim-not-found", "Claim not found", "No claim with this id is visible to the caller.")
+    return claim
+
+
+def _apply_corrections(claim: Claim, lines: list[ClaimLine], body: ClaimCorrectionIn,
+                       pricing: dict[str, list[dict[str, str]]]) -> list[str]:
+    """Apply corrections in place; returns the corrected field names. Raises InvalidCorrection."""
+    changed: list[str] = []
+    if body.diagnosis_codes is not None:
+        claim.diagnosis_codes = list(body.diagnosis_codes)
+        changed.append("diagnosis_codes")
+    if body.prior_authorization_number is not None:
+        claim.prior_authorization_number = body.prior_authorization_number
+        changed.append("prior_authorization_number")
+    if body.rendering_npi is not None:
+        claim.rendering_npi = body.rendering_npi
+        changed.append("rendering_npi")
+    if body.place_of_service is not None:
+        claim.place_of_service = body.place_of_service
+        changed.append("place_of_service")
+    by_number = {line.line_number: line for line in lines}
+    for index, fix in enumerate(body.lines):
+        line = by_number.get(fix.line_number)
+        if line is None:
+            raise InvalidCorrection(f"lines[{index}].line_number", "line_exists", "The claim has no such line.")
+        if fix.modifiers is not None:
+            modifiers = [m.upper() for m in fix.modifiers]
+            problem = codes.check_code(claim.service_code, line.hcpcs, modifiers, line.service_from)
+            if problem is not None:
+                raise InvalidCorrection(f"lines[{index}].modifiers", "code_table", f"Modifiers: {problem}.")
+            line.modifiers = modifiers
+            changed.append(f"lines[{fix.line_number}].modifiers")
+        if fix.units is not None:
+            old = Decimal(line.units)
+            per_unit = any(c["basis"] == "per_unit" for c in pricing.get(line.encounter_id, []))
+            if per_unit and old > 0:
+                line.charge = (Decimal(line.charge) / old * fix.units).quantize(Decimal("0.01"))
+            line.units = fix.units
+            changed.append(f"lines[{fix.line_number}].units")
+        if fix.diagnosis_pointers is not None:
+            line.diagnosis_pointers = list(fix.diagnosis_pointers)
+            changed.append(f"lines[{fix.line_number}].diagnosis_pointers")
+        if fix.place_of_service is not None:
+            line.place_of_service = fix.place_of_service
+            changed.append(f"lines[{fix.line_number}].place_of_service")
+    for index, line in enumerate(lines):
+        if any(not 1 <= p <= len(claim.diagnosis_codes) for p in line.diagnosis_pointers):
+            raise InvalidCorrection(f"lines[{index}].diagnosis_pointers", "pointer_in_range",
+                                    "A diagnosis pointer points past the claim's diagnosis codes.")
+    if not changed:
+        raise InvalidCorrection("body", "nothing_to_correct", "Name at least one field to correct.")
+    claim.expected_amount = sum((Decimal(line.charge) for line in lines), Decimal("0"))
+    return changed
+
+
+async def _pricing_of(uow: ClaimsUnitOfWork, lines: Sequence[ClaimLine]) -> dict[str, list[dict[str, str]]]:
+    result: dict[str, list[dict[str, str]]] = {}
+    for line in lines:
+        encounter = await uow.encounters.get(line.encounter_id)
+        result[line.encounter_id] = list(encounter.pricing) if encounter is not None else []
+    return result
+
+
+async def correct_claim(uow: ClaimsUnitOfWork, claim_id: str, body: ClaimCorrectionIn, caller: Caller) -> Claim:
+    """Correct a rejected claim and put it back to draft (same CLM01, frequency unchanged) for the next batch."""
+    claim = await _claim_for_change(uow, claim_id, caller)
+    if claim.status != ClaimStatus.REJECTED.value:
+        raise ClaimsError("claim-not-correctable", "Claim cannot be corrected",
+                          "Only rejected claims are corrected in place; accepted or adjudicated claims are "
+                          "changed with a replacement (frequency 7) or a void (frequency 8).")
+    lines = await uow.claims.lines(claim.id)
+    now = clock(uow).now()
+    changed = _apply_corrections(claim, lines, body, await _pricing_of(uow, lines))
+    actor = Actor(caller=caller)
+    previous_batch = claim.batch_id
+    _transition(uow, claim, ClaimStatus.DRAFT, actor=actor, action="corrected", now=now,
+                detail={"fields": changed, "reason": body.reason, "previous_batch_id": previous_batch})
+    claim.batch_id = None
+    claim.transaction_set = None
+    uow.record(new_event(ClaimCorrected(claim_id=claim.id, mcp_code=claim.mcp_code,
+                                        cbo_organization_id=claim.cbo_organization_id,
+                                        expected_amount=Decimal(claim.expected_amount),
+                                        corrected_fields=tuple(changed)),
+                         subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now))
+    await record_audit(uow.session, audit_table, action="claim.corrected", resource_type="claim", resource_id=claim.id,
+                       caller=caller, occurred_at=now, detail={"fields": list(changed)})
+    return claim
+
+
+async def supersede_claim(uow: ClaimsUnitOfWork, claim_id: str, *, frequency: str, reason: str, caller: Caller,
+                          corrections: ClaimCorrectionIn | None = None) -> Claim:
+    """A replacement (7, with corrections) or void (8) of an accepted/adjudicated claim, as a new draft claim
+    quoting the payer claim number (REF*F8)."""
+    original = await _claim_for_change(uow, claim_id, caller)
+    if ClaimStatus(original.status) not in REPLACEABLE:
+        raise ClaimsError("claim-not-replaceable", "Claim cannot be replaced or voided",
+                          "Only accepted, paid or denied claims are replaced or voided; correct a rejected claim.")
+    if not original.payer_claim_number:
+        raise ClaimsError("payer-claim-number-missing", "Payer claim number missing",
+                          "A replacement or void quotes the payer's claim number (REF*F8), which this claim lacks.")
+    if original.frequency_code == "8":
+        raise ClaimsError("claim-is-void", "Claim is a void", "A void claim cannot be replaced or voided.")
+    if await uow.claims.replacement_of(original.id) is not None:
+        raise ClaimsError("replacement-pending", "Replacement pending",
+                          "A replacement or void of this claim is already on its way.")
+    now = clock(uow).now()
+    actor = Actor(caller=caller)
+    lines = await uow.claims.lines(original.id)
+    copy = Claim(**{column: getattr(original, column) for column in Claim.__table__.columns.keys()})
+    copy.id = new_claim_id()
+    copy.frequency_code = frequency
+    copy.replaces_claim_id = original.id
+    copy.status = ClaimStatus.DRAFT.value
+    copy.batch_id = copy.transaction_set = None
+    copy.paid_amount = copy.adjustment_amount = copy.paid_on = None
+    copy.submitted_at = copy.acknowledged_at = None
+    copy.rejection_reasons = []
+    copy.created_at = copy.updated_at = now
+    copy.version = 1
+    new_lines = [ClaimLine(**{c: getattr(line, c) for c in ClaimLine.__table__.columns.keys() if c != "id"})
+                 for line in lines]
+    for line in new_lines:
+        line.claim_id = copy.id
+        line.paid_amount = line.adjustment_amount = None
+    changed: list[str] = []
+    if corrections is not None:
+        changed = _apply_corrections(copy, new_lines, corrections, await _pricing_of(uow, lines))
+    uow.claims.add(copy)
+    for line in new_lines:
+        uow.claims.add_line(line)
+    action = "replacement" if frequency == "7" else "void"
+    uow.claims.add_history(new_history(copy.id, action=f"{action}_opened", actor=actor.label, actor_key_id=actor.key_id,
+                                       from_status=None, to_status="draft", at=now,
+                                       detail={"replaces_claim_id": original.id, "reason": reason, "fields": changed}))
+    uow.claims.add_history(new_history(original.id, action=f"{action}_requested", actor=actor.label,
+                                       actor_key_id=actor.key_id, from_status=original.status,
+                                       to_status=original.status, at=now,
+                                       detail={"new_claim_id": copy.id, "reason": reason}))
+    await record_audit(uow.session, audit_table, action=f"claim.{action}", resource_type="claim",
+                       resource_id=original.id, caller=caller, occurred_at=now,
+                       detail={"new_claim_id": copy.id, "fields": list(changed)})
+    return copy
+
+
+def age_days(claim: Claim, now: datetime) -> int:
+    """Days since the claim was submitted (or opened, before submission)."""
+    since = _aware(claim.submitted_at) or _aware(claim.created_at) or now
+    return max(0, (now - since) // timedelta(days=1))
+
+
+async def audit_read(uow: ClaimsUnitOfWork, caller: Caller, resource_type: str, resource_id: str) -> None:
+    """Record a read of PHI (a claim's member data) in the audit trail."""
+    await record_audit(uow.session, audit_table, action=f"{resource_type}.read", resource_type=resource_type,
+                       resource_id=resource_id, caller=caller)
+
+
+# ------------------------------------------------------------------------------------------- projections
+
+async def project_authorization(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> None:
+    """Keep the authorization projection current from authorization.* events (idempotent by design)."""
+    data = event.data
+    now = clock(uow).now()
+    row = await uow.coverages.get(data.authorization_id)
+    event_type = event.type
+    if row is None:
+        service = getattr(data, "service", None)
+        if service is None:
+            # A lifecycle event for an authorization we never saw requested or decided: nothing to attach it to.
+            log.warning("authorization event before its decision",
+                        extra={"authorization_id": data.authorization_id, "event_type": event_type})
+            return
+        row = AuthorizationCoverage(
+            authorization_id=data.authorization_id, member_id=None, mcp_code=data.mcp_code,
+            cbo_organization_id=getattr(data, "cbo_organization_id", None), program=service.program.value,
+            cs_code=service.cs_code, status="requested", period_start=None, period_end=None, ends_before=None,
+            suspensions=[], presumptive=False, mcp_authorization_number=None, updated_at=now)
+        uow.coverages.add(row)
+        await uow.session.flush()  # sessions do not autoflush: the next event of a batch must find this row
+    if event_type == "authorization.requested":
+        row.member_id = member_id_for(data.member.cin)
+    elif event.member_id and row.member_id is None:
+        row.member_id = event.member_id
+    if event_type == "authorization.approved":
+        row.status = "approved"
+        row.period_start, row.period_end = data.period_start, data.period_end
+        row.presumptive = data.presumptive
+        row.mcp_authorization_number = data.mcp_authorization_number
+        row.mcp_code = data.mcp_code
+        row.cbo_organization_id = data.cbo_organization_id or row.cbo_organization_id
+    elif event_type == "authorization.denied":
+        if row.status == "requested":
+            row.status = "denied"
+    elif event_type == "authorization.suspended":
+        row.suspensions = [*row.suspensions, [data.effective.isoformat(), None]]
+    elif event_type == "authorization.resumed":
+        suspensions = [list(s) for s in row.suspensions]
+        for item in reversed(suspensions):
+            if item[1] is None:
+                item[1] = (data.effective - timedelta(days=1)).isoformat()
+                break
+        row.suspensions = suspensions
+    elif event_type == "authorization.expired":
+        row.status = "expired"  # dates up to period_end stay covered: encounters are billed after the fact
+    elif event_type == "authorization.closed":
+        row.status = "closed"
+        row.ends_before = data.effective
+    row.updated_at = now
+
+
+async def project_eligibility(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> None:
+    """Turn eligibility.* events into dated facts about the member."""
+    data = event.data
+    member_id = member_id_for(data.cin)
+    now = clock(uow).now()
+    kind, effective, mcp_code = "enrolled", data.as_of, data.mcp_code
+    effective_to: date | None = None
+    program: str | None = None
+    exclusion: str | None = None
+    if event.type == "eligibility.verified":
+        effective = data.span_start or data.as_of
+        effective_to = data.span_end
+    elif event.type == "eligibility.lost":
+        kind, effective, mcp_code = "not_enrolled", data.effective, None
+    elif event.type in ("eligibility.regained", "eligibility.plan_changed"):
+        effective = data.effective
+    elif event.type == "eligibility.excluded":
+        kind, effective, program, exclusion = "excluded", data.effective, data.program, data.exclusion
+    if kind != "excluded" and event.type != "eligibility.verified":
+        await uow.eligibility.close_open_enrollment(member_id, effective)
+    from claims.models import EligibilityFactRow
+
+    await uow.eligibility.add(EligibilityFactRow(
+        event_id=event.id, member_id=member_id, kind=kind, mcp_code=mcp_code, program=program, exclusion=exclusion,
+        effective_from=effective, effective_to=effective_to, recorded_at=now))
+    await uow.session.flush()

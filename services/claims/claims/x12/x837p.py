@@ -1,0 +1,355 @@
+"""X12 837P professional claims, 005010X222A1: typed claims in, one interchange out (pure, no I/O).
+
+Layout per transaction set (TR3 005010X222A1): 1000A submitter, 1000B receiver, then one 2000A billing
+provider HL per billing provider with one 2000B subscriber HL per claim (the Medi-Cal member is always the
+subscriber, so there is no 2000C patient loop), 2300 claim, 2310B rendering provider, 2400 service lines.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from shared.x12.envelope import EnvelopeSpec, Party, build_interchange
+
+IMPLEMENTATION = "005010X222A1"  # GS08 and ST03; x12sdk writes X222A2, which MCPs reject
+FUNCTIONAL_CODE = "HC"
+# TR3 1.4.1: "no more than 5000 CLM segments in a single transaction set (ST-SE)".
+MAX_CLAIMS_PER_TRANSACTION = 5000
+MAX_LINES_PER_CLAIM = 50  # loop 2400 repeats at most 50 times
+MAX_DIAGNOSES = 12  # HI in 2300 carries at most 12 codes
+FREQUENCIES = {"1": "original", "7": "replacement", "8": "void"}
+CLAIM_FILING_MEDICAID = "MC"  # SBR09: Medi-Cal managed care
+
+
+
+@dataclass(frozen=True)
+class PostalAddress:
+    """N3/N4: street, city, state, ZIP (the billing provider's must be the 9-digit ZIP+4)."""
+
+    line1: str
+    city: str
+    state: str
+    zip: str
+    line2: str | None = None
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """Loop 1000A: who sends the file (the hub), with its EDI contact."""
+
+    name: str
+    identifier: str
+    contact_name: str
+    contact_phone: str
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """Loop 1000B: the MCP's EDI receiver."""
+
+    name: str
+    identifier: str
+
+
+@dataclass(frozen=True)
+class Payer:
+    """Loop 2010BB: the MCP as payer (NM1*PR, payer id qualifier PI)."""
+
+    name: str
+    identifier: str
+
+
+@dataclass(frozen=True)
+class BillingProvider:
+    """Loop 2010AA: the hub or the CBO, per the MCP contract; NPI, EIN and a 9-digit ZIP address."""
+
+    name: str
+    npi: str
+    tin: str
+    address: PostalAddress
+    taxonomy: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """Loop 2010BA: the member, identified by CIN (NM1*IL qualifier MI)."""
+
+    cin: str
+    last_name: str
+    first_name: str
+    birth_date: date
+    sex: str  # F, M or U (DMG03)
+    address: PostalAddress
+    middle_name: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderingProvider:
+    """Loop 2310B: the person (or CBO) who rendered the services, when different from the billing provider."""
+
+    npi: str
+    last_name: str
+    first_name: str | None = None
+    taxonomy: str | None = None
+    organization: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceLine:
+    """Loop 2400: SV1 (HCPCS with up to 4 modifiers, charge, units, diagnosis pointers) and DTP*472."""
+
+    procedure_code: str
+    charge: Decimal
+    units: Decimal
+    service_from: date
+    diagnosis_pointers: tuple[int, ...]
+    modifiers: tuple[str, ...] = ()
+    service_to: date | None = None
+    place_of_service: str | None = None  # only when it differs from CLM05-1
+    control_number: str | None = None  # REF*6R, echoed in the 835 SVC loop
+
+
+@dataclass(frozen=True)
+class ProfessionalClaim:
+    """Loop 2300: CLM01 claim id, CLM05 place of service and frequency, REF*F8/REF*G1, HI diagnoses, lines."""
+
+    claim_id: str
+    billing_provider: BillingProvider
+    subscriber: Subscriber
+    payer: Payer
+    place_of_service: str
+    diagnosis_codes: tuple[str, ...]
+    lines: tuple[ServiceLine, ...]
+    frequency_code: str = "1"
+    payer_claim_number: str | None = None  # REF*F8, required for frequency 7 and 8
+    prior_authorization: str | None = None  # REF*G1
+    rendering_provider: RenderingProvider | None = None
+
+    @property
+    def total_charge(self) -> Decimal:
+        """CLM02: the sum of the lines' SV102 charges."""
+        return sum((line.charge for line in self.lines), Decimal("0"))
+
+
+@dataclass(frozen=True)
+class BatchHeader:
+    """What the interchange needs besides its claims."""
+
+    sender: Party
+    receiver_party: Party
+    submitter: Submitter
+    receiver: Receiver
+    interchange_control_number: int
+    group_control_number: int
+    created: datetime
+    reference: str  # BHT03: our batch id
+    usage: str = "P"
+
+
+@dataclass
+class Built837:
+    """The interchange text and, per claim, the ST02 of the transaction set that carries it."""
+
+    text: str
+    transaction_of_claim: dict[str, str] = field(default_factory=dict)
+    transaction_sets: int = 0
+
+
+class ClaimBuildError(ValueError):
+    """A claim cannot be expressed in 005010X222A1 (a structural limit, not a business rule)."""
+
+
+def money(value: Decimal) -> str:
+    """An X12 R (decimal) amount: no trailing zeros beyond cents, no exponent (`125`, `12.5`, `0`)."""
+    quantized = value.quantize(Decimal("0.01"))
+    text = format(quantized, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def quantity(value: Decimal) -> str:
+    """An X12 R quantity (SV104 units) without trailing zeros."""
+    text = format(value.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+_DELIMITERS_TO_SPACE = str.maketrans({ch: " " for ch in "~*:^\r\n\t"})
+
+
+def _x12_text(value: str, limit: int) -> str:
+    # X12 files are ASCII: accents are folded (Peña -> PENA), our delimiters '~*:^' become spaces, and names
+    # are upper-cased as MCP EDI systems expect.
+    if not value.isascii():
+        value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    return " ".join(value.translate(_DELIMITERS_TO_SPACE).upper().split())[:limit]
+
+
+def _seg(*elements: str) -> str:
+    """One segment without its terminator; trailing empty elements dropped (5010 forbids them).
+
+    Segments are rendered here rather than by shared.x12's generic renderer: a 50,000-claim batch has about a
+    million segments, and building strings directly keeps generation inside the benchmark budget.
+    """
+    return "*".join(elements).rstrip("*")
+
+
+def _composite(*components: str) -> str:
+    return ":".join(components).rstrip(":")
+
+
+def _address_segments(address: PostalAddress) -> list[str]:
+    n3 = _seg("N3", _x12_text(address.line1, 55), _x12_text(address.line2, 55) if address.line2 else "")
+    return [n3, _seg("N4", _x12_text(address.city, 30), address.state.upper(), address.zip)]
+
+
+def _check_claim(claim: ProfessionalClaim) -> None:
+    if not claim.lines:
+        raise ClaimBuildError("a claim needs at least one service line")
+    if len(claim.lines) > MAX_LINES_PER_CLAIM:
+        raise ClaimBuildError(f"a claim carries at most {MAX_LINES_PER_CLAIM} service lines")
+    if not 1 <= len(claim.diagnosis_codes) <= MAX_DIAGNOSES:
+        raise ClaimBuildError(f"a claim carries 1 to {MAX_DIAGNOSES} diagnosis codes")
+    if claim.frequency_code not in FREQUENCIES:
+        raise ClaimBuildError("frequency code must be 1, 7 or 8")
+    if claim.frequency_code in ("7", "8") and not claim.payer_claim_number:
+        raise ClaimBuildError("a replacement or void needs the payer claim number (REF*F8)")
+    for line in claim.lines:
+        if len(line.modifiers) > 4:
+            raise ClaimBuildError("SV101 carries at most 4 modifiers")
+        if not 1 <= len(line.diagnosis_pointers) <= 4:
+            raise ClaimBuildError("SV107 carries 1 to 4 diagnosis pointers")
+        if any(not 1 <= p <= len(claim.diagnosis_codes) for p in line.diagnosis_pointers):
+            raise ClaimBuildError("a diagnosis pointer points past the claim's diagnosis codes")
+
+
+def _date(value: date) -> str:
+    return value.strftime("%Y%m%d")
+
+
+def _service_date(start: date, end: date | None) -> str:
+    if end is None or end == start:
+        return "DTP*472*D8*" + _date(start)
+    return f"DTP*472*RD8*{_date(start)}-{_date(end)}"
+
+
+def claim_segments(claim: ProfessionalClaim, subscriber_hl: int, parent_hl: int) -> list[str]:
+    """Loops 2000B-2400 of one claim (one subscriber HL per claim), as segments without terminators.
+
+    Raises ClaimBuildError.
+    """
+    _check_claim(claim)
+    sub = claim.subscriber
+    segments = [
+        f"HL*{subscriber_hl}*{parent_hl}*22*0",
+        "SBR*P*18*******" + CLAIM_FILING_MEDICAID,
+        _seg("NM1", "IL", "1", _x12_text(sub.last_name, 60), _x12_text(sub.first_name, 35),
+             _x12_text(sub.middle_name or "", 25), "", "", "MI", sub.cin),
+        *_address_segments(sub.address),
+        f"DMG*D8*{_date(sub.birth_date)}*{sub.sex if sub.sex in ('F', 'M') else 'U'}",
+        _seg("NM1", "PR", "2", _x12_text(claim.payer.name, 60), "", "", "", "", "PI", claim.payer.identifier),
+        # CLM05: place of service : B (facility code qualifier, place of service) : frequency.
+        f"CLM*{claim.claim_id}*{money(claim.total_charge)}***{claim.place_of_service}:B:{claim.frequency_code}"
+        "*Y*A*Y*Y",
+    ]
+    # 2300 REF order in the TR3: G1 (prior authorization) comes before F8 (payer claim control number).
+    if claim.prior_authorization:
+        segments.append("REF*G1*" + claim.prior_authorization)
+    if claim.payer_claim_number and claim.frequency_code in ("7", "8"):
+        segments.append("REF*F8*" + claim.payer_claim_number)
+    segments.append("HI*" + "*".join(("ABK:" if index == 0 else "ABF:") + code.replace(".", "").upper()
+                                     for index, code in enumerate(claim.diagnosis_codes)))
+    rendering = claim.rendering_provider
+    if rendering is not None and rendering.npi != claim.billing_provider.npi:
+        if rendering.organization:
+            segments.append(_seg("NM1", "82", "2", _x12_text(rendering.last_name, 60), "", "", "", "", "XX",
+                                 rendering.npi))
+        else:
+            segments.append(_seg("NM1", "82", "1", _x12_text(rendering.last_name, 60),
+                                 _x12_text(rendering.first_name or "", 35), "", "", "", "XX", rendering.npi))
+        if rendering.taxonomy:
+            segments.append("PRV*PE*PXC*" + rendering.taxonomy)
+    for number, line in enumerate(claim.lines, start=1):
+        segments.append(f"LX*{number}")
+        pos = line.place_of_service if line.place_of_service and line.place_of_service != claim.place_of_service \
+            else ""
+        segments.append(_seg("SV1", _composite("HC", line.procedure_code, *line.modifiers), money(line.charge), "UN",
+                             quantity(line.units), pos, "", ":".join(str(p) for p in line.diagnosis_pointers)))
+        segments.append(_service_date(line.service_from, line.service_to))
+        if line.control_number:
+            segments.append("REF*6R*" + line.control_number)
+    return segments
+
+
+def _billing_provider_segments(provider: BillingProvider, hl: int) -> list[str]:
+    segments = [f"HL*{hl}**20*1"]
+    if provider.taxonomy:
+        segments.append("PRV*BI*PXC*" + provider.taxonomy)
+    segments.append(_seg("NM1", "85", "2", _x12_text(provider.name, 60), "", "", "", "", "XX", provider.npi))
+    segments.extend(_address_segments(provider.address))
+    segments.append("REF*EI*" + provider.tin)
+    return segments
+
+
+def _transaction_body(header: BatchHeader, claims: Sequence[ProfessionalClaim], control: str) -> list[str]:
+    created = header.created
+    body = [
+        # BHT06 CH: chargeable (fee-for-service claims); BHT02 00: original transmission.
+        _seg("BHT", "0019", "00", f"{header.reference}{control}"[-30:], created.strftime("%Y%m%d"),
+             created.strftime("%H%M"), "CH"),
+        _seg("NM1", "41", "2", _x12_text(header.submitter.name, 60), "", "", "", "", "46",
+             header.submitter.identifier),
+        _seg("PER", "IC", _x12_text(header.submitter.contact_name, 60), "TE", header.submitter.contact_phone),
+        _seg("NM1", "40", "2", _x12_text(header.receiver.name, 60), "", "", "", "", "46",
+             header.receiver.identifier),
+    ]
+    hl = 0
+    by_provider: dict[BillingProvider, list[ProfessionalClaim]] = {}
+    for claim in claims:
+        by_provider.setdefault(claim.billing_provider, []).append(claim)
+    for provider, provider_claims in by_provider.items():
+        hl += 1
+        parent = hl
+        body.extend(_billing_provider_segments(provider, parent))
+        for claim in provider_claims:
+            hl += 1
+            body.extend(claim_segments(claim, hl, parent))
+    return body
+
+
+def chunk(claims: Sequence[ProfessionalClaim], size: int) -> Iterable[Sequence[ProfessionalClaim]]:
+    """Consecutive slices of at most `size` claims."""
+    for start in range(0, len(claims), size):
+        yield claims[start:start + size]
+
+
+def build_837p(header: BatchHeader, claims: Sequence[ProfessionalClaim], *,
+               max_claims_per_transaction: int = MAX_CLAIMS_PER_TRANSACTION, line_breaks: bool = False,
+               ) -> Built837:
+    """One interchange with one HC group: claims ordered by billing provider, at most 5000 per ST.
+
+    Raises ClaimBuildError for a claim the guide cannot express, ValueError for an empty batch.
+    """
+    if not claims:
+        raise ValueError("an 837P batch needs at least one claim")
+    ordered = sorted(claims, key=lambda c: (c.billing_provider.npi, c.billing_provider.tin, c.claim_id))
+    transactions: list[list[list[str]]] = []
+    owner: dict[str, str] = {}
+    for index, part in enumerate(chunk(ordered, max_claims_per_transaction), start=1):
+        control = f"{index:04d}"
+        # Each segment goes to the envelope writer as one pre-rendered element.
+        transactions.append([[segment] for segment in _transaction_body(header, part, control)])
+        for claim in part:
+            owner[claim.claim_id] = control
+    spec = EnvelopeSpec(sender=header.sender, receiver=header.receiver_party,
+                        interchange_control_number=header.interchange_control_number,
+                        group_control_number=header.group_control_number, functional_code=FUNCTIONAL_CODE,
+                        version=IMPLEMENTATION, created=header.created, usage=header.usage)
+    text = build_interchange(spec, transactions, line_breaks=line_breaks)
+    return Built837(text=text, transaction_of_claim=owner, transaction_sets=len(transactions))

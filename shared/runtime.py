@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.bus.base import Bus, RetryPolicy, Subscription
 from shared.bus.dispatcher import Dispatcher
 from shared.bus.registry import HandlerRegistry
+from shared.contracts import EVENT_TYPES
 from shared.db import create_engine, session_factory
 from shared.migrations import current_revision, head_revision, upgrade_to_head
 from shared.outbox import OutboxRelay
@@ -123,8 +124,11 @@ class ServiceRuntime:
         if migrate:
             await self.migrate()
         topics = self.definition.handlers.topics()
-        if topics:
-            await self.bus.ensure_topics(topics)
+        # Create the topics this service publishes as well as those it reads, so the relay never waits on a
+        # broker without auto-creation (production clusters usually disable it).
+        owned = [t.name for t in EVENT_TYPES.topics() if t.service == self.definition.name]
+        if topics or owned:
+            await self.bus.ensure_topics(sorted(set(topics) | set(owned)))
         if self.settings.run_relay:
             self.relay.start()
         if self.settings.run_consumers and topics:

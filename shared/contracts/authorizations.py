@@ -36,6 +36,11 @@ class AuthorizationRequested(EventData):
     requested_at: datetime
     decision_due: datetime
     calendar: str = Field(description="The business-day calendar the deadline used.")
+    deadline_basis: str | None = Field(
+        default=None, description="Which rule set decision_due: standard_business_days, calendar_day_cap or "
+        "expedited_hours.")
+    expedited_by_rule: bool = Field(default=False, description="Expedited because the Community Support is "
+                                    "always expedited, whatever the referral said.")
 
 
 class _Decided(EventData):
@@ -58,6 +63,9 @@ class AuthorizationApproved(_Decided):
     presumptive: bool = False
     origin: AuthorizationOrigin = AuthorizationOrigin.REFERRAL
     review_flags: tuple[str, ...] = Field(default=(), description="e.g. 'period_beyond_cap'.")
+    assigned_provider_npi: str | None = Field(
+        default=None, description="The ECM provider the MCP assigned (MIF), so the CBO can be notified.")
+    previous_authorization_id: str | None = None
 
 
 @event("authorization.denied", AUTHORIZATION)
@@ -88,6 +96,31 @@ class AuthorizationReauthRequested(EventData):
     new_authorization_id: str
     mcp_code: str
     cbo_organization_id: str | None = None
+    automatic: bool = Field(default=True, description="False when the care team asked for it by hand.")
+
+
+@event("authorization.care_task_opened", AUTHORIZATION)
+class AuthorizationCareTaskOpened(EventData):
+    """An expiring authorization was not reauthorized automatically; the care team must act."""
+
+    authorization_id: str
+    task_id: str
+    mcp_code: str
+    cbo_organization_id: str | None = None
+    reason: str = Field(description="not_eligible, not_engaged or eligibility_unknown")
+    due_on: date = Field(description="The authorization's period end.")
+
+
+@event("authorization.mif_exception_recorded", AUTHORIZATION)
+class AuthorizationMifExceptionRecorded(EventData):
+    """A Member Information File row could not be applied; it is kept for a person to resolve."""
+
+    exception_id: str
+    file_id: str
+    row_number: int
+    mcp_code: str
+    reason: str
+    authorization_id: str | None = None
 
 
 @event("authorization.expired", AUTHORIZATION)

@@ -188,7 +188,8 @@ def main() -> int:
     key = asyncio.run(_make_key(database_url))
     env = {**os.environ, "CALHUB_MODE": "distributed", "CALHUB_DATABASE_URL": database_url,
            "CALHUB_KAFKA_BOOTSTRAP_SERVERS": kafka, "CALHUB_TOPIC_PREFIX": f"bench{suffix}.",
-           "CALHUB_SCHEMA_SUFFIX": suffix, "CALHUB_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+           "CALHUB_SCHEMA_SUFFIX": suffix, "CALHUB_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+           "CALHUB_MEMBER_ID_SECRET": os.environ.get("CALHUB_MEMBER_ID_SECRET", f"bench-secret{suffix}")}
     service_port, bare_port = _free_port(), _free_port()
     service = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "uvicorn", "--factory", "referrals.main:create_app", "--host", "127.0.0.1",

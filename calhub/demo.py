@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from importlib import import_module
 from pathlib import Path
@@ -57,8 +58,10 @@ async def create_demo_organizations(platform: PlatformSettings) -> list[dict[str
                             "api_key": issued.plaintext, "scopes": spec["scopes"]})
     finally:
         await store.close()
-    path.write_text(json.dumps(created, indent=2) + "\n")
-    path.chmod(0o600)
+    # Created owner-only from the first byte: the file holds API keys.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps(created, indent=2) + "\n")
     return created
 
 

@@ -6,6 +6,7 @@ import: engines, buses and tasks are created in the lifespan.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,7 +52,8 @@ def create_api(
             for hook in on_stopping:
                 await hook(app)
             for runtime in reversed(started):
-                await runtime.stop()
+                with contextlib.suppress(Exception):  # stop the others anyway; the runtime logged its failure
+                    await runtime.stop()
             await bus.stop()
             await authenticator.close()
 

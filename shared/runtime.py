@@ -9,7 +9,7 @@ runs one per process on Kafka.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,17 @@ class ServiceRuntime:
             await conn.run_sync(upgrade_to_head, self.definition.migrations, self.physical_schema)
 
     async def start(self, *, migrate: bool = True) -> None:
-        """Migrate, then start the relay, consumers and background parts as the settings allow."""
+        """Migrate, then start the relay, consumers and background parts as the settings allow.
+
+        If any step fails, what already started is stopped again before the error propagates.
+        """
+        try:
+            await self._start(migrate=migrate)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, *, migrate: bool) -> None:
         if migrate:
             await self.migrate()
         topics = self.definition.handlers.topics()
@@ -143,15 +153,26 @@ class ServiceRuntime:
         log.info("service started", extra={"service": self.name})
 
     async def stop(self) -> None:
-        """Stop consumers first (no new work), then background parts and the relay; close the engine."""
+        """Stop consumers first (no new work), then background parts and the relay; close the engine.
+
+        Every step runs even if an earlier one fails; the first failure is raised at the end.
+        """
+        steps: list[Callable[[], Awaitable[None]]] = []
         if self.subscription is not None:
-            await self.subscription.stop()
-            self.subscription = None
-        for part in reversed(self.background):
-            await part.stop()
-        self.background.clear()
-        await self.relay.stop()
-        await self.engine.dispose()
+            steps.append(self.subscription.stop)
+        steps += [part.stop for part in reversed(self.background)]
+        steps += [self.relay.stop, self.engine.dispose]
+        self.subscription = None
+        self.background = []
+        failures: list[BaseException] = []
+        for step in steps:
+            try:
+                await step()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the rest; re-raised below
+                log.warning("stop step failed", extra={"service": self.name, "error_type": type(exc).__name__})
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
     async def readiness(self) -> dict[str, Any]:
         """Database reachable, schema at head, outbox backlog, background parts; raises nothing."""
@@ -176,7 +197,9 @@ class ServiceRuntime:
                 report[type(part).__name__] = f"not ready: {type(exc).__name__}"
                 report["ready"] = False
                 return report
+        consuming = self.subscription is not None and getattr(self.subscription, "healthy", True)
+        report["consumer"] = "running" if consuming else ("stopped" if self.subscription is None else "crashed")
         report["ready"] = bool(report["schema_current"]) and (
-            self.subscription is not None or not self.definition.handlers.topics() or not self.settings.run_consumers
+            consuming or not self.definition.handlers.topics() or not self.settings.run_consumers
         )
         return report

@@ -317,7 +317,10 @@ class Scheduler(Generic[U]):
         timer = uow.tables.timer
         query = (select(timer.c.id, timer.c.kind, timer.c.subject, timer.c.due_at, timer.c.payload,
                         timer.c.attempts)
-                 .where(timer.c.status == TimerStatus.PENDING.value, timer.c.due_at <= at))
+                 .where(timer.c.status == TimerStatus.PENDING.value, timer.c.due_at <= at,
+                        # Kinds this build does not handle stay pending for an instance that does (a rolling
+                        # deploy runs old and new builds side by side); `pending_unknown` reports them.
+                        timer.c.kind.in_(self.registry.kinds())))
         if only is not None:
             query = query.where(timer.c.id.in_(only))
         if exclude:
@@ -423,8 +426,10 @@ class Scheduler(Generic[U]):
                 log.warning("firing timers failed; retrying",
                             extra={"error_type": _error_name(exc), "retry_in_s": delay})
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands with notify().
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

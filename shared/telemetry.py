@@ -33,10 +33,14 @@ def context_from_traceparent(traceparent: str | None) -> otel_context.Context:
 def consumer_span(envelope: Any, group: str) -> Iterator[trace.Span]:
     """A CONSUMER span for handling one event, child of the producer's span. Attributes carry no PHI."""
     parent = context_from_traceparent(envelope.traceparent)
+    # Exceptions are not recorded as span events: their messages can quote input values (PHI). The status and
+    # the error type are set instead.
     with tracer.start_as_current_span(
         f"{envelope.type} process",
         context=parent,
         kind=trace.SpanKind.CONSUMER,
+        record_exception=False,
+        set_status_on_exception=False,
         attributes={
             "messaging.system": "kafka",
             "messaging.operation.type": "process",
@@ -47,7 +51,12 @@ def consumer_span(envelope: Any, group: str) -> Iterator[trace.Span]:
             "calhub.correlation_id": str(envelope.correlation_id),
         },
     ) as span:
-        yield span
+        try:
+            yield span
+        except Exception as exc:
+            span.set_status(trace.Status(trace.StatusCode.ERROR))
+            span.set_attribute("error.type", type(exc).__name__)
+            raise
 
 
 class BusMetrics:

@@ -531,8 +531,10 @@ class WebhookDeliverer:
                 delay = min(30.0, self.policy.poll_interval * 2 ** min(failures, 6))
                 log.warning("webhook delivery pass failed", extra={"error_type": _error_name(exc)})
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands with notify().
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

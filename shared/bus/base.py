@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.bus.message import Headers, IncomingMessage, OutgoingMessage, PermanentError
+from shared.bus.message import HandlerError, Headers, IncomingMessage, OutgoingMessage, PermanentError
 
 log = logging.getLogger("calhub.bus")
 
@@ -82,6 +82,29 @@ class Bus(Protocol):
 DeadLetter = Callable[[OutgoingMessage], Awaitable[None]]
 
 
+def describe_error(error: BaseException) -> str:
+    """What a dead letter may say about its error: our own errors' messages (written PHI-free on purpose),
+    otherwise only the type — a library's message can quote input values (a name, a CIN)."""
+    if isinstance(error, HandlerError):
+        return str(error)[:4000]
+    return type(error).__name__
+
+
+def is_transient(error: BaseException) -> bool:
+    """Infrastructure trouble (database or broker unreachable, pool exhausted, lock timeout) that says nothing
+    about the message itself: retried without spending the message's attempts, so an outage never sends healthy
+    messages to dead letters or lets later events of a key overtake earlier ones."""
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(error, OperationalError | InterfaceError | DisconnectionError | PoolTimeout | BusUnavailable
+                  | ConnectionError | TimeoutError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OSError)
+
+
 def dead_letter_message(
     message: IncomingMessage, group: str, error: BaseException, attempts: int
 ) -> OutgoingMessage:
@@ -90,7 +113,7 @@ def dead_letter_message(
     kept: Headers = tuple(h for h in message.headers if not h[0].startswith("calhub-dlq-"))
     headers: Headers = kept + (
         (HEADER_DLQ_ERROR_TYPE, type(error).__name__.encode()),
-        (HEADER_DLQ_ERROR, str(error)[:4000].encode()),
+        (HEADER_DLQ_ERROR, describe_error(error).encode()),
         (HEADER_DLQ_ATTEMPTS, str(attempts).encode()),
         (HEADER_DLQ_GROUP, group.encode()),
         (HEADER_DLQ_TOPIC, original_topic.encode()),
@@ -134,6 +157,7 @@ async def _deliver_one(
     message: IncomingMessage, consumer: Consumer, *, group: str, policy: RetryPolicy, dead_letter: DeadLetter
 ) -> None:
     attempt = 0
+    outage = 0
     while True:
         attempt += 1
         try:
@@ -142,6 +166,15 @@ async def _deliver_one(
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is either retried or dead-lettered
+            if is_transient(exc):
+                # Hold the partition (and its order) until the infrastructure is back; ops sees the lag grow.
+                attempt -= 1
+                outage += 1
+                log.warning("infrastructure unavailable, holding the message",
+                            extra={"topic": message.topic, "offset": message.offset, "group": group,
+                                   "error_type": type(exc).__name__, "retry_count": outage})
+                await asyncio.sleep(policy.backoff(min(outage, 16)))
+                continue
             permanent = isinstance(exc, PermanentError)
             if permanent or attempt >= policy.max_attempts:
                 log.warning(

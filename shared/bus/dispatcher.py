@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Generic
 
-from shared.bus.message import IncomingMessage, decode
+from shared.bus.message import HEADER_EVENT_TYPE, IncomingMessage, decode
 from shared.bus.registry import HandlerRegistry, U
 from shared.contracts.base import EVENT_TYPES, EventTypeRegistry, UnknownEventType
 from shared.envelope import Envelope
@@ -32,6 +32,9 @@ class Dispatcher(Generic[U]):
         self.metrics = metrics or BusMetrics.default()
 
     def _decode(self, message: IncomingMessage) -> Envelope[Any] | None:
+        declared = message.header(HEADER_EVENT_TYPE)
+        if declared is not None and declared in self.event_types and not self.registry.handlers_for(declared):
+            return None  # a type this group does not handle: not validated, never dead-lettered here
         try:
             return decode(message, self.event_types)
         except UnknownEventType as exc:

@@ -84,6 +84,10 @@ def render(elements: Sequence[str | Sequence[str]], delimiters: Delimiters) -> s
     """One segment as text; trailing empty elements are dropped (5010 forbids them); composites joined."""
     parts = [e if isinstance(e, str) else delimiters.component.join(e).rstrip(delimiters.component)
              for e in elements]
+    for part in parts:
+        if delimiters.element in part or delimiters.segment in part:
+            # Builders clean their values; this is the second line of defence against a shifted segment.
+            raise ValueError("an element value contains the element separator or segment terminator")
     while len(parts) > 1 and parts[-1] == "":
         parts.pop()
     return delimiters.element.join(parts) + delimiters.segment

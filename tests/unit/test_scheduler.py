@@ -17,7 +17,6 @@ from shared.bus.message import PermanentError
 from shared.contracts.base import EventData, EventTypeRegistry, Topic
 from shared.envelope import new_event
 from shared.scheduler import (
-    UNKNOWN_KIND,
     DueTimer,
     FixedClock,
     Scheduler,
@@ -360,16 +359,20 @@ async def test_permanent_error_fails_the_timer_at_once(db: ServiceDatabase) -> N
     assert (row.status, row.attempts, row.last_error) == ("failed", 1, "shared.bus.message.PermanentError")
 
 
-async def test_unknown_kind_is_marked_failed_and_others_fire(db: ServiceDatabase) -> None:
-    orphan = await make_timer(db, kind="authorization.retired_kind", due_at=T0 - timedelta(hours=1))
+async def test_unknown_kind_stays_pending_for_a_build_that_knows_it(db: ServiceDatabase) -> None:
+    orphan = await make_timer(db, kind="authorization.new_kind", due_at=T0 - timedelta(hours=1))
     known = await make_timer(db, due_at=T0)
-    scheduler = make_scheduler(db, make_registry({DECISION: record_effect}))
+    old_build = make_scheduler(db, make_registry({DECISION: record_effect}))
 
-    assert await scheduler.fire_due() == 1
+    assert await old_build.fire_due() == 1
     rows = await timer_rows(db)
-    assert (rows[orphan].status, rows[orphan].last_error) == ("failed", UNKNOWN_KIND)
+    assert (rows[orphan].status, rows[orphan].attempts) == ("pending", 0)
     assert rows[known].status == "fired"
     assert await effects(db) == [known]
+
+    new_build = make_scheduler(db, make_registry({DECISION: record_effect, "authorization.new_kind": record_effect}))
+    assert await new_build.fire_due() == 1
+    assert (await timer_rows(db))[orphan].status == "fired"
 
 
 async def test_failure_at_commit_is_isolated_to_its_timer(db: ServiceDatabase) -> None:

@@ -95,24 +95,39 @@ class ClaimRejected(_ClaimEvent):
 
 @event("claim.paid", CLAIM)
 class ClaimPaid(_ClaimEvent):
+    """An 835 adjudicated the claim with money (or a $0 reporting-only line): totals over active postings."""
+
     remittance_id: str
     paid_amount: Decimal
     adjustment_amount: Decimal
     paid_on: date
+    settlement: str = Field(default="paid", description="paid, partially_paid (lines of the claim still open: "
+                            "split across 835s) or reporting_only ($0, not a denial).")
+    payment_id: str | None = Field(default=None, description="The claim payment posting (CLP) that did it.")
+    trace_number: str | None = Field(default=None, description="TRN02 of the 835 payment.")
+    payer_claim_number: str | None = None
 
 
 @event("claim.denied", CLAIM)
 class ClaimDenied(_ClaimEvent):
+    """An 835 denied the claim (CLP02 = 4, or processed with a denial CARC and nothing paid)."""
+
     remittance_id: str
     reason_codes: tuple[str, ...]
     category: str
     next_action: str
+    denial_id: str | None = Field(default=None, description="The denials work-queue item.")
+    denied_amount: Decimal | None = None
+    payer_claim_number: str | None = None
 
 
 @event("claim.reversed", CLAIM)
 class ClaimReversed(_ClaimEvent):
+    """An 835 reversed (CLP02 = 22) an earlier payment of the claim; a correction may follow."""
+
     remittance_id: str
     reversed_amount: Decimal
+    reversed_payment_id: str | None = Field(default=None, description="The posting the reversal undid.")
 
 
 @event("claim_batch.created", CLAIM_BATCH)
@@ -147,6 +162,8 @@ class ClaimBatchAcknowledged(EventData):
 
 @event("remittance.posted", REMITTANCE)
 class RemittancePosted(EventData):
+    """One 835 payment (transaction set) was balanced and posted."""
+
     remittance_id: str
     mcp_code: str
     trace_number: str
@@ -154,18 +171,31 @@ class RemittancePosted(EventData):
     claims_matched: int
     claims_unmatched: int
     posted_at: datetime
+    file_id: str | None = Field(default=None, description="The remittance file that carried it.")
+    payment_date: date | None = Field(default=None, description="BPR16: EFT effective or check date.")
+    payment_method: str | None = Field(default=None, description="BPR04: ACH, CHK, NON...")
+    exceptions: int = 0
+    exception_amount: Decimal | None = None
+    provider_adjustment_amount: Decimal | None = Field(default=None, description="Σ PLB (positive reduces).")
 
 
 @event("remittance.refused", REMITTANCE)
 class RemittanceRefused(EventData):
+    """An 835 file was refused whole (nothing posted); `remittance_id` is the remittance file id."""
+
     remittance_id: str
     mcp_code: str | None
     reason: str
     refused_at: datetime
+    file_sha256: str | None = None
+    sets: tuple[dict[str, str | bool], ...] = Field(
+        default=(), description="Per transaction set: control number, trace number and the balance figures.")
 
 
 @event("payout.generated", PAYOUT)
 class PayoutGenerated(EventData):
+    """A CBO's payout statement for a period: collected minus the hub's fee and recoupments."""
+
     payout_id: str
     cbo_organization_id: str
     period_start: date
@@ -174,3 +204,8 @@ class PayoutGenerated(EventData):
     hub_fee: Decimal
     recoupments: Decimal
     payable: Decimal
+    payout_amount: Decimal | None = Field(default=None, description="What is paid now (never below zero).")
+    balance_forward: Decimal | None = None
+    carry_forward: Decimal | None = Field(default=None, description="A negative payable carried to the next "
+                                          "period.")
+    lines: int | None = None

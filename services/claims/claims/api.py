@@ -1,16 +1,19 @@
 """HTTP routes of the claims service: validate, call service.py, map domain errors to problem+json.
 
 Encounters (one, or up to 1,000 with per-item results), claims (list with filters, search by CIN in a body,
-detail with history, corrections, replacement, void) and claim batches (on demand per MCP).
+detail with history, corrections, replacement, void), claim batches (on demand per MCP), remittances (835
+intake, payments for bank reconciliation, exception queue), the denials work queue, the timely-payment report
+and CBO payouts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
 from claims import service
@@ -18,22 +21,38 @@ from claims.models import Claim, ClaimBatch
 from claims.models import Encounter as EncounterRow
 from claims.repository import ClaimFilter, ClaimsUnitOfWork, decode_cursor, encode_cursor
 from claims.schemas import (
+    AdjustmentOut,
     BatchIn,
     BatchOut,
     ClaimCorrectionIn,
     ClaimDetail,
     ClaimLineOut,
     ClaimPage,
+    ClaimPaymentOut,
     ClaimSearchIn,
     ClaimSummary,
+    DenialOut,
+    DenialPage,
+    DenialResolveIn,
     EncounterBatchIn,
     EncounterBatchOut,
     EncounterIn,
     EncounterItemResult,
     EncounterOut,
     EncounterPage,
+    ExceptionOut,
+    ExceptionPage,
+    ExceptionResolveIn,
     HistoryOut,
+    LinePaymentOut,
+    PayoutIn,
+    PayoutOut,
+    ProviderAdjustmentOut,
     ReasonOut,
+    RemittanceDetail,
+    RemittanceFileOut,
+    RemittanceOut,
+    RemittancePage,
     VoidIn,
 )
 from shared.app import runtime_of
@@ -41,6 +60,7 @@ from shared.auth import Caller, Tenant, TenantScope, require_scopes
 from shared.idempotency import IdempotencyKey, hash_request, idempotent
 from shared.identity import member_id_for
 from shared.problems import FieldError, Problem, field_errors, problem_responses, validation_problem
+from shared.reference.calendar import PACIFIC
 
 router = APIRouter(tags=["claims"])
 
@@ -420,3 +440,425 @@ async def void_claim(request: Request, claim_id: str, caller: Writer, key: Idemp
     _not_mcp(caller)
     return await _change(request, caller, key, lambda uow: service.supersede_claim(
         uow, claim_id, frequency="8", reason=body.reason, caller=caller))
+
+
+# -------------------------------------------------------------------------------------------- remittances
+
+X12_BODY = {"requestBody": {"required": True, "content": {
+    "application/edi-x12": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}},
+    "description": "The 835 interchange (005010X221A1) exactly as received."}}
+
+
+def _isa_sender(body: bytes) -> str | None:
+    """ISA06 of an interchange (fixed width: the element separator is the 4th character)."""
+    head = body[:200].decode("ascii", errors="replace").lstrip("\ufeff \r\n\t")
+    if not head.startswith("ISA") or len(head) < 4:
+        return None
+    elements = head.split(head[3])
+    return elements[6].strip() if len(elements) > 6 else None
+
+
+def _remittance_mcp(caller: Caller, requested: str | None, body: bytes, uow: ClaimsUnitOfWork) -> str:
+    """Whose 835 this is: an MCP posts its own; the hub names the MCP or it is known by ISA06."""
+    config = service.configuration(uow)
+    if caller.organization_kind == "cbo":
+        raise Problem(403, "forbidden", "Forbidden", "CBOs do not post remittances; the hub or the MCP does.")
+    if caller.organization_kind == "mcp":
+        if requested and requested != caller.organization_code:
+            raise validation_problem([FieldError(field="query.mcp_code", rule="own_plan",
+                                                 message="An MCP posts its own remittances only.")])
+        return caller.organization_code or ""
+    if requested:
+        if config.mcp(requested) is None:
+            raise validation_problem([FieldError(field="query.mcp_code", rule="known_mcp",
+                                                 message="CalHub does not bill this MCP.")])
+        return requested
+    sender = _isa_sender(body)
+    found = config.mcp_for_sender(sender) if sender else None
+    if found is None:
+        raise validation_problem([FieldError(field="query.mcp_code", rule="required",
+                                             message="Name the paying MCP: ISA06 matches no MCP's interchange id.")])
+    return found
+
+
+def _refusal_problem(intake: service.RemittanceIntake) -> Problem:
+    sets = intake.file.detail.get("sets", [])
+    errors = [FieldError(field=f"file.transaction_set[{s['control_number']}].BPR02", rule="BPR02 = ΣCLP04 − ΣPLB",
+                         message=f"payment {s['payment_amount']}, claims paid {s['claims_paid']}, provider "
+                         f"adjustments {s['provider_adjustments']}, expected {s['expected_payment']}, "
+                         f"difference {s['difference']}")
+              for s in sets if s.get("balanced") is False]
+    return Problem(422, "remittance-unbalanced", "The 835 does not balance",
+                   "The file is refused whole: nothing was posted. BPR02 must equal the sum of CLP04 minus the "
+                   "provider-level adjustments (PLB) in every payment.", errors=errors, file_id=intake.file.id,
+                   sets=sets)
+
+
+@router.post("/v1/remittances", status_code=201, response_model=RemittanceFileOut, openapi_extra=X12_BODY,
+             responses={200: {"model": RemittanceFileOut, "description": "The same file (or payments) again: "
+                              "recognized, nothing posted"},
+                        **problem_responses(400, 401, 403, 409, 422)},
+             summary="Post an 835 (raw X12): balanced payments are posted, an unbalanced file is refused whole")
+async def post_remittance(request: Request, caller: Writer, key: IdempotencyKey,
+                          mcp_code: Annotated[str | None, Query(max_length=50, description="The paying MCP "
+                                                                "(hub callers; default: by ISA06)")] = None) -> Any:
+    """Balance, match and post an 835 exactly as the gateway's SFTP intake does (one function behind both)."""
+    body = await request.body()
+    if not body.strip():
+        raise validation_problem([FieldError(field="body", rule="required", message="Send the 835 interchange.")])
+    fingerprint = await hash_request(request)
+    async with _uow(request) as uow:
+        paying = _remittance_mcp(caller, mcp_code, body, uow)
+
+        async def produce() -> tuple[int, Any] | tuple[int, Any, dict[str, str]]:
+            try:
+                intake = await service.take_remittance(
+                    uow, body, mcp_code=paying, source="api", actor=service.Actor(caller=caller),
+                    received_at=service.clock(uow).now())
+            except service.RemittanceUnreadable as error:
+                raise validation_problem([FieldError(field=error.field, rule="835-structure",
+                                                     message=error.detail)], detail=error.title) from None
+            if intake.status == "refused_unbalanced":
+                problem = _refusal_problem(intake)
+                return 422, problem.details().model_dump(mode="json", exclude_none=True), \
+                    {"content-type": "application/problem+json"}
+            return (201 if intake.status == "accepted" else 200), intake.as_dict()
+
+        result = await idempotent(uow.session, uow.tables, caller, key, fingerprint, produce)
+        await uow.commit()
+    return result.to_response()
+
+
+def _remittance_out(row: Any) -> RemittanceOut:
+    return RemittanceOut(**service.remittance_summary(row))
+
+
+@router.get("/v1/remittances", response_model=RemittancePage, responses=problem_responses(401, 403, 422),
+            summary="Posted 835 payments (TRN02 trace, BPR amount, date) for bank reconciliation, newest first")
+async def list_remittances(request: Request, caller: Reader, mcp_code: str | None = None,
+                           trace_number: Annotated[str | None, Query(max_length=50)] = None,
+                           paid_from: date | None = None, paid_to: date | None = None,
+                           limit: Annotated[int, Query(ge=1, le=500)] = 100, cursor: str | None = None
+                           ) -> RemittancePage:
+    """The hub sees every MCP's payments, an MCP its own; CBOs see theirs through payouts."""
+    if caller.organization_kind == "cbo":
+        raise Problem(403, "forbidden", "Forbidden", "CBOs see their money through payouts.")
+    if caller.organization_kind == "mcp":
+        mcp_code = caller.organization_code
+    after = _cursor(cursor)
+    async with _uow(request) as uow:
+        rows = await uow.remittances.listing(mcp_code=mcp_code, trace_number=trace_number, paid_from=paid_from,
+                                             paid_to=paid_to, limit=limit + 1, after=after)
+        page = rows[:limit]
+        next_cursor = encode_cursor(service._aware(page[-1].posted_at) or page[-1].posted_at, page[-1].id) \
+            if len(rows) > limit else None
+        return RemittancePage(items=[_remittance_out(r) for r in page], next_cursor=next_cursor)
+
+
+def _adjustments(items: list[dict[str, str]]) -> list[AdjustmentOut]:
+    return [AdjustmentOut(group=a["group"], reason=a["reason"], amount=Decimal(a["amount"])) for a in items]
+
+
+def payment_out(row: Any, lines: list[Any]) -> ClaimPaymentOut:
+    """The API view of a claim payment posting."""
+    return ClaimPaymentOut(
+        id=row.id, remittance_id=row.remittance_id, claim_id=row.claim_id,
+        cbo_organization_id=row.cbo_organization_id, kind=row.kind, outcome=row.outcome,
+        status_code=row.status_code, charge=Decimal(row.charge), paid=Decimal(row.paid),
+        adjustment_total=Decimal(row.adjustment_total), patient_responsibility=Decimal(row.patient_responsibility),
+        payer_claim_number=row.payer_claim_number, adjustments=_adjustments(row.adjustments),
+        remarks=list(row.remarks), denial=row.denial, reverses_payment_id=row.reverses_payment_id,
+        reversed_by=row.reversed_by, received_on=row.received_on, paid_on=row.paid_on,
+        trace_number=row.trace_number,
+        lines=[LinePaymentOut(line_id=ln.line_id, procedure=ln.procedure, charge=Decimal(ln.charge),
+                              paid=Decimal(ln.paid), allowed=None if ln.allowed is None else Decimal(ln.allowed),
+                              units_paid=None if ln.units_paid is None else Decimal(ln.units_paid),
+                              outcome=ln.outcome, adjustments=_adjustments(ln.adjustments), remarks=list(ln.remarks),
+                              denial=ln.denial) for ln in lines])
+
+
+async def _payments(uow: ClaimsUnitOfWork, rows: list[Any]) -> list[ClaimPaymentOut]:
+    from sqlalchemy import select
+
+    from claims.models import LinePayment
+
+    by_payment: dict[str, list[Any]] = {row.id: [] for row in rows}
+    ids = list(by_payment)
+    for start in range(0, len(ids), 1000):
+        for line in (await uow.session.scalars(select(LinePayment).where(
+                LinePayment.claim_payment_id.in_(ids[start:start + 1000])).order_by(LinePayment.position))).all():
+            by_payment[line.claim_payment_id].append(line)
+    return [payment_out(row, by_payment[row.id]) for row in rows]
+
+
+@router.get("/v1/remittances/exceptions", response_model=ExceptionPage, responses=problem_responses(401, 403, 422),
+            summary="The remittance exception queue: money that matched nothing, reversals without an original, "
+                    "unattributed recoupments")
+async def list_exceptions(request: Request, caller: Reader, scope: Tenant,
+                          status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = "open",
+                          mcp_code: str | None = None, reason: str | None = None, remittance_id: str | None = None,
+                          limit: Annotated[int, Query(ge=1, le=500)] = 100, cursor: str | None = None
+                          ) -> ExceptionPage:
+    """Exceptions the caller may see (hub all, MCP its own); patient data only in GET .../{id}."""
+    if caller.organization_kind == "cbo":
+        raise Problem(403, "forbidden", "Forbidden", "The exception queue is worked by the hub.")
+    after = _cursor(cursor)
+    async with _uow(request) as uow:
+        rows = await uow.remittances.exceptions(scope, status=status, mcp_code=mcp_code, reason=reason,
+                                                remittance_id=remittance_id, limit=limit + 1, after=after)
+        page = rows[:limit]
+        next_cursor = encode_cursor(service._aware(page[-1].created_at) or page[-1].created_at, page[-1].id) \
+            if len(rows) > limit else None
+        return ExceptionPage(items=[exception_out(r) for r in page], next_cursor=next_cursor)
+
+
+def exception_out(row: Any, *, with_patient: bool = False) -> ExceptionOut:
+    """The API view of an exception; the patient (PHI) only when asked (an audited single read)."""
+    return ExceptionOut(
+        id=row.id, remittance_id=row.remittance_id, mcp_code=row.mcp_code, reason=row.reason,
+        position=row.position, amount=Decimal(row.amount), patient_control_number=row.patient_control_number,
+        payer_claim_number=row.payer_claim_number, status_code=row.status_code,
+        charge=None if row.charge is None else Decimal(row.charge), service_from=row.service_from,
+        service_to=row.service_to, procedures=list(row.procedures), claim_id=row.claim_id,
+        provider_adjustment_id=row.provider_adjustment_id, detail=dict(row.detail), trace_number=row.trace_number,
+        payment_date=row.payment_date, status=row.status, resolution=row.resolution,
+        resolution_note=row.resolution_note, resolved_claim_id=row.resolved_claim_id, resolved_by=row.resolved_by,
+        resolved_at=service._aware(row.resolved_at), created_at=service._aware(row.created_at) or row.created_at,
+        patient=dict(row.patient) if with_patient and row.patient else None)
+
+
+@router.get("/v1/remittances/exceptions/{exception_id}", response_model=ExceptionOut,
+            responses=problem_responses(401, 403, 404),
+            summary="One exception with the patient as the 835 named them (audited PHI read)")
+async def get_exception(request: Request, exception_id: str, caller: Reader, scope: Tenant) -> ExceptionOut:
+    """Everything needed to resolve an exception."""
+    if caller.organization_kind == "cbo":
+        raise Problem(403, "forbidden", "Forbidden", "The exception queue is worked by the hub.")
+    async with _uow(request) as uow:
+        row = await uow.remittances.exception(exception_id)
+        if row is None:
+            raise Problem(404, "exception-not-found", "Exception not found")
+        scope.require(mcp_code=row.mcp_code, resource="exception")
+        out = exception_out(row, with_patient=True)
+        await service.audit_read(uow, caller, "remittance_exception", row.id)
+        await uow.commit()
+    return out
+
+
+@router.post("/v1/remittances/exceptions/{exception_id}/resolve", response_model=ExceptionOut,
+             responses=problem_responses(400, 401, 403, 404, 409, 422),
+             summary="Resolve an exception (attribute a PLB adjustment to a claim, match, return, write off)")
+async def resolve_exception(request: Request, exception_id: str, caller: Writer, key: IdempotencyKey,
+                            body: ExceptionResolveIn) -> Any:
+    """Hub only; audited."""
+    _hub_only(caller)
+    fingerprint = await hash_request(request)
+    async with _uow(request) as uow:
+        async def produce() -> tuple[int, Any]:
+            try:
+                row = await service.resolve_exception(uow, exception_id, resolution=body.resolution, note=body.note,
+                                                      claim_id=body.claim_id, caller=caller)
+            except service.ClaimsError as error:
+                raise _problem(error) from None
+            await uow.flush()
+            return 200, exception_out(row).model_dump(mode="json")
+
+        result = await idempotent(uow.session, uow.tables, caller, key, fingerprint, produce)
+        await uow.commit()
+    return result.to_response()
+
+
+@router.get("/v1/remittances/{remittance_id}", response_model=RemittanceDetail,
+            responses=problem_responses(401, 403, 404),
+            summary="One posted payment with its claim payments (CAS, CARC/RARC) and PLB adjustments")
+async def get_remittance(request: Request, remittance_id: str, caller: Reader, scope: Tenant) -> RemittanceDetail:
+    """The hub or the paying MCP."""
+    if caller.organization_kind == "cbo":
+        raise Problem(403, "forbidden", "Forbidden", "CBOs see their money through payouts and claims.")
+    async with _uow(request) as uow:
+        row = await uow.remittances.get(remittance_id)
+        if row is None:
+            raise Problem(404, "remittance-not-found", "Remittance not found")
+        scope.require(mcp_code=row.mcp_code, resource="remittance")
+        payments = await _payments(uow, await uow.remittances.payments_of(remittance_id=row.id))
+        adjustments = [ProviderAdjustmentOut(
+            id=a.id, provider_id=a.provider_id, fiscal_period_date=a.fiscal_period_date, reason=a.reason,
+            kind=a.kind, reference=a.reference, amount=Decimal(a.amount), claim_id=a.claim_id,
+            cbo_organization_id=a.cbo_organization_id) for a in await uow.remittances.adjustments_of(row.id)]
+        return RemittanceDetail(**service.remittance_summary(row), payments=payments,
+                                provider_adjustments=adjustments)
+
+
+@router.get("/v1/claims/{claim_id}/payments", response_model=list[ClaimPaymentOut],
+            responses=problem_responses(401, 403, 404),
+            summary="A claim's 835 postings: payments, reversals, corrections with CAS and CARC/RARC")
+async def claim_payments(request: Request, claim_id: str, caller: Reader, scope: Tenant) -> list[ClaimPaymentOut]:
+    """Postings of a claim the caller may see, oldest first."""
+    async with _uow(request) as uow:
+        claim = await uow.claims.get(claim_id)
+        if claim is None:
+            raise Problem(404, "claim-not-found", "Claim not found")
+        scope.require(cbo_id=claim.cbo_organization_id, mcp_code=claim.mcp_code, resource="claim")
+        return await _payments(uow, await uow.remittances.payments_of(claim_id=claim.id))
+
+
+# ------------------------------------------------------------------------------------------------ denials
+
+def denial_out(row: Any) -> DenialOut:
+    """The API view of a denial."""
+    return DenialOut(
+        id=row.id, claim_id=row.claim_id, claim_payment_id=row.claim_payment_id, remittance_id=row.remittance_id,
+        mcp_code=row.mcp_code, cbo_organization_id=row.cbo_organization_id, outcome=row.outcome,
+        category=row.category, next_action=row.next_action, deciding_code=row.deciding_code,
+        codes=list(row.codes), unknown_codes=list(row.unknown_codes), denied_amount=Decimal(row.denied_amount),
+        payer_claim_number=row.payer_claim_number, paid_on=row.paid_on, status=row.status,
+        resolution=row.resolution, resolution_note=row.resolution_note, follow_up_claim_id=row.follow_up_claim_id,
+        resolved_by=row.resolved_by, resolved_at=service._aware(row.resolved_at),
+        created_at=service._aware(row.created_at) or row.created_at)
+
+
+@router.get("/v1/denials", response_model=DenialPage, responses=problem_responses(401, 403, 422),
+            summary="The denials work queue: category and suggested next action per denied claim")
+async def list_denials(
+    request: Request, caller: Reader, scope: Tenant,
+    status: Annotated[str | None, Query(pattern="^(open|resubmitted|resolved|reversed)$")] = "open",
+    category: Annotated[str | None, Query(pattern="^(eligibility|authorization|coding|duplicate|timely_filing|"
+                                                  "missing_information|other)$")] = None,
+    mcp_code: str | None = None, cbo_organization_id: str | None = None, claim_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100, cursor: str | None = None,
+) -> DenialPage:
+    """A CBO sees its own denials, an MCP its plan's, the hub all. Replace (frequency 7) or void (8) a denied
+    claim with POST /v1/claims/{id}/replacement or /void: its denials become `resubmitted`."""
+    after = _cursor(cursor)
+    async with _uow(request) as uow:
+        rows = await uow.remittances.denials(scope, status=status, category=category, mcp_code=mcp_code,
+                                             cbo_organization_id=cbo_organization_id, claim_id=claim_id,
+                                             limit=limit + 1, after=after)
+        page = rows[:limit]
+        next_cursor = encode_cursor(service._aware(page[-1].created_at) or page[-1].created_at, page[-1].id) \
+            if len(rows) > limit else None
+        return DenialPage(items=[denial_out(r) for r in page], next_cursor=next_cursor)
+
+
+@router.get("/v1/denials/{denial_id}", response_model=DenialOut, responses=problem_responses(401, 403, 404),
+            summary="One denial")
+async def get_denial(request: Request, denial_id: str, caller: Reader, scope: Tenant) -> DenialOut:
+    """A denial the caller may see."""
+    async with _uow(request) as uow:
+        row = await uow.remittances.denial(denial_id)
+        if row is None:
+            raise Problem(404, "denial-not-found", "Denial not found")
+        scope.require(cbo_id=row.cbo_organization_id, mcp_code=row.mcp_code, resource="denial")
+        return denial_out(row)
+
+
+@router.post("/v1/denials/{denial_id}/resolve", response_model=DenialOut,
+             responses=problem_responses(400, 401, 403, 404, 409, 422),
+             summary="Take a denial off the queue without a new claim (appealed, written off...)")
+async def resolve_denial(request: Request, denial_id: str, caller: Writer, key: IdempotencyKey,
+                         body: DenialResolveIn) -> Any:
+    """The hub or the CBO that owns the claim; audited."""
+    _not_mcp(caller)
+    fingerprint = await hash_request(request)
+    async with _uow(request) as uow:
+        async def produce() -> tuple[int, Any]:
+            try:
+                row = await service.resolve_denial(uow, denial_id, resolution=body.resolution, note=body.note,
+                                                   caller=caller)
+            except service.ClaimsError as error:
+                raise _problem(error) from None
+            await uow.flush()
+            return 200, denial_out(row).model_dump(mode="json")
+
+        result = await idempotent(uow.session, uow.tables, caller, key, fingerprint, produce)
+        await uow.commit()
+    return result.to_response()
+
+
+# ------------------------------------------------------------------------------------------------ reports
+
+@router.get("/v1/reports/timely-payment", responses=problem_responses(401, 403, 422),
+            summary="Per MCP: clean claims paid within 30/90 days vs 90%/99%, aging, interest owed vs paid, "
+                    "last remittance and silence")
+async def timely_payment_report(request: Request, caller: Reader, scope: Tenant, as_of: date | None = None,
+                                mcp_code: str | None = None) -> dict[str, Any]:
+    """The hub sees every MCP, an MCP its own plan, a CBO the figures of its own claims."""
+    async with _uow(request) as uow:
+        day = as_of or service.clock(uow).now().astimezone(PACIFIC).date()
+        return await service.timely_payment(uow, scope, as_of=day, mcp_code=mcp_code)
+
+
+# ------------------------------------------------------------------------------------------------ payouts
+
+def payout_out(row: Any, warnings: list[str] | None = None) -> PayoutOut:
+    """The API view of a payout."""
+    return PayoutOut(
+        id=row.id, cbo_organization_id=row.cbo_organization_id, period_start=row.period_start,
+        period_end=row.period_end, balance_forward=Decimal(row.balance_forward), collected=Decimal(row.collected),
+        hub_fee=Decimal(row.hub_fee), recoupments=Decimal(row.recoupments), payable=Decimal(row.payable),
+        payout_amount=Decimal(row.payout_amount), carry_forward=Decimal(row.carry_forward),
+        statement=dict(row.statement), generated_by=row.generated_by,
+        generated_at=service._aware(row.generated_at) or row.generated_at, warnings=warnings or [])
+
+
+@router.post("/v1/payouts", status_code=201, response_model=PayoutOut,
+             responses={200: {"model": PayoutOut, "description": "The payout of this period already exists"},
+                        **problem_responses(400, 401, 403, 409, 422)},
+             summary="Generate a CBO's payout for a period: collected minus the hub's fee and recoupments")
+async def create_payout(request: Request, caller: Writer, key: IdempotencyKey, body: PayoutIn) -> Any:
+    """Hub only; payout.generated; each posting is paid out once."""
+    _hub_only(caller)
+    fingerprint = await hash_request(request)
+    async with _uow(request) as uow:
+        async def produce() -> tuple[int, Any]:
+            try:
+                outcome = await service.generate_payout(uow, body.cbo_organization_id, body.period_start,
+                                                        body.period_end, actor=service.Actor(caller=caller))
+            except service.ClaimsError as error:
+                raise _problem(error) from None
+            return (201 if outcome.created else 200), payout_out(outcome.payout, outcome.warnings).model_dump(
+                mode="json")
+
+        result = await idempotent(uow.session, uow.tables, caller, key, fingerprint, produce)
+        await uow.commit()
+    return result.to_response()
+
+
+@router.get("/v1/payouts", response_model=list[PayoutOut], responses=problem_responses(401, 403),
+            summary="Payouts, newest period first (a CBO sees its own)")
+async def list_payouts(request: Request, caller: Reader, scope: Tenant, cbo_organization_id: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[PayoutOut]:
+    """Payouts the caller may see."""
+    async with _uow(request) as uow:
+        return [payout_out(r) for r in await uow.remittances.payouts(scope, cbo_organization_id=cbo_organization_id,
+                                                                      limit=limit)]
+
+
+async def _payout(request: Request, payout_id: str, scope: TenantScope, render: Callable[[Any], Any]) -> Any:
+    # Rendered inside the unit of work: leaving it rolls back, which expires loaded objects.
+    async with _uow(request) as uow:
+        row = await uow.remittances.payout(payout_id)
+        if row is None or not scope.allows(cbo_id=row.cbo_organization_id):
+            raise Problem(404, "payout-not-found", "Payout not found")
+        return render(row)
+
+
+@router.get("/v1/payouts/{payout_id}", response_model=PayoutOut, responses=problem_responses(401, 403, 404),
+            summary="One payout with its statement (JSON)")
+async def get_payout(request: Request, payout_id: str, caller: Reader, scope: Tenant) -> PayoutOut:
+    """A payout the caller may see."""
+    out: PayoutOut = await _payout(request, payout_id, scope, payout_out)
+    return out
+
+
+@router.get("/v1/payouts/{payout_id}/statement.csv", responses={
+    200: {"content": {"text/csv": {}}, "description": "The statement: lines, balance forward, totals"},
+    **problem_responses(401, 403, 404)}, summary="One payout's statement as CSV")
+async def get_payout_csv(request: Request, payout_id: str, caller: Reader, scope: Tenant) -> Response:
+    """The statement as CSV, for the CBO's bookkeeping."""
+    def render(row: Any) -> Response:
+        return Response(content=service.payout_statement(row).to_csv(), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="payout_{row.id}.csv"'})
+
+    response: Response = await _payout(request, payout_id, scope, render)
+    return response

@@ -1,7 +1,8 @@
 """Event handlers of the claims service and its registry.
 
 Consumed: authorization.* (coverage by date), eligibility.* (eligible on a date), file.received of kinds
-999/277ca (acknowledgments, bytes read from the file store), file.delivered for our batches (submitted).
+999/277ca (acknowledgments) and 835 (remittances), bytes read from the file store, file.delivered for our
+batches (submitted).
 """
 
 from __future__ import annotations
@@ -77,6 +78,29 @@ async def take_acknowledgment(event: Envelope[FileReceived], uow: ClaimsUnitOfWo
     log.info("acknowledgment applied", extra={"file_id": event.data.file_id, "mcp_code": event.data.mcp_code,
                                               "event_type": event.data.kind.value,
                                               "count": int(summary.get("claims", summary.get("groups", 0)))})
+
+
+@registry.handles(FileReceived)
+async def take_remittance(event: Envelope[FileReceived], uow: ClaimsUnitOfWork) -> None:
+    """Post an 835 the gateway received (SFTP) exactly as POST /v1/remittances would."""
+    data = event.data
+    if data.kind is not FileKind.X12_835:
+        return
+    try:
+        content = service.file_store(uow).get(data.file)
+    except FileNotStored as exc:
+        raise RetryableError("remittance file not in the file store yet") from exc
+    except FileCorrupted as exc:
+        raise PermanentError("remittance file does not match its SHA-256") from exc
+    try:
+        intake = await service.take_remittance(
+            uow, content, mcp_code=data.mcp_code, source="sftp", actor=service.Actor(system="sftp-gateway"),
+            received_at=data.received_at, gateway_file_id=data.file_id, file_uri=data.file.uri, parent=event)
+    except service.RemittanceUnreadable as exc:
+        # A malformed 835 can never be posted as is: dead-letter it with the rule it broke (no values).
+        raise PermanentError(f"unreadable 835: {exc.detail}") from exc
+    log.info("remittance file taken", extra={"file_id": data.file_id, "mcp_code": data.mcp_code,
+                                             "status": intake.status, "count": len(intake.remittances)})
 
 
 @registry.handles(FileDelivered)

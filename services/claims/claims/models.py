@@ -139,6 +139,10 @@ class Claim(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer)
+    # From the 835s (migration 0003): settlement over all active postings (paid, partially_paid, denied,
+    # reporting_only, reversed, pending) and the MCP's receipt date (DTM*050) for the timely-payment clock.
+    settlement: Mapped[str | None] = mapped_column(String(20))
+    received_on: Mapped[date | None] = mapped_column(Date)
 
     __table_args__ = (
         Index("ix_claim_mcp_code_status", "mcp_code", "status"),
@@ -298,7 +302,260 @@ class EligibilityFactRow(Base):
     )
 
 
+class RemittanceFile(Base):
+    """An 835 file taken in (API or gateway) and what became of it: accepted, duplicate or refused."""
+
+    __tablename__ = "remittance_file"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    mcp_code: Mapped[str] = mapped_column(String(50))
+    source: Mapped[str] = mapped_column(String(10))  # api, sftp
+    gateway_file_id: Mapped[str | None] = mapped_column(String(64))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    file_uri: Mapped[str | None] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigId)
+    status: Mapped[str] = mapped_column(String(20))  # accepted, duplicate, refused_unbalanced
+    interchange_control_number: Mapped[str] = mapped_column(String(9))
+    transaction_sets: Mapped[int] = mapped_column(Integer)
+    claim_payments: Mapped[int] = mapped_column(Integer)
+    duplicate_of: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)  # refusal figures, duplicate sets: no PHI
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (
+        Index("ix_remittance_file_file_sha256", "file_sha256"),
+        Index("ix_remittance_file_mcp_code_received_at", "mcp_code", "received_at"),
+    )
+
+
+class Remittance(Base):
+    """One posted 835 payment (transaction set): BPR amount and TRN02 trace for bank reconciliation."""
+
+    __tablename__ = "remittance"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(40))
+    mcp_code: Mapped[str] = mapped_column(String(50))
+    control_number: Mapped[str] = mapped_column(String(9))  # ST02
+    trace_number: Mapped[str] = mapped_column(String(50))  # TRN02
+    payer_id: Mapped[str] = mapped_column(String(50))  # TRN03
+    payment_amount: Mapped[Decimal] = mapped_column(Money)  # BPR02, negative for a debit (BPR03 = D)
+    payment_method: Mapped[str] = mapped_column(String(3))  # BPR04
+    payment_date: Mapped[date] = mapped_column(Date)  # BPR16
+    key_digest: Mapped[str] = mapped_column(String(64))  # duplicate payment key (TRN02, TRN03, BPR02, BPR16)
+    claims_posted: Mapped[int] = mapped_column(Integer)
+    exceptions: Mapped[int] = mapped_column(Integer)
+    posted_amount: Mapped[Decimal] = mapped_column(Money)  # Σ CLP04 posted
+    exception_amount: Mapped[Decimal] = mapped_column(Money)  # Σ CLP04 in the exception queue
+    provider_adjustment_amount: Mapped[Decimal] = mapped_column(Money)  # Σ PLB
+    warnings: Mapped[list[str]] = mapped_column(JSON)
+    posted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("key_digest"),
+        Index("ix_remittance_mcp_code_payment_date", "mcp_code", "payment_date"),
+        Index("ix_remittance_trace_number", "trace_number"),
+        Index("ix_remittance_file_id", "file_id"),
+    )
+
+
+class ClaimPayment(Base):
+    """One claim payment (CLP) posted against our claim: payment, correction or reversal."""
+
+    __tablename__ = "claim_payment"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    remittance_id: Mapped[str] = mapped_column(String(40))
+    claim_id: Mapped[str] = mapped_column(String(20))
+    mcp_code: Mapped[str] = mapped_column(String(50))
+    cbo_organization_id: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)  # segment position of CLP in the file
+    kind: Mapped[str] = mapped_column(String(12))  # payment, correction, reversal
+    outcome: Mapped[str] = mapped_column(String(20))  # paid, partially_denied, denied, reporting_only, reversed
+    status_code: Mapped[str] = mapped_column(String(2))  # CLP02
+    charge: Mapped[Decimal] = mapped_column(Money)
+    paid: Mapped[Decimal] = mapped_column(Money)
+    adjustment_total: Mapped[Decimal] = mapped_column(Money)
+    patient_responsibility: Mapped[Decimal] = mapped_column(Money)
+    payer_claim_number: Mapped[str] = mapped_column(String(50))  # CLP07
+    adjustments: Mapped[list[dict[str, str]]] = mapped_column(JSON)  # claim-level CAS: group, reason, amount
+    remarks: Mapped[list[str]] = mapped_column(JSON)  # claim-level RARC
+    denial: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reverses_payment_id: Mapped[str | None] = mapped_column(String(40))
+    reversed_by: Mapped[str | None] = mapped_column(String(40))  # the reversal that undid this posting
+    line_ids: Mapped[list[str]] = mapped_column(JSON)
+    paid_line_ids: Mapped[list[str]] = mapped_column(JSON)
+    received_on: Mapped[date | None] = mapped_column(Date)  # DTM*050
+    paid_on: Mapped[date] = mapped_column(Date)  # BPR16
+    trace_number: Mapped[str] = mapped_column(String(50))
+    payout_id: Mapped[str | None] = mapped_column(String(40))
+    posted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_claim_payment_claim_id", "claim_id"),
+        Index("ix_claim_payment_remittance_id", "remittance_id"),
+        Index("ix_claim_payment_cbo_organization_id_paid_on", "cbo_organization_id", "paid_on"),
+        Index("ix_claim_payment_payer_claim_number", "payer_claim_number"),
+    )
+
+
+class LinePayment(Base):
+    """One service line (SVC) of a claim payment, with its CAS adjustments and RARCs."""
+
+    __tablename__ = "line_payment"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    claim_payment_id: Mapped[str] = mapped_column(String(40))
+    claim_id: Mapped[str] = mapped_column(String(20))
+    line_id: Mapped[str | None] = mapped_column(String(50))  # our REF*6R (encounter id); None: unmatched SVC
+    position: Mapped[int] = mapped_column(Integer)
+    procedure: Mapped[str] = mapped_column(String(60))  # SVC01 as code:modifiers
+    charge: Mapped[Decimal] = mapped_column(Money)
+    paid: Mapped[Decimal] = mapped_column(Money)
+    allowed: Mapped[Decimal | None] = mapped_column(Money)
+    units_paid: Mapped[Decimal | None] = mapped_column(Numeric(9, 2))
+    outcome: Mapped[str] = mapped_column(String(20))
+    adjustments: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    remarks: Mapped[list[str]] = mapped_column(JSON)
+    denial: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_line_payment_claim_payment_id", "claim_payment_id"),)
+
+
+class ProviderAdjustment(Base):
+    """A PLB adjustment recorded against the provider and fiscal period (positive reduces the payment)."""
+
+    __tablename__ = "provider_adjustment"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    remittance_id: Mapped[str] = mapped_column(String(40))
+    mcp_code: Mapped[str] = mapped_column(String(50))
+    position: Mapped[int] = mapped_column(Integer)
+    provider_id: Mapped[str] = mapped_column(String(50))  # PLB01
+    fiscal_period_date: Mapped[date] = mapped_column(Date)  # PLB02
+    reason: Mapped[str] = mapped_column(String(2))  # PLB03-1
+    kind: Mapped[str] = mapped_column(String(20))  # interest, recoupment, forwarding_balance, ...
+    reference: Mapped[str] = mapped_column(String(50))  # PLB03-2
+    amount: Mapped[Decimal] = mapped_column(Money)
+    claim_id: Mapped[str | None] = mapped_column(String(20))
+    cbo_organization_id: Mapped[str | None] = mapped_column(String(64))
+    paid_on: Mapped[date] = mapped_column(Date)  # BPR16 of the payment that carried it
+    trace_number: Mapped[str] = mapped_column(String(50))
+    payout_id: Mapped[str | None] = mapped_column(String(40))
+    posted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_provider_adjustment_remittance_id", "remittance_id"),
+        Index("ix_provider_adjustment_cbo_organization_id_paid_on", "cbo_organization_id", "paid_on"),
+        Index("ix_provider_adjustment_claim_id", "claim_id"),
+    )
+
+
+class RemittanceExceptionRow(Base):
+    """Money or a fact from an 835 that needs a person, with what they need to resolve it."""
+
+    __tablename__ = "remittance_exception"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    remittance_id: Mapped[str] = mapped_column(String(40))
+    mcp_code: Mapped[str] = mapped_column(String(50))
+    reason: Mapped[str] = mapped_column(String(30))
+    position: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    patient_control_number: Mapped[str] = mapped_column(String(50))  # CLP01 or PLB reference
+    payer_claim_number: Mapped[str] = mapped_column(String(50))
+    status_code: Mapped[str] = mapped_column(String(2))
+    charge: Mapped[Decimal | None] = mapped_column(Money)
+    patient: Mapped[dict[str, str] | None] = mapped_column(JSON)  # PHI: names and member id from NM1*QC
+    service_from: Mapped[date | None] = mapped_column(Date)
+    service_to: Mapped[date | None] = mapped_column(Date)
+    procedures: Mapped[list[str]] = mapped_column(JSON)
+    claim_id: Mapped[str | None] = mapped_column(String(20))
+    provider_adjustment_id: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[dict[str, str]] = mapped_column(JSON)
+    trace_number: Mapped[str] = mapped_column(String(50))
+    payment_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10))  # open, resolved
+    resolution: Mapped[str | None] = mapped_column(String(30))
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
+    resolved_claim_id: Mapped[str | None] = mapped_column(String(20))
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_remittance_exception_status_mcp_code", "status", "mcp_code"),
+        Index("ix_remittance_exception_remittance_id", "remittance_id"),
+    )
+
+
+class Denial(Base):
+    """A denied (or partially denied) claim payment in the billers' work queue, with category and next action."""
+
+    __tablename__ = "denial"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(String(20))
+    claim_payment_id: Mapped[str] = mapped_column(String(40))
+    remittance_id: Mapped[str] = mapped_column(String(40))
+    mcp_code: Mapped[str] = mapped_column(String(50))
+    cbo_organization_id: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(20))  # denied, partially_denied
+    category: Mapped[str] = mapped_column(String(30))
+    next_action: Mapped[str] = mapped_column(String(500))
+    deciding_code: Mapped[str] = mapped_column(String(20))
+    codes: Mapped[list[str]] = mapped_column(JSON)
+    unknown_codes: Mapped[list[str]] = mapped_column(JSON)
+    denied_amount: Mapped[Decimal] = mapped_column(Money)
+    payer_claim_number: Mapped[str] = mapped_column(String(50))
+    paid_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20))  # open, resubmitted, resolved, reversed
+    resolution: Mapped[str | None] = mapped_column(String(30))
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
+    follow_up_claim_id: Mapped[str | None] = mapped_column(String(20))  # the replacement (7) or void (8)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_denial_cbo_organization_id_status", "cbo_organization_id", "status"),
+        Index("ix_denial_mcp_code_status", "mcp_code", "status"),
+        Index("ix_denial_claim_id", "claim_id"),
+        Index("ix_denial_created_at_id", "created_at", "id"),
+    )
+
+
+class Payout(Base):
+    """A CBO's payout for one period: collected minus the hub's fee and recoupments, with its statement."""
+
+    __tablename__ = "payout"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    cbo_organization_id: Mapped[str] = mapped_column(String(64))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    balance_forward: Mapped[Decimal] = mapped_column(Money)
+    collected: Mapped[Decimal] = mapped_column(Money)
+    hub_fee: Mapped[Decimal] = mapped_column(Money)
+    recoupments: Mapped[Decimal] = mapped_column(Money)
+    payable: Mapped[Decimal] = mapped_column(Money)
+    payout_amount: Mapped[Decimal] = mapped_column(Money)
+    carry_forward: Mapped[Decimal] = mapped_column(Money)
+    statement: Mapped[dict[str, Any]] = mapped_column(JSON)
+    generated_by: Mapped[str] = mapped_column(String(100))
+    generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("cbo_organization_id", "period_start"),
+        Index("ix_payout_cbo_organization_id_period_end", "cbo_organization_id", "period_end"),
+    )
+
+
 __all__ = [
     "SCHEMA", "AcknowledgmentFile", "AuthorizationCoverage", "Base", "Claim", "ClaimBatch", "ClaimHistory",
-    "ClaimLine", "ControlNumber", "EligibilityFactRow", "Encounter", "audit_event", "platform",
+    "ClaimLine", "ClaimPayment", "ControlNumber", "Denial", "EligibilityFactRow", "Encounter", "LinePayment",
+    "Payout", "ProviderAdjustment", "Remittance", "RemittanceExceptionRow", "RemittanceFile", "audit_event",
+    "platform",
 ]

@@ -11,11 +11,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, text, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from claims.domain.encounters import Coverage, EligibilityFact, PriorEncounter
+from claims.domain.remittance import ClaimLine as PlanLine
+from claims.domain.remittance import ClaimOutcome, ClaimRecord, PostingKind, PriorPosting
 from claims.models import (
     AcknowledgmentFile,
     AuthorizationCoverage,
@@ -23,9 +25,16 @@ from claims.models import (
     ClaimBatch,
     ClaimHistory,
     ClaimLine,
+    ClaimPayment,
     ControlNumber,
+    Denial,
     EligibilityFactRow,
     Encounter,
+    Payout,
+    ProviderAdjustment,
+    Remittance,
+    RemittanceExceptionRow,
+    RemittanceFile,
 )
 from shared.auth import TenantScope
 from shared.uow import UnitOfWork
@@ -375,6 +384,396 @@ class AcknowledgmentRepository:
         self.session.add(row)
 
 
+CHUNK = 1000  # bounded IN lists: one round trip per thousand ids (SQLite)
+PG_CHUNK = 10_000  # PostgreSQL: one array parameter (= ANY) per ten thousand ids
+COPY_FROM = 200  # rows from which PostgreSQL bulk inserts use COPY rather than INSERT ... VALUES
+
+
+def _chunks(ids: Sequence[str], size: int = CHUNK) -> list[list[str]]:
+    items = list(ids)
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+_PG_ARRAY_TYPES = {"String": "text", "Numeric": "numeric", "Date": "date", "DateTime": "timestamptz",
+                   "Integer": "integer", "BigInteger": "bigint", "Boolean": "boolean"}
+
+
+@dataclass
+class ClaimState:
+    """What posting needs of one of our claims besides the planner's view (columns, not ORM objects)."""
+
+    claim_id: str
+    status: str
+    mcp_code: str
+    cbo_organization_id: str
+    member_id: str
+    version: int
+    payer_claim_number: str | None
+    received_on: date | None
+    line_pks: dict[str, int]  # encounter id (REF*6R) -> claim_line.id
+    # Active (not reversed) prior postings: id -> (paid, adjustment total, BPR16, CLP07)
+    active: dict[str, tuple[Decimal, Decimal, date, str]]
+
+
+class RemittanceRepository:
+    """835 files, payments, postings, PLB adjustments, exceptions, denials and payouts.
+
+    Month-end files carry tens of thousands of claim payments: reads select columns in chunks of ids and writes
+    are bulk inserts/updates, never one ORM object per row.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.postgres = _is_postgres(session)
+
+    def _member_of(self, column: Any, ids: list[str]) -> Any:
+        """`column IN ids`: one array parameter on PostgreSQL (one prepared statement whatever the count)."""
+        if self.postgres:
+            from sqlalchemy import String as SqlString
+            from sqlalchemy import any_
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            return column == any_(bindparam("ids", ids, type_=ARRAY(SqlString)))
+        return column.in_(ids)
+
+    def _id_chunks(self, ids: Sequence[str]) -> list[list[str]]:
+        return _chunks(ids, PG_CHUNK if self.postgres else CHUNK)
+
+    def _physical(self, table: Any) -> str:
+        translate = self.session.get_bind().get_execution_options().get("schema_translate_map") or {}
+        schema: str = translate.get(table.schema, table.schema)
+        return schema
+
+    async def accepted_file(self, sha256: str) -> RemittanceFile | None:
+        """The accepted 835 file with these bytes, or None."""
+        return (await self.session.scalars(select(RemittanceFile).where(
+            RemittanceFile.file_sha256 == sha256, RemittanceFile.status == "accepted"))).first()
+
+    def add_file(self, row: RemittanceFile) -> None:
+        """Stage a remittance file."""
+        self.session.add(row)
+
+    async def file(self, file_id: str) -> RemittanceFile | None:
+        """A remittance file by id, or None."""
+        return await self.session.get(RemittanceFile, file_id)
+
+    async def posted_keys(self, digests: Sequence[str]) -> dict[str, str]:
+        """Payment key digests already posted -> the file that posted them."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(digests):
+            rows = await self.session.execute(select(Remittance.key_digest, Remittance.file_id).where(
+                Remittance.key_digest.in_(chunk)))
+            found.update({digest: file_id for digest, file_id in rows})
+        return found
+
+    async def claims_for(self, claim_ids: Sequence[str], references: Sequence[str]
+                         ) -> tuple[dict[str, ClaimRecord], dict[str, ClaimState]]:
+        """Our claims an 835 names (CLP01 = claim id; PLB references by claim id or payer claim number), as the
+        planner sees them (lines, payer claim numbers, prior postings) and as posting updates them."""
+        columns = (Claim.id, Claim.status, Claim.mcp_code, Claim.cbo_organization_id, Claim.member_id,
+                   Claim.expected_amount, Claim.version, Claim.payer_claim_number, Claim.received_on)
+        rows: dict[str, Any] = {}
+        for chunk in self._id_chunks(sorted(set(claim_ids) | set(references))):
+            for row in await self.session.execute(select(*columns).where(self._member_of(Claim.id, chunk))):
+                rows[row.id] = row
+        # PLB03-2 may name the claim by the payer's claim number (277CA REF*1K or an earlier 835's CLP07).
+        unresolved = sorted(set(references) - set(rows))
+        for chunk in _chunks(unresolved):
+            ids = set((await self.session.scalars(select(Claim.id).where(Claim.payer_claim_number.in_(chunk)))).all())
+            ids.update((await self.session.scalars(select(ClaimPayment.claim_id).where(
+                ClaimPayment.payer_claim_number.in_(chunk)))).all())
+            for id_chunk in _chunks(sorted(ids - set(rows))):
+                for row in await self.session.execute(select(*columns).where(Claim.id.in_(id_chunk))):
+                    rows[row.id] = row
+        lines: dict[str, list[Any]] = {claim_id: [] for claim_id in rows}
+        postings: dict[str, list[Any]] = {claim_id: [] for claim_id in rows}
+        for chunk in self._id_chunks(sorted(rows)):
+            for line in await self.session.execute(select(
+                    ClaimLine.id, ClaimLine.claim_id, ClaimLine.encounter_id, ClaimLine.hcpcs, ClaimLine.modifiers,
+                    ClaimLine.service_from, ClaimLine.charge).where(self._member_of(ClaimLine.claim_id, chunk))
+                    .order_by(ClaimLine.claim_id, ClaimLine.line_number)):
+                lines[line.claim_id].append(line)
+            for posting in await self.session.execute(select(
+                    ClaimPayment.id, ClaimPayment.claim_id, ClaimPayment.payer_claim_number, ClaimPayment.kind,
+                    ClaimPayment.outcome, ClaimPayment.paid, ClaimPayment.adjustment_total, ClaimPayment.paid_on,
+                    ClaimPayment.line_ids, ClaimPayment.paid_line_ids, ClaimPayment.reversed_by).where(
+                    self._member_of(ClaimPayment.claim_id, chunk)).order_by(ClaimPayment.posted_at, ClaimPayment.id)):
+                postings[posting.claim_id].append(posting)
+        records: dict[str, ClaimRecord] = {}
+        states: dict[str, ClaimState] = {}
+        for claim_id, row in rows.items():
+            prior = tuple(PriorPosting(p.id, p.payer_claim_number, PostingKind(p.kind), ClaimOutcome(p.outcome),
+                                       Decimal(p.paid), tuple(p.line_ids), tuple(p.paid_line_ids),
+                                       reversed=p.reversed_by is not None) for p in postings[claim_id])
+            numbers = tuple(n for n in (row.payer_claim_number,) if n)
+            records[claim_id] = ClaimRecord(
+                claim_id, row.mcp_code, row.cbo_organization_id, row.member_id, Decimal(row.expected_amount),
+                tuple(PlanLine(ln.encounter_id, ln.hcpcs, tuple(ln.modifiers), ln.service_from, Decimal(ln.charge))
+                      for ln in lines[claim_id]), numbers, prior)
+            states[claim_id] = ClaimState(
+                claim_id, row.status, row.mcp_code, row.cbo_organization_id, row.member_id, row.version,
+                row.payer_claim_number, row.received_on, {ln.encounter_id: ln.id for ln in lines[claim_id]},
+                {p.id: (Decimal(p.paid), Decimal(p.adjustment_total), p.paid_on, p.payer_claim_number)
+                 for p in postings[claim_id] if p.reversed_by is None and p.kind != "reversal"})
+        return records, states
+
+    async def insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Bulk insert rows into one of the service's tables: COPY on PostgreSQL for many rows, else one
+        multi-row INSERT (every dict carries the same keys)."""
+        if not rows:
+            return
+        if not self.postgres or len(rows) < COPY_FROM:
+            await self.session.execute(insert(table), rows)
+            return
+        columns = list(rows[0])
+        json_columns = [c for c in columns if type(table.c[c].type).__name__ == "JSON"]
+        records = []
+        for row in rows:
+            if json_columns:
+                row = {**row, **{c: _json_text(row[c]) for c in json_columns}}
+            records.append(tuple(row[c] for c in columns))
+        connection = await (await self.session.connection()).get_raw_connection()
+        driver: Any = connection.driver_connection
+        await driver.copy_records_to_table(table.name, records=records, columns=columns,
+                                           schema_name=self._physical(table))
+
+    async def update_by_id(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Bulk update rows by primary key `id`; every dict carries the same keys. PostgreSQL: one UPDATE ... FROM
+        unnest(arrays) per table; SQLite: executemany."""
+        if not rows:
+            return
+        columns = [key for key in rows[0] if key != "id"]
+        if self.postgres:
+            names = ["id", *columns]
+            arrays = ", ".join(f"CAST(:c{i} AS {_PG_ARRAY_TYPES[type(table.c[n].type).__name__]}[])"
+                               for i, n in enumerate(names))
+            assignments = ", ".join(f'"{n}" = v."{n}"' for n in columns)
+            statement = text(f'UPDATE "{self._physical(table)}"."{table.name}" AS t SET {assignments} '  # noqa: S608
+                             f'FROM unnest({arrays}) AS v({", ".join(chr(34) + n + chr(34) for n in names)}) '
+                             f"WHERE t.id = v.id")
+            await self.session.execute(statement, {f"c{i}": [row[n] for row in rows] for i, n in enumerate(names)})
+            return
+        bulk = update(table).where(table.c.id == bindparam("_id")).values(
+            {column: bindparam(f"_{column}") for column in columns})
+        await self.session.execute(bulk, [{f"_{key}": value for key, value in row.items()} for row in rows])
+
+    async def last_received(self) -> dict[str, datetime]:
+        """When each MCP's last 835 (accepted or duplicate) arrived."""
+        rows = await self.session.execute(select(RemittanceFile.mcp_code, func.max(RemittanceFile.received_at))
+                                          .where(RemittanceFile.status != "refused_unbalanced")
+                                          .group_by(RemittanceFile.mcp_code))
+        return {mcp: _aware(moment) or moment for mcp, moment in rows}
+
+    async def last_payment_dates(self) -> dict[str, date]:
+        """The latest BPR16 posted per MCP."""
+        rows = await self.session.execute(select(Remittance.mcp_code, func.max(Remittance.payment_date))
+                                          .group_by(Remittance.mcp_code))
+        return {mcp: day for mcp, day in rows}
+
+    async def get(self, remittance_id: str) -> Remittance | None:
+        """A posted payment by id, or None."""
+        return await self.session.get(Remittance, remittance_id)
+
+    async def listing(self, *, mcp_code: str | None, trace_number: str | None, paid_from: date | None,
+                      paid_to: date | None, limit: int, after: tuple[datetime, str] | None) -> list[Remittance]:
+        """Posted payments, newest first."""
+        query = select(Remittance)
+        if mcp_code:
+            query = query.where(Remittance.mcp_code == mcp_code)
+        if trace_number:
+            query = query.where(Remittance.trace_number == trace_number)
+        if paid_from:
+            query = query.where(Remittance.payment_date >= paid_from)
+        if paid_to:
+            query = query.where(Remittance.payment_date <= paid_to)
+        if after is not None:
+            query = query.where(or_(Remittance.posted_at < after[0],
+                                    and_(Remittance.posted_at == after[0], Remittance.id < after[1])))
+        query = query.order_by(Remittance.posted_at.desc(), Remittance.id.desc()).limit(limit)
+        return list((await self.session.scalars(query)).all())
+
+    async def payments_of(self, *, remittance_id: str | None = None, claim_id: str | None = None
+                          ) -> list[ClaimPayment]:
+        """Claim payment postings of a remittance or of a claim, in posting order."""
+        query = select(ClaimPayment)
+        if remittance_id:
+            query = query.where(ClaimPayment.remittance_id == remittance_id)
+        if claim_id:
+            query = query.where(ClaimPayment.claim_id == claim_id)
+        return list((await self.session.scalars(query.order_by(ClaimPayment.posted_at, ClaimPayment.position))).all())
+
+    async def adjustments_of(self, remittance_id: str) -> list[ProviderAdjustment]:
+        """PLB adjustments of a remittance, in file order."""
+        return list((await self.session.scalars(select(ProviderAdjustment).where(
+            ProviderAdjustment.remittance_id == remittance_id).order_by(ProviderAdjustment.position))).all())
+
+    async def exception(self, exception_id: str, *, for_update: bool = False) -> RemittanceExceptionRow | None:
+        """An exception by id, or None."""
+        query = select(RemittanceExceptionRow).where(RemittanceExceptionRow.id == exception_id)
+        if for_update and _is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.scalars(query)).first()
+
+    async def exceptions(self, scope: TenantScope, *, status: str | None, mcp_code: str | None,
+                         reason: str | None, remittance_id: str | None, limit: int,
+                         after: tuple[datetime, str] | None) -> list[RemittanceExceptionRow]:
+        """Exceptions the caller may see (hub: all; MCP: its own), newest first."""
+        query = scope.filter(select(RemittanceExceptionRow),
+                             mcp_column=RemittanceExceptionRow.__table__.c.mcp_code)
+        if status:
+            query = query.where(RemittanceExceptionRow.status == status)
+        if mcp_code:
+            query = query.where(RemittanceExceptionRow.mcp_code == mcp_code)
+        if reason:
+            query = query.where(RemittanceExceptionRow.reason == reason)
+        if remittance_id:
+            query = query.where(RemittanceExceptionRow.remittance_id == remittance_id)
+        if after is not None:
+            query = query.where(or_(RemittanceExceptionRow.created_at < after[0],
+                                    and_(RemittanceExceptionRow.created_at == after[0],
+                                         RemittanceExceptionRow.id < after[1])))
+        query = query.order_by(RemittanceExceptionRow.created_at.desc(), RemittanceExceptionRow.id.desc())
+        return list((await self.session.scalars(query.limit(limit))).all())
+
+    async def provider_adjustment(self, adjustment_id: str) -> ProviderAdjustment | None:
+        """A PLB adjustment by id, or None."""
+        return await self.session.get(ProviderAdjustment, adjustment_id)
+
+    async def denial(self, denial_id: str, *, for_update: bool = False) -> Denial | None:
+        """A denial by id, or None."""
+        query = select(Denial).where(Denial.id == denial_id)
+        if for_update and _is_postgres(self.session):
+            query = query.with_for_update()
+        return (await self.session.scalars(query)).first()
+
+    async def open_denials_of(self, claim_id: str) -> list[Denial]:
+        """A claim's open denials."""
+        return list((await self.session.scalars(select(Denial).where(
+            Denial.claim_id == claim_id, Denial.status == "open"))).all())
+
+    async def denials(self, scope: TenantScope, *, status: str | None, category: str | None,
+                      mcp_code: str | None, cbo_organization_id: str | None, claim_id: str | None, limit: int,
+                      after: tuple[datetime, str] | None) -> list[Denial]:
+        """The denials work queue as the caller may see it (a CBO its own, an MCP its plan's), newest first."""
+        query = scope.filter(select(Denial), cbo_column=Denial.__table__.c.cbo_organization_id,
+                             mcp_column=Denial.__table__.c.mcp_code)
+        for column, value in ((Denial.status, status), (Denial.category, category), (Denial.mcp_code, mcp_code),
+                              (Denial.cbo_organization_id, cbo_organization_id), (Denial.claim_id, claim_id)):
+            if value:
+                query = query.where(column == value)
+        if after is not None:
+            query = query.where(or_(Denial.created_at < after[0],
+                                    and_(Denial.created_at == after[0], Denial.id < after[1])))
+        query = query.order_by(Denial.created_at.desc(), Denial.id.desc()).limit(limit)
+        return list((await self.session.scalars(query)).all())
+
+    async def reversed_denials(self, payment_ids: Sequence[str]) -> None:
+        """Denials whose posting a reversal undid leave the work queue (status reversed)."""
+        for chunk in _chunks(payment_ids):
+            await self.session.execute(update(Denial).where(Denial.claim_payment_id.in_(chunk),
+                                                            Denial.status == "open").values(status="reversed")
+                                       .execution_options(synchronize_session=False))
+
+    async def timely_rows(self, scope: TenantScope, mcp_codes: Sequence[str]) -> list[Any]:
+        """Claims that reached the MCP (submitted or later), with what the timely-payment report needs."""
+        query = scope.filter(select(Claim.id, Claim.mcp_code, Claim.status, Claim.expected_amount,
+                                    Claim.received_on, Claim.acknowledged_at, Claim.submitted_at)
+                             .where(Claim.mcp_code.in_(list(mcp_codes)),
+                                    Claim.status.in_(("submitted", "accepted", "paid", "denied", "reversed"))),
+                             cbo_column=Claim.__table__.c.cbo_organization_id, mcp_column=Claim.__table__.c.mcp_code)
+        return list((await self.session.execute(query)).all())
+
+    async def first_adjudications(self, mcp_codes: Sequence[str]) -> dict[str, tuple[date, Decimal]]:
+        """Per claim: the BPR16 of its first paid or denied posting, and what that posting paid."""
+        rows = await self.session.execute(select(ClaimPayment.claim_id, ClaimPayment.paid_on, ClaimPayment.paid)
+                                          .where(ClaimPayment.mcp_code.in_(list(mcp_codes)),
+                                                 ClaimPayment.kind != "reversal")
+                                          .order_by(ClaimPayment.paid_on, ClaimPayment.posted_at))
+        first: dict[str, tuple[date, Decimal]] = {}
+        for claim_id, paid_on, paid in rows:
+            first.setdefault(claim_id, (paid_on, Decimal(paid)))
+        return first
+
+    async def interest_paid(self, mcp_codes: Sequence[str]) -> list[ProviderAdjustment]:
+        """PLB interest (L6) rows of these MCPs."""
+        return list((await self.session.scalars(select(ProviderAdjustment).where(
+            ProviderAdjustment.mcp_code.in_(list(mcp_codes)), ProviderAdjustment.kind == "interest"))).all())
+
+    async def payout_for(self, cbo_organization_id: str, period_start: date) -> Payout | None:
+        """The CBO's payout starting on this date, or None."""
+        return (await self.session.scalars(select(Payout).where(
+            Payout.cbo_organization_id == cbo_organization_id, Payout.period_start == period_start))).first()
+
+    async def overlapping_payout(self, cbo_organization_id: str, start: date, end: date) -> Payout | None:
+        """A payout of the CBO whose period overlaps [start, end], or None."""
+        return (await self.session.scalars(select(Payout).where(
+            Payout.cbo_organization_id == cbo_organization_id, Payout.period_start <= end,
+            Payout.period_end >= start))).first()
+
+    async def previous_payout(self, cbo_organization_id: str, before: date) -> Payout | None:
+        """The CBO's latest payout ending before a date, or None."""
+        return (await self.session.scalars(select(Payout).where(
+            Payout.cbo_organization_id == cbo_organization_id, Payout.period_end < before)
+            .order_by(Payout.period_end.desc()))).first()
+
+    async def unsettled_payments(self, cbo_organization_id: str, start: date, end: date) -> list[ClaimPayment]:
+        """The CBO's postings paid in the period and not yet in a payout."""
+        return list((await self.session.scalars(select(ClaimPayment).where(
+            ClaimPayment.cbo_organization_id == cbo_organization_id, ClaimPayment.payout_id.is_(None),
+            ClaimPayment.paid_on >= start, ClaimPayment.paid_on <= end))).all())
+
+    async def unsettled_adjustments(self, cbo_organization_id: str, start: date, end: date
+                                    ) -> list[ProviderAdjustment]:
+        """PLB adjustments attributed to the CBO's claims, in the period and not yet in a payout."""
+        return list((await self.session.scalars(select(ProviderAdjustment).where(
+            ProviderAdjustment.cbo_organization_id == cbo_organization_id, ProviderAdjustment.payout_id.is_(None),
+            ProviderAdjustment.paid_on >= start, ProviderAdjustment.paid_on <= end))).all())
+
+    async def unsettled_before(self, cbo_organization_id: str, start: date) -> int:
+        """Postings and PLB rows of the CBO dated before `start` that no payout has taken (arrived late)."""
+        payments = await self.session.scalar(select(func.count()).select_from(ClaimPayment).where(
+            ClaimPayment.cbo_organization_id == cbo_organization_id, ClaimPayment.payout_id.is_(None),
+            ClaimPayment.paid_on < start, ClaimPayment.paid != 0))
+        adjustments = await self.session.scalar(select(func.count()).select_from(ProviderAdjustment).where(
+            ProviderAdjustment.cbo_organization_id == cbo_organization_id, ProviderAdjustment.payout_id.is_(None),
+            ProviderAdjustment.paid_on < start))
+        return int(payments or 0) + int(adjustments or 0)
+
+    async def payment_dates(self, payment_ids: Sequence[str]) -> dict[str, date]:
+        """BPR16 of postings by id (a reversal's fee follows the payment it undoes)."""
+        found: dict[str, date] = {}
+        for chunk in _chunks(payment_ids):
+            rows = await self.session.execute(select(ClaimPayment.id, ClaimPayment.paid_on).where(
+                ClaimPayment.id.in_(chunk)))
+            found.update({pid: day for pid, day in rows})
+        return found
+
+    def add_payout(self, row: Payout) -> None:
+        """Stage a payout."""
+        self.session.add(row)
+
+    async def payout(self, payout_id: str) -> Payout | None:
+        """A payout by id, or None."""
+        return await self.session.get(Payout, payout_id)
+
+    async def payouts(self, scope: TenantScope, *, cbo_organization_id: str | None, limit: int) -> list[Payout]:
+        """Payouts the caller may see (a CBO its own), newest period first."""
+        query = scope.filter(select(Payout), cbo_column=Payout.__table__.c.cbo_organization_id)
+        if cbo_organization_id:
+            query = query.where(Payout.cbo_organization_id == cbo_organization_id)
+        return list((await self.session.scalars(query.order_by(Payout.period_end.desc(), Payout.id.desc())
+                                                .limit(limit))).all())
+
+
+def _json_text(value: Any) -> str | None:
+    """A JSON column's value as COPY sends it (text); empty lists, the common case, skip the encoder."""
+    if value is None:
+        return None
+    if isinstance(value, list) and not value:
+        return "[]"
+    return json.dumps(value, separators=(",", ":"))
+
+
 class ClaimsUnitOfWork(UnitOfWork):
     """One transaction of the claims service; repositories are built on its session."""
 
@@ -384,6 +783,7 @@ class ClaimsUnitOfWork(UnitOfWork):
     claims: ClaimRepository
     batches: BatchRepository
     acknowledgments: AcknowledgmentRepository
+    remittances: RemittanceRepository
 
     def _open(self) -> None:
         self.encounters = EncounterRepository(self.session)
@@ -392,6 +792,7 @@ class ClaimsUnitOfWork(UnitOfWork):
         self.claims = ClaimRepository(self.session)
         self.batches = BatchRepository(self.session)
         self.acknowledgments = AcknowledgmentRepository(self.session)
+        self.remittances = RemittanceRepository(self.session)
 
     async def lock_member(self, member_id: str) -> None:
         """Serialize work on one member's encounters (duplicates, caps, draft claims) across instances.

@@ -300,3 +300,237 @@ class BatchOut(BaseModel):
     trigger: str
     created_at: datetime
     delivered_at: datetime | None
+
+
+# ------------------------------------------------------------------------------------------- remittances
+
+class RemittanceOut(BaseModel):
+    """One posted 835 payment: TRN02 trace and BPR amount for bank reconciliation, and what it posted."""
+
+    id: str
+    file_id: str
+    mcp_code: str
+    control_number: str
+    trace_number: str = Field(description="TRN02: the EFT trace or check number on the bank deposit.")
+    payer_id: str = Field(description="TRN03: the payer's id (1 + EIN, usually).")
+    payment_amount: Decimal = Field(description="BPR02 (negative for a debit, BPR03 = D).")
+    payment_method: str = Field(description="BPR04: ACH, CHK, NON, BOP, FWT.")
+    payment_date: date = Field(description="BPR16: EFT effective or check date.")
+    claims_posted: int
+    exceptions: int
+    posted_amount: Decimal
+    exception_amount: Decimal
+    provider_adjustment_amount: Decimal
+    warnings: list[str]
+    posted_at: datetime
+
+
+class RemittanceFileOut(BaseModel):
+    """What one 835 file did: accepted (payments posted), duplicate (nothing posted) or refused_unbalanced."""
+
+    file_id: str
+    status: Literal["accepted", "duplicate", "refused_unbalanced"]
+    mcp_code: str
+    source: str
+    file_sha256: str
+    interchange_control_number: str
+    transaction_sets: int
+    claim_payments: int
+    duplicate_of: str | None
+    detail: dict[str, Any]
+    remittances: list[RemittanceOut]
+
+
+class RemittancePage(BaseModel):
+    """A page of posted payments."""
+
+    items: list[RemittanceOut]
+    next_cursor: str | None
+
+
+class AdjustmentOut(BaseModel):
+    """A CAS adjustment: group (CO, PR, OA, PI), CARC and amount."""
+
+    group: str
+    reason: str
+    amount: Decimal
+
+
+class LinePaymentOut(BaseModel):
+    """One service line of a claim payment."""
+
+    line_id: str | None = Field(description="Our line (REF*6R, the encounter id); null when the SVC matched none.")
+    procedure: str
+    charge: Decimal
+    paid: Decimal
+    allowed: Decimal | None
+    units_paid: Decimal | None
+    outcome: str
+    adjustments: list[AdjustmentOut]
+    remarks: list[str] = Field(description="RARCs (LQ*HE).")
+    denial: dict[str, Any] | None
+
+
+class ClaimPaymentOut(BaseModel):
+    """A claim payment (CLP) posted against one of our claims."""
+
+    id: str
+    remittance_id: str
+    claim_id: str
+    cbo_organization_id: str
+    kind: str = Field(description="payment, correction (on top of a reversal) or reversal (CLP02 = 22).")
+    outcome: str = Field(description="paid, partially_denied, denied, reporting_only or reversed.")
+    status_code: str = Field(description="CLP02.")
+    charge: Decimal
+    paid: Decimal
+    adjustment_total: Decimal
+    patient_responsibility: Decimal
+    payer_claim_number: str
+    adjustments: list[AdjustmentOut]
+    remarks: list[str]
+    denial: dict[str, Any] | None
+    reverses_payment_id: str | None
+    reversed_by: str | None
+    received_on: date | None = Field(description="DTM*050: the MCP's receipt date.")
+    paid_on: date
+    trace_number: str
+    lines: list[LinePaymentOut]
+
+
+class ProviderAdjustmentOut(BaseModel):
+    """A PLB adjustment (positive reduces the payment; interest L6 is negative)."""
+
+    id: str
+    provider_id: str
+    fiscal_period_date: date
+    reason: str
+    kind: str
+    reference: str
+    amount: Decimal
+    claim_id: str | None
+    cbo_organization_id: str | None
+
+
+class RemittanceDetail(RemittanceOut):
+    """A posted payment with its claim payments and provider-level adjustments."""
+
+    payments: list[ClaimPaymentOut]
+    provider_adjustments: list[ProviderAdjustmentOut]
+
+
+class ExceptionOut(BaseModel):
+    """Money or a fact from an 835 that needs a person (patient data only in the single-item view)."""
+
+    id: str
+    remittance_id: str
+    mcp_code: str
+    reason: str
+    position: int
+    amount: Decimal
+    patient_control_number: str = Field(description="CLP01 (our claim id, if it were ours) or the PLB reference.")
+    payer_claim_number: str
+    status_code: str
+    charge: Decimal | None
+    service_from: date | None
+    service_to: date | None
+    procedures: list[str]
+    claim_id: str | None
+    provider_adjustment_id: str | None
+    detail: dict[str, str]
+    trace_number: str
+    payment_date: date
+    status: str
+    resolution: str | None
+    resolution_note: str | None
+    resolved_claim_id: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+    patient: dict[str, str] | None = Field(None, description="NM1*QC as the 835 gave it (PHI; audited read).")
+
+
+class ExceptionPage(BaseModel):
+    """A page of exceptions."""
+
+    items: list[ExceptionOut]
+    next_cursor: str | None
+
+
+class ExceptionResolveIn(_In):
+    """How an exception was resolved."""
+
+    resolution: Literal["attributed", "matched", "returned_to_payer", "written_off", "other"] = Field(
+        description="attributed: put an unattributed PLB adjustment on `claim_id` (counts in that CBO's payout); "
+        "matched: the money belongs to `claim_id` (recorded on the claim's history).")
+    claim_id: str | None = Field(None, min_length=1, max_length=20)
+    note: str | None = Field(None, max_length=500)
+
+
+class DenialOut(BaseModel):
+    """A denial in the work queue: why (category, codes) and what to do next."""
+
+    id: str
+    claim_id: str
+    claim_payment_id: str
+    remittance_id: str
+    mcp_code: str
+    cbo_organization_id: str
+    outcome: str
+    category: str = Field(description="eligibility, authorization, coding, duplicate, timely_filing, "
+                          "missing_information, other.")
+    next_action: str
+    deciding_code: str
+    codes: list[str]
+    unknown_codes: list[str]
+    denied_amount: Decimal
+    payer_claim_number: str
+    paid_on: date
+    status: str = Field(description="open, resubmitted (a replacement or void went out), resolved, reversed.")
+    resolution: str | None
+    resolution_note: str | None
+    follow_up_claim_id: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+
+
+class DenialPage(BaseModel):
+    """A page of the denials work queue."""
+
+    items: list[DenialOut]
+    next_cursor: str | None
+
+
+class DenialResolveIn(_In):
+    """Take a denial off the queue without a new claim."""
+
+    resolution: Literal["appealed", "written_off", "paid_after_inquiry", "other"]
+    note: str | None = Field(None, max_length=500)
+
+
+class PayoutIn(_In):
+    """Generate a CBO's payout for a period (both dates inclusive)."""
+
+    cbo_organization_id: str = Field(min_length=1, max_length=64)
+    period_start: date
+    period_end: date
+
+
+class PayoutOut(BaseModel):
+    """A CBO payout with its statement."""
+
+    id: str
+    cbo_organization_id: str
+    period_start: date
+    period_end: date
+    balance_forward: Decimal
+    collected: Decimal
+    hub_fee: Decimal
+    recoupments: Decimal
+    payable: Decimal
+    payout_amount: Decimal
+    carry_forward: Decimal
+    statement: dict[str, Any]
+    generated_by: str
+    generated_at: datetime
+    warnings: list[str] = []

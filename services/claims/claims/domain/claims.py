@@ -34,8 +34,10 @@ class ClaimStatus(StrEnum):
 _ADJUDICATED = {ClaimStatus.PAID, ClaimStatus.DENIED}
 TRANSITIONS: dict[ClaimStatus, frozenset[ClaimStatus]] = {
     ClaimStatus.DRAFT: frozenset({ClaimStatus.BATCHED}),
-    # A 999/277CA can arrive before the gateway reports delivery: batched goes straight to its answer.
-    ClaimStatus.BATCHED: frozenset({ClaimStatus.SUBMITTED, ClaimStatus.ACCEPTED, ClaimStatus.REJECTED}),
+    # A 999/277CA (or even the 835: MCPs without a 277CA) can arrive before the gateway reports delivery:
+    # batched goes straight to its answer.
+    ClaimStatus.BATCHED: frozenset({ClaimStatus.SUBMITTED, ClaimStatus.ACCEPTED, ClaimStatus.REJECTED,
+                                    *_ADJUDICATED}),
     ClaimStatus.SUBMITTED: frozenset({ClaimStatus.ACCEPTED, ClaimStatus.REJECTED, *_ADJUDICATED}),
     ClaimStatus.ACCEPTED: frozenset({ClaimStatus.REJECTED, *_ADJUDICATED}),  # a late 277CA may still reject
     ClaimStatus.REJECTED: frozenset({ClaimStatus.DRAFT}),  # corrected and batched again

@@ -166,6 +166,10 @@ class BillingProfile(_Config):
     interchange: Party
     usage: Literal["P", "T"] = "P"
     schedule: BatchSchedule | None = None
+    hmo: bool = Field(False, description="Licensed as an HMO (Knox-Keene): late-payment interest starts after 45 "
+                      "working days instead of 30 (H&S 1371 / 1371.35).")
+    silent_after_days: int = Field(35, ge=1, description="Flag the MCP as silent when no 835 arrived for more "
+                                   "than this many days [practice: most MCPs remit weekly or bi-weekly].")
 
 
 class McpBilling(_Config):
@@ -197,13 +201,43 @@ class Submitter(_Config):
     interchange: Party
 
 
+class HubFeeTerm(_Config):
+    """The hub's fee in one CBO contract between two dates (both inclusive; no end: still in force)."""
+
+    percent: Decimal = Field(ge=0, le=100, decimal_places=4)
+    effective_from: date
+    effective_to: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HubFeeTerm:
+        if self.effective_to is not None and self.effective_to < self.effective_from:
+            raise ValueError("effective_to is before effective_from")
+        return self
+
+
+class CboContract(_Config):
+    """What the hub's contract with a CBO says about payouts: the hub's fee, effective-dated."""
+
+    fee_terms: tuple[HubFeeTerm, ...] = ()
+
+    @model_validator(mode="after")
+    def _terms_do_not_overlap(self) -> CboContract:
+        ordered = sorted(self.fee_terms, key=lambda t: t.effective_from)
+        for earlier, later in zip(ordered, ordered[1:], strict=False):
+            if earlier.effective_to is None or earlier.effective_to >= later.effective_from:
+                raise ValueError("fee terms of one CBO contract overlap")
+        return self
+
+
 class BillingConfiguration(_Config):
-    """Everything the claims service needs to price and bill: hub, CBOs, MCPs."""
+    """Everything the claims service needs to price and bill: hub, CBOs, MCPs, and the CBO contracts."""
 
     hub: BillingIdentity
     submitter: Submitter
     cbos: dict[str, BillingIdentity] = Field(default_factory=dict, description="By CBO organization id.")
     mcps: dict[str, McpBilling]
+    cbo_contracts: dict[str, CboContract] = Field(
+        default_factory=dict, description="By CBO organization id: the hub's fee terms for payouts.")
 
     @field_validator("mcps")
     @classmethod
@@ -224,6 +258,13 @@ class BillingConfiguration(_Config):
         if billing.profile.billing_provider is BillingProviderRole.HUB:
             return self.hub
         return self.cbos.get(cbo_organization_id)
+
+    def mcp_for_sender(self, sender_id: str) -> str | None:
+        """The MCP whose interchange id (ISA06 of the files it sends) is `sender_id`, or None."""
+        for code, billing in self.mcps.items():
+            if billing.profile.interchange.id == sender_id.strip():
+                return code
+        return None
 
 
 def load_configuration(data: dict[str, Any]) -> BillingConfiguration:

@@ -577,6 +577,9 @@ def plan_remittance(remittance: Remittance, claims: Mapping[str, ClaimRecord], *
         else:  # adjudicated at claim level: the whole claim
             covered = tuple(line.line_id for line in claim.lines)
             paying = covered if payment.paid > ZERO else ()
+        if payment.status in (DENIED_STATUS, NOT_OUR_CLAIM):
+            # CLP02 = 4 denies the whole claim, lines the payer did not repeat in an SVC loop included.
+            covered = tuple(line.line_id for line in claim.lines) or covered
         if kind is not PostingKind.REVERSAL:
             already_paid = {line for p in claim.postings if not p.reversed and p.posting_id not in reversed_ids
                             for line in p.paid_line_ids}

@@ -1,16 +1,18 @@
 """`calhub x12 validate|parse` for the sets the claims service owns, keyed by ST01 (see calhub/x12_tool.py).
 
 837: pyx12 against 005010X222A1 plus CalHub's rules (NPI check digits, 9-digit billing ZIP, CLM02 = ΣSV102).
-999 and 277: pyx12 against X231A1 / X214, then our parser. Parse output carries ids, codes and amounts only.
-The remittance module adds "835" to TOOLS below.
+999 and 277: pyx12 against X231A1 / X214, then our parser. 835: pyx12 against X221A1, our parser, and the
+balancing rule per payment (BPR02 = ΣCLP04 − ΣPLB). Parse output carries ids, codes and amounts only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from claims.domain.remittance import balance, claim_imbalance
 from claims.x12.validation import ValidationIssue, claim_rules, guide_issues
 from claims.x12.x277ca import ClaimAcknowledgmentError, parse_277ca
+from claims.x12.x835 import parse_835
 from claims.x12.x999 import AcknowledgmentError, parse_999
 from shared.x12.envelope import parse_interchange
 from shared.x12.segments import X12SyntaxError
@@ -92,9 +94,51 @@ class ClaimAcknowledgment277Tool:
         return {"transaction": "277CA", **parse_277ca(text).as_dict()}
 
 
+class Remittance835Tool:
+    """835: validate with the guide, our parser and the balancing rules; parse to payments and claim payments."""
+
+    def validate(self, text: str) -> list[dict[str, Any]]:
+        """Errors as {position, segment, rule, message}; empty when valid and balanced."""
+        issues = _issues(guide_issues(text))
+        try:
+            parsed = parse_835(text)
+        except X12SyntaxError as exc:
+            issues.append({"position": exc.position, "segment": exc.segment_id, "rule": "835-structure",
+                           "message": str(exc)})
+            return issues
+        for remittance in parsed.remittances:
+            figures = balance(remittance)
+            if not figures.balanced:
+                issues.append({"position": remittance.position, "segment": "BPR", "rule": "BPR02 = ΣCLP04 − ΣPLB",
+                               "message": f"payment {figures.payment_amount} but claims {figures.claims_paid} "
+                                          f"minus provider adjustments {figures.provider_adjustments} give "
+                                          f"{figures.expected_payment}"})
+            for claim in remittance.claims:
+                imbalance = claim_imbalance(claim)
+                if imbalance is not None:
+                    issues.append({"position": claim.position, "segment": "CLP", "rule": imbalance["rule"],
+                                   "message": ", ".join(f"{k} {v}" for k, v in imbalance.items() if k != "rule")})
+        return issues
+
+    def parse(self, text: str) -> dict[str, Any]:
+        """Payments (trace, BPR amount, date, balance) and claim payments (CLP01, status, amounts, codes)."""
+        parsed = parse_835(text)
+        return {"transaction": "835", "interchange_control_number": parsed.interchange_control_number,
+                "sender_id": parsed.sender_id, "payments": [{
+                    "control_number": r.control_number, "trace_number": r.trace_number, "payer_id": r.originator_id,
+                    "payment_amount": str(r.net_payment), "payment_method": r.payment_method,
+                    "payment_date": r.payment_date.isoformat(), "balance": balance(r).as_dict(),
+                    "claims": [{"claim_id": c.patient_control_number, "status": c.status, "charge": str(c.charge),
+                                "paid": str(c.paid), "payer_claim_number": c.payer_claim_number,
+                                "adjustments": [f"{a.group}-{a.reason} {a.amount}" for a in c.adjustments],
+                                "remarks": list(c.remarks), "lines": len(c.services)} for c in r.claims],
+                    "provider_adjustments": [{"reason": a.reason, "reference": a.reference, "amount": str(a.amount)}
+                                             for a in r.provider_adjustments]} for r in parsed.remittances]}
+
+
 TOOLS: dict[str, Any] = {
     "837": Professional837Tool(),
     "999": Acknowledgment999Tool(),
     "277": ClaimAcknowledgment277Tool(),
-    # "835": added by the remittance module (claims/x12/x835.py).
+    "835": Remittance835Tool(),
 }

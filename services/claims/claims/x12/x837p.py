@@ -343,8 +343,9 @@ def build_837p(header: BatchHeader, claims: Sequence[ProfessionalClaim], *,
     owner: dict[str, str] = {}
     for index, part in enumerate(chunk(ordered, max_claims_per_transaction), start=1):
         control = f"{index:04d}"
-        # Each segment goes to the envelope writer as one pre-rendered element.
-        transactions.append([[segment] for segment in _transaction_body(header, part, control)])
+        # The body is rendered with the standard separators from cleaned values; the envelope writer takes
+        # elements (and refuses a separator inside one), so each segment goes back to its elements.
+        transactions.append([segment.split("*") for segment in _transaction_body(header, part, control)])
         for claim in part:
             owner[claim.claim_id] = control
     spec = EnvelopeSpec(sender=header.sender, receiver=header.receiver_party,

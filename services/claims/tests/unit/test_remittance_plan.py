@@ -122,6 +122,18 @@ def test_denials_carry_category_and_next_action_from_rarc() -> None:
     every_dollar_lands(plan("denial_rarc.x12"))
 
 
+def test_a_denied_claim_denies_lines_the_payer_did_not_repeat_in_svc() -> None:
+    # CLM-1003 as billed with a second line; the 835 (CLP02 = 4) lists only the first in an SVC loop.
+    claims = {**CLAIMS, "CLM-1003": make_claim(
+        "CLM-1003", ("CLM-1003-1", "T1016", ("U8",), date(2026, 9, 12), "300"),
+        ("CLM-1003-2", "T1016", ("U8",), date(2026, 9, 19), "300"))}
+    remittance = plan("denial_rarc.x12", claims).remittances[0]
+    denied = remittance.postings[0]
+    assert denied.line_ids == ("CLM-1003-1", "CLM-1003-2") and denied.paid_line_ids == ()
+    assert remittance.settlements[0].state is SettlementState.DENIED  # not "pending": the claim is denied
+    assert remittance.settlements[0].lines_pending == ()
+
+
 def test_zero_pay_co96_reporting_line_is_not_a_denial() -> None:
     (posting,) = plan("zero_pay_reporting.x12").remittances[0].postings
     assert posting.paid == 0

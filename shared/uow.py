@@ -6,10 +6,12 @@ change and its events commit (or roll back) together. The edge (route, dispatche
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
+from uuid import UUID
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -78,18 +80,42 @@ class UnitOfWork:
         await self.session.rollback()
 
 
-async def write_outbox(session: AsyncSession, tables: PlatformTables, events: list[Envelope[Any]]) -> None:
-    """Insert events into the outbox within the session's transaction."""
+OutboxRow = tuple[UUID, str, bytes | None, bytes, str, datetime]
+_OUTBOX_COLUMNS = ["event_id", "topic", "key", "value", "headers", "created_at"]
+COPY_THRESHOLD = 100  # below this, a multi-row INSERT is as fast as COPY
+
+
+def encode_outbox_rows(events: Sequence[Envelope[Any]]) -> list[OutboxRow]:
+    """Outbox rows for envelopes (pure: callers with file-sized bursts may run it in a worker thread)."""
     now = datetime.now(UTC)
-    rows = []
+    rows: list[OutboxRow] = []
     for envelope in events:
         message = encode(envelope)
-        rows.append({
-            "event_id": envelope.id,
-            "topic": message.topic,
-            "key": message.key,
-            "value": message.value,
-            "headers": [[k, v.decode()] for k, v in message.headers],
-            "created_at": now,
-        })
-    await session.execute(insert(tables.outbox), rows)
+        headers = json.dumps([[k, v.decode()] for k, v in message.headers])
+        rows.append((envelope.id, message.topic, message.key, message.value, headers, now))
+    return rows
+
+
+async def insert_outbox_rows(session: AsyncSession, tables: PlatformTables, rows: Sequence[OutboxRow]) -> None:
+    """Insert encoded rows in the session's transaction: COPY on PostgreSQL for large batches (about ten times
+    faster than bound multi-row INSERTs at file sizes), INSERT otherwise."""
+    if not rows:
+        return
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
+        options = connection.sync_connection.get_execution_options() if connection.sync_connection else {}
+        translate = options.get("schema_translate_map") or {}
+        schema = translate.get(tables.outbox.schema, tables.outbox.schema)
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table("outbox", schema_name=schema, columns=_OUTBOX_COLUMNS, records=rows)
+        return
+    await session.execute(insert(tables.outbox), [
+        {"event_id": r[0], "topic": r[1], "key": r[2], "value": r[3], "headers": json.loads(r[4]),
+         "created_at": r[5]} for r in rows])
+
+
+async def write_outbox(session: AsyncSession, tables: PlatformTables, events: list[Envelope[Any]]) -> None:
+    """Insert events into the outbox within the session's transaction."""
+    await insert_outbox_rows(session, tables, encode_outbox_rows(events))

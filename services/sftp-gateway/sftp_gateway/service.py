@@ -28,7 +28,6 @@ from sftp_gateway.domain.profile import Profile, is_encrypted_name, strip_encryp
 from sftp_gateway.domain.records import RECORDS, REFERRAL
 from sftp_gateway.domain.returns import ReturnOptions, build_otf_rows, build_referral_rows, build_rtf_rows
 from sftp_gateway.domain.tabular import ParsedTable, Problem, Row, parse_table, render_table
-from sftp_gateway.outbox_bulk import OutboxRow, encode_rows, write_rows
 from sftp_gateway.pgp import PgpError, looks_encrypted
 from sftp_gateway.ports import GatewayPorts, gateway_ports
 from sftp_gateway.repository import SftpGatewayUnitOfWork
@@ -47,6 +46,7 @@ from shared.envelope import Envelope, caused_by, new_event
 from shared.filestore import SCHEME
 from shared.identity import member_id_for, member_id_secret
 from shared.reference.calendar import PACIFIC
+from shared.uow import OutboxRow, encode_outbox_rows, insert_outbox_rows
 from shared.x12.envelope import parse_interchange
 from shared.x12.segments import X12SyntaxError
 
@@ -265,7 +265,7 @@ def row_outbox(parent: Envelope[Any], kind: FileKind, file_id: str, mcp_code: st
     problems: list[Problem] = []
     for start in range(0, len(rows), 2000):
         events, refused = row_events(parent, kind, file_id, mcp_code, rows[start:start + 2000])
-        encoded.extend(encode_rows(events))
+        encoded.extend(encode_outbox_rows(events))
         problems.extend(refused)
     return encoded, problems
 
@@ -390,7 +390,7 @@ async def _record_inbound(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, profi
     uow.record(*events)
     # The file's own events first (outbox order), then its rows in one bulk write, same transaction.
     await uow.flush()
-    await write_rows(uow.session, uow.tables, row_rows)
+    await insert_outbox_rows(uow.session, uow.tables, row_rows)
     if problems:
         report = error_report(arrival.name, problems, ports.settings.error_report_limit)
         await deliver(uow, ports, profile, FileKind.ERROR_REPORT, report, source="generated", source_id=file_id,

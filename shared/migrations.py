@@ -125,3 +125,31 @@ def create_platform_tables_v1() -> None:
         sa.PrimaryKeyConstraint("name", name="pk_lease"),
         schema=s,
     )
+
+
+def create_audit_table_v1() -> None:
+    """Create the service's append-only `audit_event` table as of audit version 1 (frozen); on PostgreSQL a
+    trigger refuses UPDATE and DELETE (see shared.auth.define_audit_table)."""
+    from shared.auth import audit_append_only_ddl
+
+    s = schema()
+    op.create_table(
+        "audit_event",
+        sa.Column("id", sa.Uuid, nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("organization_id", sa.String(64), nullable=True),
+        sa.Column("actor_key_id", sa.String(64), nullable=True),
+        sa.Column("action", sa.String(100), nullable=False),
+        sa.Column("resource_type", sa.String(100), nullable=False),
+        sa.Column("resource_id", sa.String(200), nullable=False),
+        sa.Column("detail", sa.JSON, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_event"),
+        schema=s,
+    )
+    op.create_index("ix_audit_event_resource_type_resource_id", "audit_event", ["resource_type", "resource_id"],
+                    schema=s)
+    op.create_index("ix_audit_event_organization_id_occurred_at", "audit_event", ["organization_id", "occurred_at"],
+                    schema=s)
+    if s is not None:  # PostgreSQL: the audit trail is append-only
+        for statement in audit_append_only_ddl(s):
+            op.execute(statement)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from shared.auth import audit_append_only_ddl
-from shared.migrations import schema
+from shared.migrations import create_audit_table_v1, schema
 
 revision = "eligibility_0002"
 down_revision = "eligibility_0001"
@@ -167,26 +166,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("sha256", name="uq_response_file_sha256"),
         schema=s,
     )
-    op.create_table(
-        "audit_event",
-        sa.Column("id", sa.Uuid, nullable=False),
-        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("organization_id", sa.String(64), nullable=True),
-        sa.Column("actor_key_id", sa.String(64), nullable=True),
-        sa.Column("action", sa.String(100), nullable=False),
-        sa.Column("resource_type", sa.String(100), nullable=False),
-        sa.Column("resource_id", sa.String(200), nullable=False),
-        sa.Column("detail", sa.JSON, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_audit_event"),
-        schema=s,
-    )
-    op.create_index("ix_audit_event_resource_type_resource_id", "audit_event", ["resource_type", "resource_id"],
-                    schema=s)
-    op.create_index("ix_audit_event_organization_id_occurred_at", "audit_event",
-                    ["organization_id", "occurred_at"], schema=s)
-    if s is not None:
-        for statement in audit_append_only_ddl(s):
-            op.execute(statement)
+    create_audit_table_v1()
 
 
 def downgrade() -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from shared.auth import audit_append_only_ddl
-from shared.migrations import schema
+from shared.migrations import create_audit_table_v1, schema
 from shared.webhooks import create_webhook_tables_v1
 
 revision = "referrals_0002"
@@ -100,26 +99,7 @@ def upgrade() -> None:
         schema=s,
     )
 
-    op.create_table(
-        "audit_event",
-        sa.Column("id", sa.Uuid, nullable=False),
-        sa.Column("occurred_at", tz, nullable=False),
-        sa.Column("organization_id", sa.String(64), nullable=True),
-        sa.Column("actor_key_id", sa.String(64), nullable=True),
-        sa.Column("action", sa.String(100), nullable=False),
-        sa.Column("resource_type", sa.String(100), nullable=False),
-        sa.Column("resource_id", sa.String(200), nullable=False),
-        sa.Column("detail", sa.JSON, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_audit_event"),
-        schema=s,
-    )
-    op.create_index("ix_audit_event_resource_type_resource_id", "audit_event", ["resource_type", "resource_id"],
-                    schema=s)
-    op.create_index("ix_audit_event_organization_id_occurred_at", "audit_event", ["organization_id", "occurred_at"],
-                    schema=s)
-    if s is not None:  # PostgreSQL: the audit trail is append-only (a trigger refuses UPDATE and DELETE)
-        for statement in audit_append_only_ddl(s):
-            op.execute(statement)
+    create_audit_table_v1()
 
     create_webhook_tables_v1(s)
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from shared.auth import audit_append_only_ddl
-from shared.migrations import schema
+from shared.migrations import create_audit_table_v1, schema
 
 revision = "sftp_gateway_0002"
 down_revision = "sftp_gateway_0001"
@@ -165,26 +164,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("mcp_code", name="pk_remote_status"),
         schema=s,
     )
-    op.create_table(
-        "audit_event",
-        sa.Column("id", sa.Uuid, nullable=False),
-        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("organization_id", sa.String(64), nullable=True),
-        sa.Column("actor_key_id", sa.String(64), nullable=True),
-        sa.Column("action", sa.String(100), nullable=False),
-        sa.Column("resource_type", sa.String(100), nullable=False),
-        sa.Column("resource_id", sa.String(200), nullable=False),
-        sa.Column("detail", sa.JSON, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_audit_event"),
-        schema=s,
-    )
-    op.create_index("ix_audit_event_resource_type_resource_id", "audit_event", ["resource_type", "resource_id"],
-                    schema=s)
-    op.create_index("ix_audit_event_organization_id_occurred_at", "audit_event",
-                    ["organization_id", "occurred_at"], schema=s)
-    if s is not None and op.get_bind().dialect.name == "postgresql":
-        for statement in audit_append_only_ddl(s):
-            op.execute(statement)
+    create_audit_table_v1()
 
 
 def downgrade() -> None:

@@ -7,6 +7,9 @@
 #   scripts/dev-services.sh status   show what runs (exit 0 only if both run)
 #   scripts/dev-services.sh env      print the export lines the tests read:
 #                                      eval "$(scripts/dev-services.sh env)"
+#   scripts/dev-services.sh kafka-stop   stop only the broker, keeping its data (broker-outage tests)
+#   scripts/dev-services.sh kafka-start  start only the broker again
+#   scripts/dev-services.sh pg-restart   restart only PostgreSQL (fast shutdown: every connection is cut)
 #
 # Every command is idempotent. State (data, logs, pid files, the Kafka jars)
 # lives in ${CALHUB_DEV_DIR:-<repo>/.dev}; `down` keeps it, `rm -rf .dev` resets.
@@ -175,6 +178,7 @@ pg_ready() {
 }
 
 pg_up() {
+    reserve_ports
     pg_setup
     if pg_running; then
         log "postgres already running (port $PG_PORT)"
@@ -376,7 +380,19 @@ asyncio.run(asyncio.wait_for(main(sys.argv[1]), 15))
 EOF
 }
 
+# Our ports lie in Linux's ephemeral range (32768-60999): an outgoing connection may take one as its source
+# port -- a client retrying against a stopped broker can even connect to itself on 59092 -- and then the
+# broker cannot bind it on restart ("Address already in use"). Reserve them where we may (root, writable
+# /proc/sys); elsewhere this is a no-op.
+reserve_ports() {
+    local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur
+    [ -w "$f" ] || return 0
+    cur="$(cat "$f" 2>/dev/null || true)"
+    echo "${cur:+$cur,}$PG_PORT,$KAFKA_PORT,$KAFKA_CTRL_PORT" >"$f" 2>/dev/null || true
+}
+
 kafka_up() {
+    reserve_ports
     mkdir -p "$KAFKA_DIR"
     kafka_fetch_libs
     kafka_write_config
@@ -492,8 +508,22 @@ case "$cmd" in
     env)
         print_env
         ;;
+    kafka-stop)  # only the broker, data kept: broker-outage tests (pytest -m broker_outage)
+        with_lock
+        kafka_down
+        log "kafka stopped (data kept; start it again with: $0 kafka-start)"
+        ;;
+    kafka-start)  # only the broker, on its existing data
+        with_lock
+        kafka_up
+        ;;
+    pg-restart)  # only PostgreSQL, data kept: database-outage tests (pytest -m broker_outage)
+        with_lock
+        pg_down
+        pg_up
+        ;;
     *)
-        echo "usage: $0 up|down|status|env" >&2
+        echo "usage: $0 up|down|status|env|kafka-stop|kafka-start|pg-restart" >&2
         exit 2
         ;;
 esac

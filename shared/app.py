@@ -7,6 +7,7 @@ import: engines, buses and tasks are created in the lifespan.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,6 +48,9 @@ def create_api(
                 started.append(runtime)
             for hook in on_started:
                 await hook(app)
+            # Everything built at startup lives as long as the process: keep it out of the collector's way
+            # (measured 15-25% less CPU per event on the consume -> handle -> outbox hop, bench/bus.py).
+            gc.freeze()
             yield
         finally:
             for hook in on_stopping:

@@ -45,8 +45,8 @@ class PlatformSettings(BaseSettings):
     schema_suffix: str = Field(
         "", description="Appended to every service's PostgreSQL schema name (isolated test or staging schemas).")
     consumer_max_attempts: int = Field(5, ge=1, description="Handler attempts before a message is dead-lettered.")
-    consumer_batch_size: int = Field(200, ge=1, description="Messages handled per transaction at most.")
-    relay_batch_size: int = Field(500, ge=1, description="Outbox rows published per relay pass at most.")
+    consumer_batch_size: int = Field(500, ge=1, description="Messages handled per transaction at most.")
+    relay_batch_size: int = Field(1000, ge=1, description="Outbox rows published per relay pass at most.")
 
     def database_url_for(self, service: str, override: str | None = None) -> str:
         """The database URL a service uses: its own override, the shared URL, or its SQLite file."""

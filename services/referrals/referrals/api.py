@@ -229,35 +229,47 @@ class WithdrawIn(BaseModel):
 
 # ------------------------------------------------------------------------------------------- rendering
 
+def _summary_fields(referral: Referral) -> dict[str, Any]:
+    return {
+        "id": referral.id, "status": ReferralStatus(referral.status),
+        "status_changed_at": service.as_utc(referral.status_changed_at),
+        "status_date": service.pacific_date(referral.status_changed_at), "status_reason": referral.status_reason,
+        "closure_reason_code": referral.closure_reason_code, "member_id": referral.member_id,
+        "program": Program(referral.program), "service": referral.service, "urgency": Urgency(referral.urgency),
+        "county": referral.county, "mcp_code": referral.mcp_code,
+        "routing_basis": RoutingBasis(referral.routing_basis) if referral.routing_basis else None,
+        "referring_organization_id": referral.referring_organization_id,
+        "cbo_organization_id": referral.cbo_organization_id, "authorization_id": referral.authorization_id,
+        "channel": referral.channel, "created_at": service.as_utc(referral.created_at), "links": _links(referral),
+    }
+
+
 def summary_of(referral: Referral) -> dict[str, Any]:
     """The PHI-free summary of a referral as JSON-ready data."""
-    return ReferralSummary(
-        id=referral.id, status=ReferralStatus(referral.status),
-        status_changed_at=service.as_utc(referral.status_changed_at),
-        status_date=service.pacific_date(referral.status_changed_at), status_reason=referral.status_reason,
-        closure_reason_code=referral.closure_reason_code, member_id=referral.member_id,
-        program=Program(referral.program), service=referral.service, urgency=Urgency(referral.urgency),
-        county=referral.county, mcp_code=referral.mcp_code,
-        routing_basis=RoutingBasis(referral.routing_basis) if referral.routing_basis else None,
-        referring_organization_id=referral.referring_organization_id,
-        cbo_organization_id=referral.cbo_organization_id, authorization_id=referral.authorization_id,
-        channel=referral.channel, created_at=service.as_utc(referral.created_at), links=_links(referral),
-    ).model_dump(mode="json")
+    return ReferralSummary(**_summary_fields(referral)).model_dump(mode="json")
 
 
-def detail_of(referral: Referral, timeline: Sequence[ReferralTimeline]) -> dict[str, Any]:
-    """The full referral (PHI) with its timeline, as JSON-ready data."""
-    summary = summary_of(referral)
+def _detail(referral: Referral, timeline: Sequence[ReferralTimeline]) -> ReferralOut:
+    # Built in one validation from the row (not summary → dict → model again: that doubled the work).
     return ReferralOut(
-        **summary, member=referral.member, requested_mcp_code=referral.requested_mcp_code,
+        **_summary_fields(referral), member=referral.member, requested_mcp_code=referral.requested_mcp_code,
         expedited_reason=referral.expedited_reason, referring_npi=referral.referring_npi,
         referring=referral.referring, notes=referral.notes, consent=referral.consent,
         external_identifiers=referral.external_identifiers,
         timeline=[TimelineEntry(at=service.as_utc(t.occurred_at), kind=t.kind,
                                 status=ReferralStatus(t.status) if t.status else None,
                                 previous_status=ReferralStatus(t.previous_status) if t.previous_status else None,
-                                reason=t.reason, detail=t.detail) for t in timeline],
-    ).model_dump(mode="json")
+                                reason=t.reason, detail=t.detail) for t in timeline])
+
+
+def detail_of(referral: Referral, timeline: Sequence[ReferralTimeline]) -> dict[str, Any]:
+    """The full referral (PHI) with its timeline, as JSON-ready data."""
+    return _detail(referral, timeline).model_dump(mode="json")
+
+
+def detail_json(referral: Referral, timeline: Sequence[ReferralTimeline]) -> bytes:
+    """`detail_of` rendered as JSON bytes by pydantic's serializer (no dict + jsonable_encoder + json.dumps)."""
+    return _detail(referral, timeline).model_dump_json().encode()
 
 
 def _links(referral: Referral) -> dict[str, str]:
@@ -311,12 +323,15 @@ async def json_body(request: Request) -> Any:
 
 
 async def intake(request: Request, caller: Caller, key: str | None, raw: Any, *, channel: str,
-                 render: Callable[[ReferralsUnitOfWork, Referral], Awaitable[tuple[dict[str, Any], dict[str, str]]]],
+                 render: Callable[[ReferralsUnitOfWork, Referral], Awaitable[tuple[Any, dict[str, str]]]],
                  rename: Callable[[str], str] | None = None,
                  pre_violations: Sequence[Violation] = ()) -> Response:
-    """Check, store and answer a submission once per Idempotency-Key (JSON API and FHIR alike)."""
+    """Check, store and answer a submission once per Idempotency-Key (JSON API and FHIR alike).
+
+    `render` answers JSON-able data or ready JSON bytes (stored and replayed as they are)."""
     runtime = referrals_runtime(request)
-    fingerprint = await hash_request(request)
+    # The fingerprint only matters for a keyed request (canonicalising the body costs a parse and a dump).
+    fingerprint = await hash_request(request) if key is not None else ""
     uow = runtime.uow()
     assert isinstance(uow, ReferralsUnitOfWork)
     async with uow:
@@ -347,6 +362,11 @@ async def _render_json(uow: ReferralsUnitOfWork, referral: Referral) -> dict[str
     return detail_of(referral, await uow.referrals.timeline(referral.id))
 
 
+def _render_new(uow: ReferralsUnitOfWork, referral: Referral) -> bytes:
+    # A referral created in this unit: its whole timeline is what the unit staged (no read-back).
+    return detail_json(referral, uow.referrals.staged_timeline_of(referral.id))
+
+
 # ---------------------------------------------------------------------------------------------- routes
 
 @router.post("/v1/referrals", status_code=201, response_model=ReferralOut, summary="Submit a referral",
@@ -360,8 +380,8 @@ async def submit_referral(request: Request, caller: Writer, key: IdempotencyKey)
     """
     raw = await json_body(request)
 
-    async def render(uow: ReferralsUnitOfWork, referral: Referral) -> tuple[dict[str, Any], dict[str, str]]:
-        return await _render_json(uow, referral), {"Location": f"/v1/referrals/{referral.id}"}
+    async def render(uow: ReferralsUnitOfWork, referral: Referral) -> tuple[bytes, dict[str, str]]:
+        return _render_new(uow, referral), {"Location": f"/v1/referrals/{referral.id}"}
 
     return await intake(request, caller, key, raw, channel="api", render=render)
 

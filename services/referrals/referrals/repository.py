@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, or_, select
+from sqlalchemy import ColumnElement, Select, Table, false, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from referrals.models import MemberPlan, Referral, ReferralAuthorization, ReferralTimeline, audit_event, webhooks
 from shared.auth import Caller
@@ -42,11 +46,22 @@ def can_see(caller: Caller, referral: Referral) -> bool:
     return False
 
 
+@lru_cache(maxsize=4)
+def _insert_unless_open_statement(dialect: str) -> Any:
+    # Built once: the values go in as parameters, so no per-request statement building or literal coercion.
+    table = Referral.__table__
+    assert isinstance(table, Table)
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.open_key]).returning(table.c.id)
+
+
 class ReferralRepository:
     """Referrals, their timelines and their authorization links."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        # Timeline entries staged in this unit of work, so a new referral renders without reading them back.
+        self.staged_timeline: list[ReferralTimeline] = []
 
     def _locking(self, query: Select[Any]) -> Select[Any]:
         # PostgreSQL: two consumers (authorizations, claims topics) may move the same referral at once; the
@@ -58,6 +73,21 @@ class ReferralRepository:
     def add(self, referral: Referral) -> None:
         """Stage a new referral."""
         self.session.add(referral)
+
+    async def insert_unless_open(self, referral: Referral) -> bool:
+        """INSERT a new (transient) referral unless its `open_key` is taken; True if it was inserted.
+
+        One statement (`ON CONFLICT (open_key) DO NOTHING RETURNING id`): no savepoint is needed to survive a
+        duplicate, and a concurrent submission waits on the unique index for the other's commit. The inserted
+        object joins the session as if it had been loaded, so later changes in the unit are UPDATEs.
+        """
+        values = {attr.key: getattr(referral, attr.key) for attr in Referral.__mapper__.column_attrs}
+        statement = _insert_unless_open_statement(self.session.get_bind().dialect.name)
+        if (await self.session.execute(statement, values)).first() is None:
+            return False
+        make_transient_to_detached(referral)
+        self.session.add(referral)
+        return True
 
     async def get(self, referral_id: str, *, for_update: bool = False) -> Referral | None:
         """The referral with this id, or None; `for_update` locks the row until commit."""
@@ -101,6 +131,14 @@ class ReferralRepository:
     def add_timeline(self, entry: ReferralTimeline) -> None:
         """Stage a timeline entry."""
         self.session.add(entry)
+        self.staged_timeline.append(entry)
+
+    def staged_timeline_of(self, referral_id: str) -> list[ReferralTimeline]:
+        """The timeline entries of a referral staged in this unit, in `timeline()` order (UUIDv7 ids).
+
+        For a referral created in this unit that is its whole timeline, without a read.
+        """
+        return sorted((e for e in self.staged_timeline if e.referral_id == referral_id), key=lambda e: e.id)
 
     async def timeline(self, referral_id: str) -> Sequence[ReferralTimeline]:
         """A referral's timeline in the order CalHub recorded it (UUIDv7 ids); `occurred_at` is business time,

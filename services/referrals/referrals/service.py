@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
 from uuid6 import uuid7
 
 from referrals.domain.intake import ReferralDraft
@@ -135,9 +134,9 @@ async def submit_referral(uow: ReferralsUnitOfWork, draft: ReferralDraft, caller
     """
     member_id = member_id_for(draft.member.cin)
     key = open_key(member_id, draft.service)
-    existing = await uow.referrals.open_with_key(key)
-    if existing is not None:
-        raise DuplicateReferral(existing)
+    # The plan named on the referral wins (decide_route), so the projection is read only when none is named.
+    known = None if draft.mcp_code else await uow.member_plans.get(member_id)
+    decision = decide_route(named_mcp=draft.mcp_code, known_plan=known.mcp_code if known else None)
 
     referral_id = f"ref_{uuid7().hex}"
     received = ReferralReceived(
@@ -162,27 +161,36 @@ async def submit_referral(uow: ReferralsUnitOfWork, draft: ReferralDraft, caller
         status=ReferralStatus.RECEIVED.value, status_reason=None, closure_reason_code=None,
         status_changed_at=now, authorization_id=None, open_key=key,
         correlation_id=received_event.correlation_id, created_at=now, updated_at=now)
-    try:
-        # A savepoint: losing the race on open_key leaves the transaction usable to read the winner.
-        async with uow.session.begin_nested():
-            uow.referrals.add(referral)
-            await uow.session.flush()
-    except IntegrityError:
-        winner = await uow.referrals.open_with_key(key)
-        if winner is None:
-            raise
-        raise DuplicateReferral(winner) from None
+    # Received and routed are decided in memory and the row is written once, in its routed (or needs_plan)
+    # state: one INSERT instead of INSERT + UPDATE. Everything staged here (events, timeline, webhook
+    # deliveries) belongs to this transaction, which a duplicate rolls back.
     uow.record(received_event)
     _timeline(uow, referral, kind="received", at=now, status=ReferralStatus.RECEIVED.value,
               detail={"channel": channel, "expedited_by_rule": draft.expedited_by_rule},
               event_id=received_event.id)
-
-    known = await uow.member_plans.get(member_id)
-    decision = decide_route(named_mcp=draft.mcp_code, known_plan=known.mcp_code if known else None)
-    await apply_route(uow, referral, decision, at=now, cause=received_event)
+    await apply_route(uow, referral, decision, at=now, cause=received_event, log_change=False)
+    await _insert_unless_open(uow, referral, key)
+    log.info("referral status changed", extra={"referral_id": referral_id, "status": referral.status,
+                                               "previous_status": ReferralStatus.RECEIVED.value})
     log.info("referral received", extra={"referral_id": referral_id, "status": referral.status,
                                          "mcp_code": referral.mcp_code, "program": referral.program})
     return referral
+
+
+async def _insert_unless_open(uow: ReferralsUnitOfWork, referral: Referral, key: str) -> None:
+    """Insert the new referral unless an open one holds its `open_key`; raise DuplicateReferral if one does.
+
+    The unique constraint decides, also between concurrent submissions (the loser's INSERT waits for the
+    winner's commit, then does nothing), so no pre-check query and no savepoint are needed.
+    """
+    for _ in range(3):
+        if await uow.referrals.insert_unless_open(referral):
+            return
+        winner = await uow.referrals.open_with_key(key)
+        if winner is not None:
+            raise DuplicateReferral(winner)
+        # The holder left the open states between our INSERT and the read: the slot is free again.
+    raise RuntimeError("open_key conflict without an open referral holding it")
 
 
 def _expedited_reason(draft: ReferralDraft) -> str | None:
@@ -194,10 +202,14 @@ def _expedited_reason(draft: ReferralDraft) -> str | None:
 
 
 async def apply_route(uow: ReferralsUnitOfWork, referral: Referral, decision: Routed | NeedsPlan, *,
-                      at: datetime, cause: Envelope[Any] | None) -> None:
-    """Record a routing decision: referral.routed and a move to routed, or a move to needs_plan."""
+                      at: datetime, cause: Envelope[Any] | None, log_change: bool = True) -> None:
+    """Record a routing decision: referral.routed and a move to routed, or a move to needs_plan.
+
+    `log_change=False` leaves the status-change log line to the caller (intake logs it once the row is in).
+    """
     if isinstance(decision, NeedsPlan):
-        await move(uow, referral, ReferralStatus.NEEDS_PLAN, at=at, cause=cause, reason=decision.reason)
+        await move(uow, referral, ReferralStatus.NEEDS_PLAN, at=at, cause=cause, reason=decision.reason,
+                   log_change=log_change)
         return
     referral.mcp_code = decision.mcp_code
     referral.routing_basis = decision.basis.value
@@ -212,14 +224,14 @@ async def apply_route(uow: ReferralsUnitOfWork, referral: Referral, decision: Ro
     uow.record(event)
     _timeline(uow, referral, kind="routed", at=at, detail={"mcp_code": decision.mcp_code,
                                                            "basis": decision.basis.value}, event_id=event.id)
-    await move(uow, referral, ReferralStatus.ROUTED, at=at, cause=event)
+    await move(uow, referral, ReferralStatus.ROUTED, at=at, cause=event, log_change=log_change)
 
 
 # ---------------------------------------------------------------------------------------------- status
 
 async def move(uow: ReferralsUnitOfWork, referral: Referral, target: ReferralStatus, *, at: datetime,
                cause: Envelope[Any] | None, reason: str | None = None, closure_reason_code: str | None = None,
-               detail: dict[str, Any] | None = None) -> bool:
+               detail: dict[str, Any] | None = None, log_change: bool = True) -> bool:
     """Move a referral to `target` if the closed loop allows it: referral.status_changed, a timeline entry and
     a webhook delivery per subscriber. A move the loop refuses is kept on the timeline; returns False."""
     current = ReferralStatus(referral.status)
@@ -259,8 +271,9 @@ async def move(uow: ReferralsUnitOfWork, referral: Referral, target: ReferralSta
     uow.webhooks_queued += await enqueue_webhook(
         uow.session, uow.webhooks, event_id=event.id, event_type=STATUS_WEBHOOK, subject=referral.id,
         data=webhook_data(changed), audience=audience_of(referral), occurred_at=at)
-    log.info("referral status changed", extra={"referral_id": referral.id, "status": target.value,
-                                               "previous_status": current.value})
+    if log_change:
+        log.info("referral status changed", extra={"referral_id": referral.id, "status": target.value,
+                                                   "previous_status": current.value})
     return True
 
 

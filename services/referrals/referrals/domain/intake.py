@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any, Final
 
 from shared.contracts.values import Address, MemberDemographics, Program, ServiceRequested, Urgency
@@ -379,6 +380,12 @@ def _read_service(reader: _Reader, raw: Mapping[str, Any],
     return requested, urgency, reason, by_rule
 
 
+@lru_cache(maxsize=4096)
+def _plan_offered_in(plan_code: str, county: str, today: date) -> bool:
+    # The county→MCP table is fixed for the process; scanning it per request was a visible share of intake.
+    return plan_offered_in(plan_code, county, today)
+
+
 def _read_plan(reader: _Reader, raw: Mapping[str, Any], county: str | None, today: date) -> str | None:
     text = reader.text(raw, "mcp_code", "mcp_code", required=False, max_length=60)
     if text is None:
@@ -387,7 +394,7 @@ def _read_plan(reader: _Reader, raw: Mapping[str, Any], county: str | None, toda
     if plan is None:
         reader.fail("mcp_code", "known_plan", "Not a Medi-Cal managed care plan CalHub knows.")
         return None
-    if county is not None and not plan_offered_in(plan.code, county, today):
+    if county is not None and not _plan_offered_in(plan.code, county, today):
         reader.fail("mcp_code", "plan_offered_in_county",
                     "This plan does not operate in the member's county (DHCS county-plan table).")
         return None

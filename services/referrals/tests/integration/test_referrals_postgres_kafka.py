@@ -22,6 +22,8 @@ async def test_intake_duplicates_tenancy_and_loop_on_postgres(postgres_url: str,
         created = await h.client.post("/v1/referrals", json=make_referral(), headers=h.headers("cbo_a"))
         assert created.status_code == 201, created.text
         rid = created.json()["id"]
+        # The 201 is rendered without reading the row back; PostgreSQL must store exactly that.
+        assert (await h.client.get(f"/v1/referrals/{rid}", headers=h.headers("cbo_a"))).json() == created.json()
         # Concurrent duplicates: exactly one more may win (none here: one is open), the rest answer 409.
         answers = await asyncio.gather(*(
             h.client.post("/v1/referrals", json=make_referral(cin="90000077A"), headers=h.headers("cbo_a"))

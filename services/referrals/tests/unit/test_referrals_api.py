@@ -59,6 +59,8 @@ async def test_a_referral_is_stored_routed_and_announced(harness: ServiceHarness
     assert body["status"] == "routed" and body["mcp_code"] == "lacare" and body["routing_basis"] == "referral"
     assert body["referring_organization_id"] == "org_cbo_a"
     assert [t["kind"] for t in body["timeline"]] == ["received", "routed", "status_changed"]
+    # The 201 is rendered from what the request wrote (no read-back): it must equal what was stored.
+    assert (await get(harness, body["id"], "cbo_a")).json() == body
 
     async def announced() -> list[Any]:
         found = [e for e in events_on_topic(harness) if e.subject == body["id"]]
@@ -220,6 +222,7 @@ async def test_without_a_plan_the_referral_waits_until_eligibility_answers(harne
     body = make_referral(mcp_code=None)
     created = (await submit(harness, body, "cbo_a")).json()
     assert created["status"] == "needs_plan" and created["mcp_code"] is None
+    assert (await get(harness, created["id"], "cbo_a")).json() == created
     await publish(harness.bus, verified("90000001A", "healthnet"))
     routed = await wait_for_status(harness, created["id"], "routed")
     assert routed["mcp_code"] == "healthnet" and routed["routing_basis"] == "eligibility"

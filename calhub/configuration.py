@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic_settings import BaseSettings
 
 from calhub.services import all_definitions
 from shared.settings import PlatformSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _display(default: object) -> object:
+    # Paths inside the checkout are shown relative to it, so the table is the same on every machine.
+    if isinstance(default, Path) and default.is_absolute() and default.is_relative_to(ROOT):
+        return default.relative_to(ROOT)
+    return default
 
 
 def _rows(settings: type[BaseSettings]) -> list[str]:
@@ -16,7 +27,7 @@ def _rows(settings: type[BaseSettings]) -> list[str]:
             default: object = field.default_factory()  # type: ignore[call-arg]
         else:
             default = field.default if field.default is not None else ""
-        rows.append(f"| `{prefix}{name.upper()}` | {field.description or ''} | `{default}` |")
+        rows.append(f"| `{prefix}{name.upper()}` | {field.description or ''} | `{_display(default)}` |")
     return rows
 
 

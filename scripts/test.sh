@@ -18,9 +18,12 @@ if [ "$#" -eq 0 ]; then
   echo "== mypy"
   python3 -m mypy shared calhub
   echo "== tests (parallel part)"
-  # Tests that stop the broker run alone afterwards, so they cannot disturb the others.
-  python3 -m pytest -q -n 2 -m "not broker_outage" -p no:cacheprovider
-  echo "== tests (broker outage)"
+  # End-to-end tests start six service processes each, so they run on their own; tests that stop the broker
+  # or restart PostgreSQL run alone at the end, so they cannot disturb the others.
+  python3 -m pytest -q -n 2 -m "not broker_outage and not e2e" -p no:cacheprovider
+  echo "== tests (end to end)"
+  python3 -m pytest -q -m "e2e and not broker_outage" -p no:cacheprovider
+  echo "== tests (broker and database outages)"
   python3 -m pytest -q -m broker_outage -p no:cacheprovider
 else
   python3 -m pytest -p no:cacheprovider "$@"

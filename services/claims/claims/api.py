@@ -262,7 +262,8 @@ async def list_claims(
                                            description="CalHub member id; search by CIN with POST "
                                            "/v1/claims/search so a CIN never sits in a URL.")] = None,
     service_from: date | None = None, service_to: date | None = None, batch_id: str | None = None,
-    min_age_days: Annotated[int | None, Query(ge=0)] = None, max_age_days: Annotated[int | None, Query(ge=0)] = None,
+    min_age_days: Annotated[int | None, Query(ge=0, le=36500)] = None,
+    max_age_days: Annotated[int | None, Query(ge=0, le=36500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100, cursor: str | None = None,
 ) -> ClaimPage:
     """Claims the caller may see (a CBO its own, an MCP its plan's)."""

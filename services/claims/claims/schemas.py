@@ -244,8 +244,8 @@ class ClaimSearchIn(_In):
     cbo_organization_id: str | None = None
     service_from: date | None = None
     service_to: date | None = None
-    min_age_days: int | None = Field(None, ge=0)
-    max_age_days: int | None = Field(None, ge=0)
+    min_age_days: int | None = Field(None, ge=0, le=36500)  # a century: beyond it timedelta overflows
+    max_age_days: int | None = Field(None, ge=0, le=36500)
     limit: int = Field(100, ge=1, le=500)
     cursor: str | None = None
 

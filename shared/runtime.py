@@ -181,7 +181,9 @@ class ServiceRuntime:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
                 revision = await conn.run_sync(current_revision, self.physical_schema)
-            head = head_revision(self.definition.migrations)
+            if "schema_head" not in self.state:  # read the migration scripts once, not on every probe
+                self.state["schema_head"] = head_revision(self.definition.migrations)
+            head = self.state["schema_head"]
             report["database"] = "ok"
             report["schema_revision"] = revision
             report["schema_current"] = revision == head

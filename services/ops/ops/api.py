@@ -488,11 +488,17 @@ async def discard_one(dead_letter_id: UUID, body: DiscardIn, runtime: Runtime, c
     return dead_letter_out(row)
 
 
-@router.get("/lag", summary="Consumer lag per group and topic", responses=problem_responses(401, 403))
+@router.get("/lag", summary="Consumer lag per group and topic", responses=problem_responses(401, 403, 503))
 async def get_lag(runtime: Runtime, caller: OpsCaller) -> dict[str, Any]:
-    """End offsets minus committed offsets, per group and topic, read from the bus now."""
+    """End offsets minus committed offsets, per group and topic, read from the bus now (503 while the broker
+    cannot be reached: lag is unknown then, not zero)."""
     monitor = monitor_of(runtime)
-    sample = await monitor.sample()
+    try:
+        sample = await monitor.sample()
+    except Exception as exc:  # noqa: BLE001 - broker unreachable: say so instead of a 500
+        raise Problem(503, "bus-unavailable", "The event bus cannot be reached",
+                      detail=f"consumer lag is unknown while the broker is down ({type(exc).__name__})",
+                      headers={"Retry-After": "10"}) from None
     rows = await monitor.lag(sample)
     return {"groups": [asdict(r) for r in rows], "errors": sample.errors,
             "dead_letter_topics": sample.dead_letter_depth}

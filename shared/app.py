@@ -61,7 +61,10 @@ def create_api(
             await bus.stop()
             await authenticator.close()
 
-    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan)
+    # FastAPI's own telemetry stays off: it records url.path and url.query (a CIN can sit in a path) and exception
+    # messages. TracingMiddleware names spans by route template and carries no request data.
+    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
     app.state.bus = bus
     app.state.runtimes = {r.name: r for r in runtimes}
     app.state.authenticator = authenticator

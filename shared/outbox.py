@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.bus.base import Bus
 from shared.bus.message import OutgoingMessage
 from shared.platform_tables import PlatformTables
+from shared.polling import PollingLoop
 from shared.telemetry import BusMetrics
 
 log = logging.getLogger("calhub.outbox")
@@ -75,15 +76,15 @@ class OutboxRelay:
         self.max_backoff = max_backoff
         self.holder = instance_id()
         self.metrics = metrics or BusMetrics.default()
-        self._wake = asyncio.Event()
+        self._loop = PollingLoop(self._pass, name=f"outbox-relay-{service}", interval=poll_interval,
+                                 backoff_base=0.1, max_backoff=max_backoff)
         # One pass at a time per process: two concurrent passes would both hold the (same) lease and
         # publish the same rows twice.
         self._pass_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
         """Wake the relay (called after a unit of work commits)."""
-        self._wake.set()
+        self._loop.notify()
 
     async def publish_pending(self) -> int:
         """One pass: publish up to `batch_size` events if this instance holds the lease; returns the count.
@@ -123,44 +124,13 @@ class OutboxRelay:
         async with self.sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(self.tables.outbox)) or 0)
 
-    async def run(self) -> None:
-        """Publish until cancelled; back off while the broker is unavailable."""
-        failures = 0
-        while True:
-            try:
-                published = await self.publish_pending()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the broker or database is down: keep the rows, retry
-                failures += 1
-                delay = min(self.max_backoff, 0.1 * 2 ** min(failures, 10))
-                log.warning("outbox publish failed; retrying",
-                            extra={"service": self.service, "error_type": type(exc).__name__,
-                                   "retry_in_s": delay})
-                await asyncio.sleep(delay)
-                continue
-            if published < self.batch_size:
-                self._wake.clear()
-                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands together with
-                # notify(), and stop() then waits forever.
-                try:
-                    async with asyncio.timeout(self.poll_interval):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+    async def _pass(self) -> bool:
+        return await self.publish_pending() >= self.batch_size
 
     def start(self) -> None:
         """Run the relay in a background task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.service}")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the background task (events not yet published stay in the outbox)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._loop.stop()

@@ -7,7 +7,6 @@ off the same timer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from uuid6 import uuid7
 
 from shared.bus.message import PermanentError
 from shared.platform_tables import PlatformTables
+from shared.polling import PollingLoop
 from shared.uow import UnitOfWork
 
 log = logging.getLogger("calhub.scheduler")
@@ -239,8 +239,8 @@ class Scheduler(Generic[U]):
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
         self.metrics = metrics or SchedulerMetrics.default()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PollingLoop(self._pass, name="timer-scheduler", interval=poll_interval,
+                                 backoff_base=poll_interval, max_backoff=max_backoff)
 
     async def fire_due(self, now: datetime | None = None) -> int:
         """Fire every timer due at `now` (default: the clock), batch by batch; returns how many fired.
@@ -407,43 +407,16 @@ class Scheduler(Generic[U]):
 
     def notify(self) -> None:
         """Wake the loop now (e.g. after scheduling a timer that is already due)."""
-        self._wake.set()
+        self._loop.notify()
 
-    async def run(self) -> None:
-        """Fire due timers every `poll_interval` until cancelled; back off while the database is unavailable.
-
-        Cancelling mid-batch rolls the batch back; its timers fire on the next run.
-        """
-        failures = 0
-        while True:
-            try:
-                await self.fire_due()
-                failures = 0
-                delay = self.poll_interval
-            except Exception as exc:  # the database is down: timers stay pending, try again later
-                failures += 1
-                delay = min(self.max_backoff, self.poll_interval * 2 ** min(failures, 10))
-                log.warning("firing timers failed; retrying",
-                            extra={"error_type": _error_name(exc), "retry_in_s": delay})
-            self._wake.clear()
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands with notify().
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+    async def _pass(self) -> bool:
+        await self.fire_due()  # fires every due timer, batch by batch
+        return False
 
     def start(self) -> None:
-        """Run the loop in a background task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="timer-scheduler")
+        """Fire due timers every `poll_interval` in a background task; back off while the database is down."""
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the background task; a batch in flight rolls back and fires later."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._loop.stop()

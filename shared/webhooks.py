@@ -56,6 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid6 import uuid7
 
 from shared.auth import Caller, require_scopes
+from shared.polling import PollingLoop
 from shared.problems import FieldError, Problem, problem_responses, validation_problem
 from shared.runtime import Background, ServiceRuntime
 
@@ -414,8 +415,8 @@ class WebhookDeliverer:
         self.sender = sender
         self.policy = policy or WebhookPolicy()
         self.clock: Clock = clock or _SystemClock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PollingLoop(self._pass, name="webhook-deliverer", interval=self.policy.poll_interval,
+                                 backoff_base=self.policy.poll_interval, max_backoff=30.0)
 
     async def deliver_due(self) -> int:
         """Send every delivery due now, batch by batch; returns how many attempts were made."""
@@ -515,43 +516,20 @@ class WebhookDeliverer:
         return {"webhooks_pending": counts.get("pending", 0), "webhooks_failed": counts.get("failed", 0)}
 
     def notify(self) -> None:
-        """Wake the loop now (a delivery was queued)."""
-        self._wake.set()
+        """Deliver now rather than at the next poll (called after a commit that queued a delivery)."""
+        self._loop.notify()
 
-    async def run(self) -> None:
-        """Deliver due rows every `poll_interval` until cancelled; back off while the database is down."""
-        failures = 0
-        while True:
-            try:
-                await self.deliver_due()
-                failures = 0
-                delay = self.policy.poll_interval
-            except Exception as exc:  # noqa: BLE001 - the database is down: rows stay pending, retry later
-                failures += 1
-                delay = min(30.0, self.policy.poll_interval * 2 ** min(failures, 6))
-                log.warning("webhook delivery pass failed", extra={"error_type": _error_name(exc)})
-            self._wake.clear()
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands with notify().
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+    async def _pass(self) -> bool:
+        await self.deliver_due()
+        return False
 
     def start(self) -> None:
         """Run the loop in a background task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="webhook-deliverer")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the loop; a claimed row whose result was not recorded is sent again after the claim expires."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._loop.stop()
         await self.sender.close()
 
 

@@ -19,7 +19,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -27,6 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services/sftp-gateway/tests"))
 
+import sftp_gateway.service as gateway_service  # noqa: E402
 from gateway_testing import HN_MIF_HEADER, hn_mif_row, running_gateway  # noqa: E402
 
 from shared.bus.kafka import KafkaBus  # noqa: E402
@@ -52,6 +55,41 @@ async def _wait_for_count(bus: KafkaBus, topic: str, target: int, limit_s: float
         await asyncio.sleep(0.05)
 
 
+def _instrument(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """Wall time spent per stage of the inbound path (parse = prepare, encode = row events, outbox = COPY)."""
+    spent = {"parse_s": 0.0, "encode_s": 0.0, "outbox_write_s": 0.0, "rows_to_outbox_s": 0.0, "commit_s": 0.0}
+
+    def timed_sync(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+        return wrapper
+
+    def timed_async(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+        return wrapper
+
+    monkeypatch.setattr(gateway_service, "prepare", timed_sync("parse_s", gateway_service.prepare))
+    # Row events are encoded in a worker thread chunk by chunk while the outbox takes the chunks before them:
+    # encode_s and outbox_write_s overlap; rows_to_outbox_s is the wall time of both together.
+    monkeypatch.setattr(gateway_service, "encode_rows", timed_sync("encode_s", gateway_service.encode_rows))
+    monkeypatch.setattr(gateway_service, "_write_row_events",
+                        timed_async("rows_to_outbox_s", gateway_service._write_row_events))
+    monkeypatch.setattr(gateway_service, "insert_outbox_rows",
+                        timed_async("outbox_write_s", gateway_service.insert_outbox_rows))
+    uow_type = gateway_service.SftpGatewayUnitOfWork
+    monkeypatch.setattr(uow_type, "commit", timed_async("commit_s", uow_type.commit))
+    return spent
+
+
 async def run(rows: int, uploads: int, upload_mb: int) -> dict[str, object]:
     database = os.environ.get("CALHUB_TEST_DATABASE_URL") or os.environ.get("CALHUB_DATABASE_URL")
     kafka = os.environ.get("CALHUB_TEST_KAFKA")
@@ -65,11 +103,25 @@ async def run(rows: int, uploads: int, upload_mb: int) -> dict[str, object]:
                    linger_ms=20, max_batch_bytes=1024 * 1024)
     mif = (HN_MIF_HEADER + "\r\n" + "".join(hn_mif_row(i + 1, cin=f"{10000000 + i:08d}A") + "\r\n"
                                               for i in range(rows))).encode()
-    result: dict[str, object] = {"benchmark": "sftp-gateway", "cores": os.cpu_count()}
+    result: dict[str, object] = {"benchmark": "sftp-gateway", "cores": os.cpu_count(),
+                                 "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     try:
         async with running_gateway(tmp, monkeypatch, database_url=database, bus=bus,
                                    env={"SFTP_GATEWAY_MAX_CONCURRENT_INGESTS": "4"}) as gateway:
             await bus.ensure_topics([MIF_TOPIC, FILE_TOPIC])
+            spent = _instrument(monkeypatch)
+            publish = bus.publish
+            spent["relay_publish_s"] = 0.0
+
+            async def timed_publish(messages: Any) -> None:
+                # The relay's share spent in the Kafka producer (the rest is outbox SELECT/DELETE and waiting).
+                started = time.perf_counter()
+                try:
+                    await publish(messages)
+                finally:
+                    spent["relay_publish_s"] += time.perf_counter() - started
+
+            monkeypatch.setattr(bus, "publish", timed_publish)
             before_rows = await _events_on(bus, MIF_TOPIC)
             rss_before = _rss_mb()
             started = time.perf_counter()
@@ -87,6 +139,10 @@ async def run(rows: int, uploads: int, upload_mb: int) -> dict[str, object]:
                 "rows_per_s": round(rows / (done - started)), "target_s": 10.0,
                 "within_target": (done - started) <= 10.0,
                 "peak_rss_mb": round(_rss_mb(), 1), "rss_growth_mb": round(_rss_mb() - rss_before, 1),
+                # Per stage (wall time; the stages may overlap): relay = processed until the last row on Kafka.
+                "stages": {**{k: round(v, 3) for k, v in spent.items()},
+                           "relay_s": round(done - processed, 3)},
+                "load_average": [round(x, 2) for x in os.getloadavg()],
             }
 
             size = upload_mb * 1024 * 1024

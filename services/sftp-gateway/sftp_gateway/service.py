@@ -3,8 +3,9 @@
 Inbound: SHA-256 → never the same bytes twice → PGP decrypt → recognize → archive → parse with row-level
 validation → file.received + one event per good row (X12 by reference) → quarantine and an error report.
 Outbound: write atomically into the MCP's outbound/ (PGP where the profile says) → file.delivered.
-The heavy, pure part of an inbound file (decrypt, parse, build events) runs in a worker thread with no
-transaction open; the bookkeeping and the events then commit in one transaction.
+The heavy, pure part of an inbound file (decrypt, parse) runs in a worker thread with no transaction open;
+the bookkeeping and the events then commit in one transaction, the row events encoded chunk by chunk in a
+worker thread (without a second validation pass: see row_encoding) while the outbox COPYs the chunks before.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import csv
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from uuid6 import uuid7
 
@@ -31,6 +32,7 @@ from sftp_gateway.domain.tabular import ParsedTable, Problem, Row, parse_table, 
 from sftp_gateway.pgp import PgpError, looks_encrypted
 from sftp_gateway.ports import GatewayPorts, gateway_ports
 from sftp_gateway.repository import SftpGatewayUnitOfWork
+from sftp_gateway.row_encoding import encode_rows
 from shared.contracts.gateway import (
     FileDelivered,
     FileDuplicate,
@@ -38,15 +40,12 @@ from shared.contracts.gateway import (
     FileOutOfOrder,
     FileQuarantined,
     FileReceived,
-    MemberInformationReceived,
-    MemberReferralReceived,
 )
 from shared.contracts.values import FileReference
 from shared.envelope import Envelope, caused_by, new_event
 from shared.filestore import SCHEME
-from shared.identity import member_id_for, member_id_secret
 from shared.reference.calendar import PACIFIC
-from shared.uow import OutboxRow, encode_outbox_rows, insert_outbox_rows
+from shared.uow import OutboxRow, insert_outbox_rows
 from shared.x12.envelope import parse_interchange
 from shared.x12.segments import X12SyntaxError
 
@@ -57,6 +56,7 @@ X12_KINDS: dict[FileKind, str] = {FileKind.X12_835: "835", FileKind.X12_999: "99
                                   FileKind.X12_271: "271"}
 _X12_BY_CODE = {code: kind for kind, code in X12_KINDS.items()}
 TABULAR_KINDS = frozenset(RECORDS)
+ROW_CHUNK = 2000  # rows encoded per worker-thread step
 UowFactory = Callable[[], SftpGatewayUnitOfWork]
 
 
@@ -205,69 +205,48 @@ def _judge(profile: Profile, kind: FileKind, parsed: ParsedTable, encrypted: boo
     return prepared
 
 
-def _member_dict(values: dict[str, Any]) -> dict[str, Any]:
-    address = None
-    if values.get("address_line1") and values.get("city") and values.get("zip"):
-        address = {"line1": values["address_line1"], "line2": values.get("address_line2"), "city": values["city"],
-                   "state": values.get("state") or "CA", "zip": values["zip"]}
-    return {"cin": values["cin"], "last_name": values["last_name"], "first_name": values["first_name"],
-            "middle_name": values.get("middle_name"), "birth_date": values["birth_date"], "sex": values.get("sex"),
-            "phone": values.get("phone"), "preferred_language": values.get("preferred_language"),
-            "address": address, "mcp_member_id": values.get("mcp_member_id")}
+def row_outbox_chunks(parent: Envelope[Any], kind: FileKind, file_id: str, mcp_code: str,
+                      rows: Sequence[Row]) -> Iterator[tuple[list[OutboxRow], list[Problem]]]:
+    """Outbox rows for one event per good MIF or referral row (none for other kinds), ROW_CHUNK rows at a
+    time with the rows the contract refused as problems, for a caller that writes while the rest encodes."""
+    for start in range(0, len(rows), ROW_CHUNK):
+        yield encode_rows(parent, kind, file_id, mcp_code, rows[start:start + ROW_CHUNK])
 
 
-def _row_data(kind: FileKind, file_id: str, mcp_code: str, row: Row) -> Any:
-    v = row.values
-    if kind is FileKind.MIF:
-        # One validation of the whole nested payload (the core validator walks it in one call).
-        return MemberInformationReceived.model_validate({
-            "file_id": file_id, "row_number": row.number, "mcp_code": mcp_code, "member": _member_dict(v),
-            "homeless": v.get("homeless"), "pof_codes": v.get("pof_codes", ()), "ecm_status": v.get("ecm_status"),
-            "mcp_authorization_id": v.get("mcp_authorization_id"),
-            "authorization_start": v.get("authorization_start"), "authorization_end": v.get("authorization_end"),
-            "assigned_provider_npi": v.get("assigned_provider_npi"),
-            "assigned_provider_name": v.get("assigned_provider_name"), "acuity_tier": v.get("acuity_tier"),
-            "reporting_period": v.get("reporting_period"), "extra": row.extra})
-    return MemberReferralReceived(
-        file_id=file_id, row_number=row.number, mcp_code=mcp_code, member=_member_dict(v),
-        referral_id=v.get("referral_id"), referral_date=v.get("referral_date"),
-        referring_entity_name=v.get("referring_entity_name"), referring_entity_type=v.get("referring_entity_type"),
-        referring_npi=v.get("referring_npi"), homeless=v.get("homeless"), pof_codes=v.get("pof_codes", ()),
-        requested_service=v.get("requested_service"), consent=v.get("consent"), extra=row.extra)
+async def _write_row_events(uow: SftpGatewayUnitOfWork, parent: Envelope[Any], kind: FileKind, file_id: str,
+                            mcp_code: str, rows: Sequence[Row]) -> tuple[int, list[Problem]]:
+    """Encode the row events in a worker thread and COPY each chunk into the outbox as soon as it is ready,
+    so the database takes one chunk while the thread encodes the next; returns (events written, refusals)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[list[OutboxRow], list[Problem]] | BaseException | None] = asyncio.Queue()
+    stop = threading.Event()
 
-
-def row_events(parent: Envelope[Any], kind: FileKind, file_id: str, mcp_code: str,
-               rows: Sequence[Row]) -> tuple[list[Envelope[Any]], list[Problem]]:
-    """One event per good MIF or referral row (keyed by the internal member id, never the CIN); rows whose
-    canonical record the event contract still refuses come back as problems."""
-    if kind not in (FileKind.MIF, FileKind.REFERRAL):
-        return [], []
-    events: list[Envelope[Any]] = []
-    problems: list[Problem] = []
-    secret = member_id_secret()  # read once: an environment lookup per row costs more than the row
-    for row in rows:
+    def produce() -> None:
         try:
-            data = _row_data(kind, file_id, mcp_code, row)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            problems.append(Problem("contract", f"the row does not fit the event contract ({error['type']})",
-                                    row=row.number, field=".".join(str(p) for p in error["loc"])))
-            continue
-        member_id = member_id_for(row.values["cin"], secret)
-        events.append(caused_by(parent, data, subject=member_id, source=SOURCE, member_id=member_id))
-    return events, problems
+            for item in row_outbox_chunks(parent, kind, file_id, mcp_code, rows):
+                if stop.is_set():  # the transaction failed: no one will write the rest
+                    return
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, which raises it
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        else:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
 
-
-def row_outbox(parent: Envelope[Any], kind: FileKind, file_id: str, mcp_code: str,
-               rows: Sequence[Row]) -> tuple[list[OutboxRow], list[Problem]]:
-    """`row_events`, encoded for the outbox in the same pass (the envelopes are not kept: memory)."""
-    encoded: list[OutboxRow] = []
+    producer = asyncio.ensure_future(asyncio.to_thread(produce))
+    written = 0
     problems: list[Problem] = []
-    for start in range(0, len(rows), 2000):
-        events, refused = row_events(parent, kind, file_id, mcp_code, rows[start:start + 2000])
-        encoded.extend(encode_outbox_rows(events))
-        problems.extend(refused)
-    return encoded, problems
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            chunk, refused = item
+            await insert_outbox_rows(uow.session, uow.tables, chunk)
+            written += len(chunk)
+            problems.extend(refused)
+    finally:
+        stop.set()
+        await producer
+    return written, problems
 
 
 def error_report(file_name: str, problems: Sequence[Problem], limit: int) -> bytes:
@@ -345,21 +324,25 @@ async def _record_inbound(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, profi
     status = prepared.status
     reference = prepared.content or prepared.raw
     accepted = accepted_before
+    received: Envelope[Any] | None = None  # recorded (and flushed) ahead of the row events
     if status in ("processed", "partially_accepted") and kind is not None:
         received = new_event(FileReceived(
             file_id=file_id, mcp_code=arrival.mcp_code, kind=kind, file=reference, received_at=now,
             rows=(len(rows) + accepted_before) if prepared.rows_total is not None else None,
             rows_rejected=(prepared.rows_total - len(prepared.rows)) if prepared.rows_total is not None else None),
             subject=file_id, source=SOURCE)
-        # Building and encoding 100,000 envelopes takes seconds: not on the event loop.
-        row_rows, refused = await asyncio.to_thread(row_outbox, received, kind, file_id, arrival.mcp_code, rows)
+        # The file's own event first in the outbox, then its rows, all in this transaction. Encoding 100,000
+        # rows takes seconds: a worker thread does it while the database takes the chunks already encoded.
+        uow.record(received)
+        await uow.flush()
+        row_events, refused = await _write_row_events(uow, received, kind, file_id, arrival.mcp_code, rows)
         if refused:
             problems.extend(refused)
-            status = "partially_accepted" if row_rows else "quarantined"
-        accepted += len(row_rows) if kind in (FileKind.MIF, FileKind.REFERRAL) else len(rows)
+            status = "partially_accepted" if row_events else "quarantined"
+        accepted += row_events if kind in (FileKind.MIF, FileKind.REFERRAL) else len(rows)
         events = [received]
     else:
-        row_rows = []
+        row_events = 0
         events = [new_event(FileQuarantined(file_id=file_id, mcp_code=arrival.mcp_code, kind=kind,
                                             reason=prepared.reason or "quarantined", quarantined_at=now),
                             subject=file_id, source=SOURCE)]
@@ -387,17 +370,14 @@ async def _record_inbound(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, profi
             events.append(caused_by(events[0], FileOutOfOrder(file_id=file_id, mcp_code=arrival.mcp_code, kind=kind,
                                                               reporting_period=prepared.period),
                                     subject=file_id, source=SOURCE))
-    uow.record(*events)
-    # The file's own events first (outbox order), then its rows in one bulk write, same transaction.
-    await uow.flush()
-    await insert_outbox_rows(uow.session, uow.tables, row_rows)
+    uow.record(*(e for e in events if e is not received))
     if problems:
         report = error_report(arrival.name, problems, ports.settings.error_report_limit)
         await deliver(uow, ports, profile, FileKind.ERROR_REPORT, report, source="generated", source_id=file_id,
                       parent=events[0], name_fields={"source_id": strip_encryption_suffix(arrival.name)})
     return IngestOutcome(file_id=file_id, status=status, kind=kind.value if kind else None,
                          rows_accepted=accepted, rows_rejected=rejected_rows, reason=reason,
-                         events=len(events) + len(row_rows))
+                         events=len(events) + row_events)
 
 
 async def reprocess(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, file_id: str) -> IngestOutcome:

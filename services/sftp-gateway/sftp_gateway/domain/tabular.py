@@ -180,6 +180,8 @@ def _converter(field_type: FieldType, layout: Layout, value_map: Mapping[str, st
             return value
         return cin
     if field_type is FieldType.NPI:
+        # Provider NPIs, POF lists and periods repeat across a file's rows: check each distinct value once.
+        @lru_cache(maxsize=4096)
         def npi(text: str) -> str:
             value = mapped(text)
             problem = npi_problem(value)
@@ -193,6 +195,7 @@ def _converter(field_type: FieldType, layout: Layout, value_map: Mapping[str, st
         # MCP labels map onto codes item by item (value_maps.pof_codes: {"Homeless - Adult": "1a"}).
         item_map = {k.strip().lower(): v for k, v in value_map.items()}
 
+        @lru_cache(maxsize=4096)
         def codes(text: str) -> tuple[str, ...]:
             items = [i.strip() for i in re.split(f"[{re.escape(separator)},]", text) if i.strip()]
             out = []
@@ -206,6 +209,7 @@ def _converter(field_type: FieldType, layout: Layout, value_map: Mapping[str, st
             return tuple(out)
         return codes
     if field_type is FieldType.PERIOD:
+        @lru_cache(maxsize=256)
         def period(text: str) -> str:
             value = normalize_period(mapped(text))
             if value is None:
@@ -300,12 +304,17 @@ def _parse_rows(reader: Iterable[list[str]], layout: Layout, record: Record, req
                 result: ParsedTable) -> None:
     line_reader: Any = reader
     strict = set(layout.strict_values)
-    converters: dict[str, Converter] = {}
+    converters: dict[str, Converter | None] = {}
     for canonical in layout.columns.values():
-        converters[canonical] = _converter(record.fields[canonical], layout, layout.value_maps.get(canonical, {}),
-                                           canonical in strict)
+        value_map = layout.value_maps.get(canonical, {})
+        field_type = record.fields[canonical]
+        # Plain text without a value map is the stripped cell itself: no call per cell.
+        converters[canonical] = None if field_type is FieldType.TEXT and not value_map else _converter(
+            field_type, layout, value_map, canonical in strict)
     header_seen = not layout.header
     mapped: list[tuple[int, str, str]] = []
+    # (position, column, field, converter or None for plain text, required): built once, read per cell.
+    plan: list[tuple[int, str, str, Converter | None, bool]] = []
     extra: list[tuple[int, str]] = []
     width = 0
     if not layout.header:
@@ -316,13 +325,14 @@ def _parse_rows(reader: Iterable[list[str]], layout: Layout, record: Record, req
             result.problems.append(Problem("missing_columns", "required fields not in the layout: "
                                            + ", ".join(missing)))
             return
+    plan = _plan(mapped, converters, required)
     last_line = 0
     append_row = result.rows.append
     append_problem = result.problems.append
     for cells in line_reader:
         start = last_line + 1
         last_line = line_reader.line_num
-        if not cells or all(not c.strip() for c in cells):
+        if not cells or not "".join(cells).strip():
             continue  # blank lines (trailing or not) are not rows
         if not header_seen:
             header_seen = True
@@ -331,6 +341,7 @@ def _parse_rows(reader: Iterable[list[str]], layout: Layout, record: Record, req
                 return
             mapped, extra = positions
             width = len(cells)
+            plan = _plan(mapped, converters, required)
             continue
         result.data_rows += 1
         if len(cells) != width:
@@ -339,16 +350,19 @@ def _parse_rows(reader: Iterable[list[str]], layout: Layout, record: Record, req
             continue
         values: dict[str, Any] = {}
         bad = False
-        for position, column, canonical in mapped:
+        for position, column, canonical, convert, needed in plan:
             text = cells[position].strip()
             if not text:
-                if canonical in required:
+                if needed:
                     append_problem(Problem("required", "a value is required", row=start, column=column,
                                            field=canonical))
                     bad = True
                 continue
+            if convert is None:
+                values[canonical] = text
+                continue
             try:
-                values[canonical] = converters[canonical](text)
+                values[canonical] = convert(text)
             except _Invalid as invalid:
                 append_problem(Problem(invalid.rule, invalid.message, row=start, column=column, field=canonical))
                 bad = True
@@ -360,6 +374,12 @@ def _parse_rows(reader: Iterable[list[str]], layout: Layout, record: Record, req
     if not header_seen or (result.data_rows == 0 and not result.problems):
         result.problems.append(Problem("empty_file", "the file has a header but no rows" if header_seen
                                        else "the file has no rows"))
+
+
+def _plan(mapped: Sequence[tuple[int, str, str]], converters: Mapping[str, Converter | None],
+          required: AbstractSet[str]) -> list[tuple[int, str, str, Converter | None, bool]]:
+    return [(position, column, canonical, converters[canonical], canonical in required)
+            for position, column, canonical in mapped]
 
 
 # ------------------------------------------------------------------------------------------------ writing

@@ -115,3 +115,19 @@ def test_render_then_parse_round_trips_with_value_maps_dates_and_lists() -> None
     back = parse_table(content, layout, RTF)
     assert back.problems == []
     assert back.rows[0].values == {**rows[0]}
+
+
+def test_whitespace_only_lines_are_blank_and_repeated_bad_values_fail_every_time() -> None:
+    # Converters for repeating values (NPI, POF lists, periods) are memoized: a bad value must still fail on
+    # every row it appears in, and a line of only spaces and delimiters is no row at all.
+    layout = CSV.model_copy(update={"columns": {**CSV.columns, "NPI": "assigned_provider_npi"}})
+    bad_npi = "1234567890"
+    content = (f"{HEADER},NPI\n , ,\t,,,,,, \n{GOOD},{bad_npi}\n{GOOD},{bad_npi}\n"
+               f"90000003A,  Testperson  ,Cy,01/15/1980,x,9;1a,A,N,1234567893\n"
+               f"90000004A,Testperson,Di,01/15/1980,x,9;1a,A,N,1234567893\n")
+    result = parse(content, layout)
+    assert rules(result) == [(3, "NPI", "npi"), (4, "NPI", "npi")]
+    assert [r.number for r in result.rows] == [5, 6]
+    assert result.rows[0].values["last_name"] == "Testperson"
+    assert result.rows[0].values["pof_codes"] == result.rows[1].values["pof_codes"] == ("9", "1a")
+    assert result.data_rows == 4

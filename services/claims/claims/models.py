@@ -143,6 +143,9 @@ class Claim(Base):
     # reporting_only, reversed, pending) and the MCP's receipt date (DTM*050) for the timely-payment clock.
     settlement: Mapped[str | None] = mapped_column(String(20))
     received_on: Mapped[date | None] = mapped_column(Date)
+    # Lineage (migration 0004): the correlation id every claim.* event of this claim carries: the authorization's
+    # (the referral's) when it bills one, else the first encounter's. NULL for claims opened before 0004.
+    correlation_id: Mapped[UUID | None] = mapped_column(Uuid)
 
     __table_args__ = (
         Index("ix_claim_mcp_code_status", "mcp_code", "status"),
@@ -276,6 +279,9 @@ class AuthorizationCoverage(Base):
     presumptive: Mapped[bool] = mapped_column(Boolean)
     mcp_authorization_number: Mapped[str | None] = mapped_column(String(50))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Lineage (migration 0004): the correlation id of the authorization's events, which encounters and claims
+    # billed against it continue. NULL for rows projected before 0004.
+    correlation_id: Mapped[UUID | None] = mapped_column(Uuid)
 
     __table_args__ = (Index("ix_authorization_coverage_member_id", "member_id"),)
 

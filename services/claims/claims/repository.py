@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -413,6 +414,7 @@ class ClaimState:
     line_pks: dict[str, int]  # encounter id (REF*6R) -> claim_line.id
     # Active (not reversed) prior postings: id -> (paid, adjustment total, BPR16, CLP07)
     active: dict[str, tuple[Decimal, Decimal, date, str]]
+    correlation_id: UUID | None = None  # the claim's lineage (migration 0004); None for older claims
 
 
 class RemittanceRepository:
@@ -471,7 +473,8 @@ class RemittanceRepository:
         """Our claims an 835 names (CLP01 = claim id; PLB references by claim id or payer claim number), as the
         planner sees them (lines, payer claim numbers, prior postings) and as posting updates them."""
         columns = (Claim.id, Claim.status, Claim.mcp_code, Claim.cbo_organization_id, Claim.member_id,
-                   Claim.expected_amount, Claim.version, Claim.payer_claim_number, Claim.received_on)
+                   Claim.expected_amount, Claim.version, Claim.payer_claim_number, Claim.received_on,
+                   Claim.correlation_id)
         rows: dict[str, Any] = {}
         for chunk in self._id_chunks(sorted(set(claim_ids) | set(references))):
             for row in await self.session.execute(select(*columns).where(self._member_of(Claim.id, chunk))):
@@ -514,7 +517,8 @@ class RemittanceRepository:
                 claim_id, row.status, row.mcp_code, row.cbo_organization_id, row.member_id, row.version,
                 row.payer_claim_number, row.received_on, {ln.encounter_id: ln.id for ln in lines[claim_id]},
                 {p.id: (Decimal(p.paid), Decimal(p.adjustment_total), p.paid_on, p.payer_claim_number)
-                 for p in postings[claim_id] if p.reversed_by is None and p.kind != "reversal"})
+                 for p in postings[claim_id] if p.reversed_by is None and p.kind != "reversal"},
+                row.correlation_id)
         return records, states
 
     async def insert(self, table: Any, rows: list[dict[str, Any]]) -> None:

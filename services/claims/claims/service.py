@@ -125,7 +125,7 @@ from shared.contracts.claims import (
 )
 from shared.contracts.gateway import FileDelivered, FileReceived
 from shared.contracts.values import Program
-from shared.envelope import Envelope, caused_by, new_event
+from shared.envelope import DataT, Envelope, caused_by, new_event
 from shared.filestore import FileStore
 from shared.identity import member_id_for
 from shared.reference import codes
@@ -289,28 +289,59 @@ async def record_encounter(uow: ClaimsUnitOfWork, body: EncounterIn, *, cbo_orga
                  for c in (result.price.components if result.price else ())],
         received_at=now, submitted_by=actor.label)
     uow.encounters.add(row)
+    # An encounter billed against an authorization continues the referral's lineage (ARCHITECTURE "Events");
+    # one without (CHW) starts its own.
+    lineage = await _authorization_lineage(uow, row.authorization_id)
     if result.accepted:
         assert result.mcp_code is not None and result.service_code is not None
         claim = await _attach_to_claim(uow, row, config, now, actor)
         row.claim_id = claim.id
-        uow.record(new_event(EncounterRecorded(
+        recorded = new_event(EncounterRecorded(
             encounter_id=row.id, cbo_organization_id=cbo_organization_id, mcp_code=result.mcp_code,
             authorization_id=row.authorization_id, program=Program(row.program), service_date=row.service_from,
             service_to=row.service_to, hcpcs=row.hcpcs, modifiers=modifiers, units=row.units,
             outreach_attempt=row.outreach_attempt, service_code=row.service_code, claim_id=claim.id,
             expected_amount=row.expected_amount, flags=tuple(f.code for f in result.flags)),
-            subject=row.id, source=SOURCE, member_id=member_id, time=now))
+            subject=row.id, source=SOURCE, member_id=member_id, correlation_id=lineage, time=now)
+        uow.record(recorded)
+        # The claim's events (claim.created at batching, then submitted, accepted, paid...) continue this lineage:
+        # the authorization's, or for a claim without one the lineage its first encounter started.
+        claim.correlation_id = claim.correlation_id or recorded.correlation_id
     else:
         uow.record(new_event(EncounterRejected(
             encounter_id=row.id, cbo_organization_id=cbo_organization_id, service_date=row.service_from,
             reasons=tuple(r.message for r in result.reasons), reason_codes=tuple(r.code for r in result.reasons),
-            mcp_code=result.mcp_code), subject=row.id, source=SOURCE, member_id=member_id, time=now))
+            mcp_code=result.mcp_code), subject=row.id, source=SOURCE, member_id=member_id, correlation_id=lineage,
+            time=now))
     await record_audit(uow.session, audit_table, action=f"encounter.{row.status}", resource_type="encounter",
                        resource_id=row.id, caller=actor.caller, occurred_at=now,
                        detail={"claim_id": row.claim_id, "reason_codes": [r.code for r in result.reasons],
                                "expected_amount": row.expected_amount, "mcp_code": row.mcp_code})
     await uow.flush()  # the next encounter of the same request must see this one in the member's history
     return EncounterOutcome(row)
+
+
+async def _authorization_lineage(uow: ClaimsUnitOfWork, authorization_id: str | None) -> UUID | None:
+    """The correlation id of the authorization's events, or None (no authorization, or projected before 0004)."""
+    if authorization_id is None:
+        return None
+    # The checks just loaded the member's projection rows: this is an identity-map hit, not a query.
+    row = await uow.coverages.get(authorization_id)
+    return row.correlation_id if row is not None else None
+
+
+def _claim_event(claim: Claim, data: DataT, *, parent: Envelope[Any] | None, now: datetime) -> Envelope[DataT]:
+    """A claim.* event in the claim's own lineage, caused by `parent` (a batch trigger, file event...) if any.
+
+    Claims opened before migration 0004 have no stored lineage: their events follow `parent` as they always did.
+    """
+    if claim.correlation_id is None:
+        return (caused_by(parent, data, subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now)
+                if parent is not None else
+                new_event(data, subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now))
+    return new_event(data, subject=claim.id, source=SOURCE, member_id=claim.member_id,
+                     correlation_id=claim.correlation_id, causation_id=parent.id if parent is not None else None,
+                     time=now)
 
 
 async def _attach_to_claim(uow: ClaimsUnitOfWork, encounter: EncounterRow, config: BillingConfiguration,
@@ -515,9 +546,7 @@ async def create_batch(uow: ClaimsUnitOfWork, mcp_code: str, *, actor: Actor, tr
                             service_to=claim.service_to, frequency_code=claim.frequency_code,
                             replaces_claim_id=claim.replaces_claim_id, batch_id=batch_id,
                             lines=len(lines[claim.id]))
-        uow.record(caused_by(parent, data, subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now)
-                   if parent else new_event(data, subject=claim.id, source=SOURCE, member_id=claim.member_id,
-                                            time=now))
+        uow.record(_claim_event(claim, data, parent=parent, now=now))
     name = f"{mcp_code}_{kind}_{created_local:%Y%m%d%H%M}_{interchange:09d}.{extension}"
     batch_event = ClaimBatchCreated(batch_id=batch_id, mcp_code=mcp_code, claims=len(professional),
                                     total_amount=total, file=reference, file_kind=kind,
@@ -579,10 +608,9 @@ async def mark_delivered(uow: ClaimsUnitOfWork, event: Envelope[FileDelivered]) 
                        detail={"batch_id": batch.id, "file_id": data.file_id}):
             claim.submitted_at = data.delivered_at
             moved += 1
-            uow.record(caused_by(event, ClaimSubmitted(
+            uow.record(_claim_event(claim, ClaimSubmitted(
                 claim_id=claim.id, mcp_code=claim.mcp_code, cbo_organization_id=claim.cbo_organization_id,
-                batch_id=batch.id, submitted_at=data.delivered_at), subject=claim.id, source=SOURCE,
-                member_id=claim.member_id, time=now))
+                batch_id=batch.id, submitted_at=data.delivered_at), parent=event, now=now))
     return moved
 
 
@@ -599,10 +627,10 @@ def _reject(uow: ClaimsUnitOfWork, claim: Claim, reasons: list[str], *, acknowle
         return False
     claim.rejection_reasons = reasons
     claim.acknowledged_at = now
-    uow.record(caused_by(parent, ClaimRejected(claim_id=claim.id, mcp_code=claim.mcp_code,
-                                               cbo_organization_id=claim.cbo_organization_id,
-                                               acknowledgment=acknowledgment, reasons=tuple(reasons)),
-                         subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now))
+    uow.record(_claim_event(claim, ClaimRejected(claim_id=claim.id, mcp_code=claim.mcp_code,
+                                                 cbo_organization_id=claim.cbo_organization_id,
+                                                 acknowledgment=acknowledgment, reasons=tuple(reasons)),
+                            parent=parent, now=now))
     return True
 
 
@@ -622,11 +650,11 @@ def _accept(uow: ClaimsUnitOfWork, claim: Claim, *, acknowledgment: str, actor: 
     claim.rejection_reasons = []
     if payer_claim_number:
         claim.payer_claim_number = payer_claim_number
-    uow.record(caused_by(parent, ClaimAccepted(claim_id=claim.id, mcp_code=claim.mcp_code,
-                                               cbo_organization_id=claim.cbo_organization_id,
-                                               acknowledgment=acknowledgment,
-                                               payer_claim_number=claim.payer_claim_number),
-                         subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now))
+    uow.record(_claim_event(claim, ClaimAccepted(claim_id=claim.id, mcp_code=claim.mcp_code,
+                                                 cbo_organization_id=claim.cbo_organization_id,
+                                                 acknowledgment=acknowledgment,
+                                                 payer_claim_number=claim.payer_claim_number),
+                            parent=parent, now=now))
     return True
 
 
@@ -813,11 +841,11 @@ async def correct_claim(uow: ClaimsUnitOfWork, claim_id: str, body: ClaimCorrect
                 detail={"fields": changed, "reason": body.reason, "previous_batch_id": previous_batch})
     claim.batch_id = None
     claim.transaction_set = None
-    uow.record(new_event(ClaimCorrected(claim_id=claim.id, mcp_code=claim.mcp_code,
-                                        cbo_organization_id=claim.cbo_organization_id,
-                                        expected_amount=Decimal(claim.expected_amount),
-                                        corrected_fields=tuple(changed)),
-                         subject=claim.id, source=SOURCE, member_id=claim.member_id, time=now))
+    uow.record(_claim_event(claim, ClaimCorrected(claim_id=claim.id, mcp_code=claim.mcp_code,
+                                                  cbo_organization_id=claim.cbo_organization_id,
+                                                  expected_amount=Decimal(claim.expected_amount),
+                                                  corrected_fields=tuple(changed)),
+                            parent=None, now=now))
     await record_audit(uow.session, audit_table, action="claim.corrected", resource_type="claim", resource_id=claim.id,
                        caller=caller, occurred_at=now, detail={"fields": list(changed)})
     return claim
@@ -910,9 +938,13 @@ async def project_authorization(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> 
             authorization_id=data.authorization_id, member_id=None, mcp_code=data.mcp_code,
             cbo_organization_id=getattr(data, "cbo_organization_id", None), program=service.program.value,
             cs_code=service.cs_code, status="requested", period_start=None, period_end=None, ends_before=None,
-            suspensions=[], presumptive=False, mcp_authorization_number=None, updated_at=now)
+            suspensions=[], presumptive=False, mcp_authorization_number=None, updated_at=now,
+            correlation_id=event.correlation_id)
         uow.coverages.add(row)
         await uow.session.flush()  # sessions do not autoflush: the next event of a batch must find this row
+    if row.correlation_id is None:
+        # Every event of one authorization shares the referral's correlation id; the first one seen sets it.
+        row.correlation_id = event.correlation_id
     if event_type == "authorization.requested":
         row.member_id = member_id_for(data.member.cin)
     elif event.member_id and row.member_id is None:
@@ -1074,10 +1106,11 @@ _ENVELOPES: dict[type[Any], type[Envelope[Any]]] = {}
 
 
 def _bulk_event(data: Any, *, subject: str, member_id: str | None, parent: Envelope[Any] | None, now: datetime,
-                ids: _IdSequence, traceparent: str | None) -> Envelope[Any]:
+                ids: _IdSequence, traceparent: str | None, correlation_id: UUID | None = None) -> Envelope[Any]:
     """What `caused_by(parent, ...)` (or `new_event`) builds, for tens of thousands of events in one posting: the
     parametrized envelope class is cached, the payload (a validated model) is not validated again and the ids
-    come from the posting's sequence. new_event costs ~100 µs an event (class lookup, uuid7); this ~10 µs."""
+    come from the posting's sequence. new_event costs ~100 µs an event (class lookup, uuid7); this ~10 µs.
+    `correlation_id` continues a claim's own lineage (the parent stays the cause)."""
     kind = _ENVELOPES.get(type(data))
     if kind is None:
         # The same parametrization new_event uses, looked up once per payload class.
@@ -1087,7 +1120,7 @@ def _bulk_event(data: Any, *, subject: str, member_id: str | None, parent: Envel
         id=event_id, type=data.event_type, schema_version=data.schema_version, time=now.astimezone(UTC),
         source=SOURCE, subject=subject,
         member_id=member_id if member_id is not None else (parent.member_id if parent is not None else None),
-        correlation_id=parent.correlation_id if parent is not None else event_id,
+        correlation_id=correlation_id or (parent.correlation_id if parent is not None else event_id),
         causation_id=parent.id if parent is not None else None, traceparent=traceparent, data=data)
 
 
@@ -1203,9 +1236,9 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
 
     traceparent = current_traceparent()
 
-    def record(data: Any, subject: str, member_id: str | None = None) -> None:
+    def record(data: Any, subject: str, member_id: str | None = None, correlation_id: UUID | None = None) -> None:
         uow.record(_bulk_event(data, subject=subject, member_id=member_id, parent=parent, now=now, ids=ids,
-                               traceparent=traceparent))
+                               traceparent=traceparent, correlation_id=correlation_id))
 
     payments: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
@@ -1347,7 +1380,7 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
                                      cbo_organization_id=state.cbo_organization_id, remittance_id=remittance.id,
                                      reversed_amount=_q(-posting.paid),
                                      reversed_payment_id=posting.reverses_posting_id),
-                       state.claim_id, state.member_id)
+                       state.claim_id, state.member_id, state.correlation_id)
         last = by_claim[settlement.claim_id][-1]
         if new_status is ClaimStatus.PAID and settlement.state is not SettlementState.REVERSED:
             record(ClaimPaid(claim_id=state.claim_id, mcp_code=mcp_code,
@@ -1356,7 +1389,7 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
                              paid_on=plan.payment_date,
                              settlement=settlement.state.value, payment_id=payment_of[last.position],
                              trace_number=plan.trace_number, payer_claim_number=last.payer_claim_number),
-                   state.claim_id, state.member_id)
+                   state.claim_id, state.member_id, state.correlation_id)
         elif new_status is ClaimStatus.DENIED:
             denial = next((p for p in reversed(by_claim[settlement.claim_id]) if p.denial is not None), None)
             reason = denial.denial if denial is not None else None
@@ -1369,7 +1402,7 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
                                denied_amount=_q(sum((p.charge - p.paid for p in by_claim[settlement.claim_id]
                                                      if p.kind is not PostingKind.REVERSAL), Decimal(0))),
                                payer_claim_number=last.payer_claim_number),
-                   state.claim_id, state.member_id)
+                   state.claim_id, state.member_id, state.correlation_id)
         state.status = new_status.value
         state.version += 1
         state.payer_claim_number = claim_updates[-1]["payer_claim_number"]

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import BigInteger, any_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -66,7 +67,7 @@ class OutboxRelay:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], tables: PlatformTables, bus: Bus, *,
                  service: str, batch_size: int = 500, poll_interval: float = 0.5,
                  lease_ttl: timedelta = timedelta(seconds=15), max_backoff: float = 5.0,
-                 metrics: BusMetrics | None = None) -> None:
+                 max_batches: int = 20, metrics: BusMetrics | None = None) -> None:
         self.sessions = sessions
         self.tables = tables
         self.bus = bus
@@ -75,6 +76,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.lease_ttl = lease_ttl
         self.max_backoff = max_backoff
+        self.max_batches = max_batches  # per pass, so the lease is renewed and stop() is honoured regularly
         self.holder = instance_id()
         self.metrics = metrics or BusMetrics.default()
         self._loop = PollingLoop(self._pass, name=f"outbox-relay-{service}", interval=poll_interval,
@@ -88,7 +90,8 @@ class OutboxRelay:
         self._loop.notify()
 
     async def publish_pending(self) -> int:
-        """One pass: publish up to `batch_size` events if this instance holds the lease; returns the count.
+        """One pass: publish up to `max_batches` batches of `batch_size` events if this instance holds the lease;
+        returns the count.
 
         Raises whatever the bus raises; the rows stay for the next pass.
         """
@@ -96,35 +99,53 @@ class OutboxRelay:
             return await self._publish_pending()
 
     async def _publish_pending(self) -> int:
-        outbox = self.tables.outbox
         async with self.sessions() as session:
             if not await acquire_lease(session, self.tables, f"outbox-relay:{self.service}", self.holder,
                                        self.lease_ttl):
                 return 0
-            rows = (await session.execute(
-                select(outbox.c.seq, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
-                .order_by(outbox.c.seq).limit(self.batch_size)
-            )).all()
+            total = 0
+            rows = await self._next_batch(session, after=None)
             await session.rollback()
-            if not rows:
-                return 0
-            messages = [OutgoingMessage(topic=r.topic, key=r.key, value=r.value,
-                                        headers=tuple((k, v.encode()) for k, v in r.headers)) for r in rows]
-            started = time.perf_counter()
-            await self.bus.publish(messages)
-            self.metrics.relay_batch_seconds.labels(self.service).observe(time.perf_counter() - started)
-            # Delete exactly what was published: a lower seq from a transaction still open when we read may
-            # have committed since, and must wait for the next pass rather than vanish.
-            seqs = [r.seq for r in rows]
-            if session.get_bind().dialect.name == "postgresql":
-                # One array parameter instead of thousands of bound values (measured 2.7x faster per batch).
-                published = outbox.c.seq == any_(bindparam("seqs", value=seqs, type_=ARRAY(BigInteger)))
-            else:
-                published = outbox.c.seq.in_(seqs)
-            await session.execute(delete(outbox).where(published))
-            await session.commit()
-        self.metrics.outbox_published.labels(self.service).inc(len(rows))
-        return len(rows)
+            while rows:
+                # Pipelined: the next batch is read while this one waits for the broker's acknowledgments.
+                # Batches still go out one after the other, so publish order is seq order.
+                publishing = asyncio.create_task(self._send(rows))
+                try:
+                    full = len(rows) == self.batch_size and total + len(rows) < self.batch_size * self.max_batches
+                    following = await self._next_batch(session, after=rows[-1].seq) if full else []
+                finally:
+                    await publishing  # raises the broker's error; the rows stay for the next pass
+                await self._delete(session, [r.seq for r in rows])
+                await session.commit()
+                total += len(rows)
+                self.metrics.outbox_published.labels(self.service).inc(len(rows))
+                rows = following
+        return total
+
+    async def _next_batch(self, session: AsyncSession, *, after: int | None) -> list[Any]:
+        outbox = self.tables.outbox
+        query = select(outbox.c.seq, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+        if after is not None:
+            query = query.where(outbox.c.seq > after)
+        return list((await session.execute(query.order_by(outbox.c.seq).limit(self.batch_size))).all())
+
+    async def _send(self, rows: list[Any]) -> None:
+        messages = [OutgoingMessage(topic=r.topic, key=r.key, value=r.value,
+                                    headers=tuple((k, v.encode()) for k, v in r.headers)) for r in rows]
+        started = time.perf_counter()
+        await self.bus.publish(messages)
+        self.metrics.relay_batch_seconds.labels(self.service).observe(time.perf_counter() - started)
+
+    async def _delete(self, session: AsyncSession, seqs: list[int]) -> None:
+        # Delete exactly what was published: a lower seq from a transaction still open when we read may have
+        # committed since, and must wait for the next pass rather than vanish.
+        outbox = self.tables.outbox
+        if session.get_bind().dialect.name == "postgresql":
+            # One array parameter instead of thousands of bound values (measured 2.7x faster per batch).
+            published = outbox.c.seq == any_(bindparam("seqs", value=seqs, type_=ARRAY(BigInteger)))
+        else:
+            published = outbox.c.seq.in_(seqs)
+        await session.execute(delete(outbox).where(published))
 
     async def backlog(self) -> int:
         """Events committed but not yet published."""

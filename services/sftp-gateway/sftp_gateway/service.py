@@ -380,6 +380,46 @@ async def _record_inbound(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, profi
                          events=len(events) + row_events)
 
 
+INCOMPLETE_UPLOAD = "incomplete_upload"
+
+
+async def quarantine_incomplete(uow_factory: UowFactory, ports: GatewayPorts, arrival: Arrival) -> IngestOutcome:
+    """Set aside an upload cut off by the gateway dying mid-write: archive the partial bytes, record a
+    quarantined file (`incomplete_upload`, no row events) and ask the MCP for the whole file again.
+
+    The bytes are NOT entered into the duplicate check: a partial file may even hold every byte (the client had
+    not closed it yet), and the MCP's re-upload of the same content must be processed, not called a duplicate.
+    """
+    profile = require_profile(ports, arrival.mcp_code)
+    sha = hashlib.sha256(arrival.content).hexdigest()
+    await asyncio.to_thread(ports.files.put, arrival.content)  # archived: ops can look at what arrived
+    recognition = profile.recognize(arrival.name)
+    kind = recognition.kind if recognition else None
+    file_id = new_file_id()
+    problem = Problem(INCOMPLETE_UPLOAD, "the upload was cut off before the file was closed (the hub's gateway "
+                                         "stopped); nothing of it was processed: send the whole file again")
+    async with uow_factory() as uow:
+        now = ports.clock.now()
+        await uow.files.add({
+            "id": file_id, "mcp_code": arrival.mcp_code, "direction": "inbound", "kind": kind.value if kind else None,
+            "status": "quarantined", "name": arrival.name, "source": arrival.source, "size": len(arrival.content),
+            "sha256": sha, "encrypted": is_encrypted_name(arrival.name) or looks_encrypted(arrival.content),
+            "reporting_period": recognition.period if recognition else None, "reason": INCOMPLETE_UPLOAD,
+            "received_at": now, "processed_at": now,
+            "retain_until": now + timedelta(days=ports.settings.archive_retention_days)})
+        await uow.files.add_problems(file_id, [problem])
+        event = new_event(FileQuarantined(file_id=file_id, mcp_code=arrival.mcp_code, kind=kind,
+                                          reason=INCOMPLETE_UPLOAD, quarantined_at=now),
+                          subject=file_id, source=SOURCE)
+        uow.record(event)
+        report = error_report(arrival.name, [problem], ports.settings.error_report_limit)
+        await deliver(uow, ports, profile, FileKind.ERROR_REPORT, report, source="generated", source_id=file_id,
+                      parent=event, name_fields={"source_id": strip_encryption_suffix(arrival.name)})
+        await uow.commit()
+    return IngestOutcome(file_id=file_id, status="quarantined", kind=kind.value if kind else None,
+                         reason=INCOMPLETE_UPLOAD, events=1)
+
+
 async def reprocess(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, file_id: str) -> IngestOutcome:
     """Run a quarantined or partly accepted inbound file again with the current profile, in the caller's
     transaction (the caller commits); only rows not accepted before are published. Raises GatewayError
@@ -390,6 +430,9 @@ async def reprocess(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, file_id: st
     if row.status not in ("quarantined", "partially_accepted"):
         raise GatewayError(409, "file-not-reprocessable",
                            "only quarantined or partly accepted files are reprocessed; their rows went out")
+    if row.reason == INCOMPLETE_UPLOAD:
+        raise GatewayError(409, "file-incomplete", "the archived bytes are a partial upload; the MCP sends the "
+                                                   "whole file again")
     rejected = await uow.files.rejected_rows(file_id)
     profile = ports.profiles.get(row.mcp_code)
     if profile is None:

@@ -4,7 +4,10 @@ Each account sees `/inbound` and `/outbound` only. A path that climbs above the 
 symlink or hard link, or anything resolving outside the root is refused, not clamped. Uploads go to inbound/;
 an upload is complete when the client closes the file (explicitly, not by dropping the connection) or renames
 it away from a temporary name (`.tmp`, `.part`, `.filepart`, a leading dot). A connection that drops mid-
-upload leaves nothing behind: the partial file is deleted and the MCP sends it again.
+upload leaves nothing behind: the partial file is deleted and the MCP sends it again. An upload under a final
+name is marked as in progress (outside the jail, before the file is created) until it completes, so an upload
+cut off by the gateway itself dying (kill -9, power) is recognized by the next start and quarantined as
+`incomplete_upload`, never processed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,7 @@ from sftp_gateway.domain.profile import is_temporary_name
 from sftp_gateway.jail import INBOUND, OUTBOUND, Jail
 from sftp_gateway.ports import GatewayPorts
 from sftp_gateway.repository import SftpGatewayUnitOfWork
-from sftp_gateway.service import Arrival, ingest
+from sftp_gateway.service import Arrival, ingest, quarantine_incomplete
 from shared.runtime import Background, ServiceRuntime
 
 log = logging.getLogger("calhub.sftp_gateway.sftp")
@@ -55,6 +59,7 @@ class _Upload:
     local: Path
     writing: bool
     too_large: bool = False
+    marked: bool = False  # an upload-in-progress marker was written for it
 
 
 class _GatewaySSHServer(asyncssh.SSHServer):
@@ -151,8 +156,18 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         elif not virtual or virtual[0] not in (INBOUND, OUTBOUND):
             raise asyncssh.SFTPNoSuchFile("no such file")
         local = Path(self.map_path(path).decode())
-        file_obj = super().open(path, pflags, attrs)
-        self._open[id(file_obj)] = _Upload(self._account, virtual, local, writing)
+        # A final name is marked as being written before the file exists: if the gateway dies mid-upload, the
+        # next start knows the file is partial. Temporary names are never processed, so they need no marker.
+        marked = writing and not is_temporary_name(virtual[-1])
+        if marked:
+            self._part.jail.mark_upload(self._account, virtual[-1], self._part.token)
+        try:
+            file_obj = super().open(path, pflags, attrs)
+        except BaseException:
+            if marked:
+                self._part.jail.clear_upload(self._account, virtual[-1], self._part.token)
+            raise
+        self._open[id(file_obj)] = _Upload(self._account, virtual, local, writing, marked=marked)
         if writing:
             self._part.writing.add(local)
         return file_obj
@@ -175,12 +190,19 @@ class JailedSFTPServer(asyncssh.SFTPServer):
             # Closed by a dropped connection (or refused for size): the bytes are not a whole file.
             with contextlib.suppress(FileNotFoundError):
                 upload.local.unlink()
+            self._unmark(upload)
             log.warning("incomplete upload discarded", extra={"mcp_code": self._profile.mcp_code,
                                                               "reason": "too_large" if upload.too_large
                                                               else "connection_lost"})
             return
+        self._unmark(upload)
         if not is_temporary_name(upload.virtual[-1]):
             self._part.accept(self._profile.mcp_code, upload.local)
+
+    def _unmark(self, upload: _Upload) -> None:
+        # Not while another session of this process still writes the same name (it keeps the marker).
+        if upload.marked and upload.local not in self._part.writing:
+            self._part.jail.clear_upload(self._account, upload.virtual[-1], self._part.token)
 
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
         self._rename(oldpath, newpath, replace=False)
@@ -196,6 +218,14 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         if not replace and target.exists():
             raise asyncssh.SFTPFileAlreadyExists("the target name exists")
         os.replace(source, target)
+        # A file still being written keeps its in-progress marker under its new name.
+        self._part.jail.move_upload(self._account, old[-1], new[-1])
+        if source in self._part.writing:
+            self._part.writing.discard(source)
+            self._part.writing.add(target)
+            for upload in self._open.values():
+                if upload.local == source:
+                    upload.local, upload.virtual = target, new
         if is_temporary_name(old[-1]) and not is_temporary_name(new[-1]):
             self._part.accept(self._profile.mcp_code, target)
 
@@ -250,6 +280,9 @@ class SftpServerPart(Background):
         self.port: int | None = None
         self.processed = 0
         self.writing: set[Path] = set()
+        # This process's mark on the uploads it is writing; a marker with another token is a dead process's.
+        self.token = uuid.uuid4().hex
+        self.incomplete = 0
 
     @property
     def jail(self) -> Jail:
@@ -323,17 +356,60 @@ class SftpServerPart(Background):
         finally:
             self._in_flight.discard(local)
 
+    def _quarantine_incomplete(self, mcp_code: str, account: str, local: Path, owner: str) -> None:
+        if local in self._in_flight:
+            return
+        self._in_flight.add(local)
+        task = asyncio.get_running_loop().create_task(self._set_aside(mcp_code, account, local, owner))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _set_aside(self, mcp_code: str, account: str, local: Path, owner: str) -> None:
+        try:
+            async with self._limit:
+                try:
+                    content = await asyncio.to_thread(local.read_bytes)
+                except FileNotFoundError:
+                    self.jail.clear_upload(account, local.name, owner)
+                    return
+                outcome = await quarantine_incomplete(self.uow, self.ports,
+                                                      Arrival(mcp_code, local.name, content, "sftp"))
+                # Archived and recorded: the partial bytes leave inbound/, the MCP finds the error report.
+                await asyncio.to_thread(_remove_if_unchanged, local, len(content))
+                self.jail.clear_upload(account, local.name, owner)
+                self.incomplete += 1
+                log.warning("incomplete upload quarantined", extra={"file_id": outcome.file_id,
+                                                                    "mcp_code": mcp_code,
+                                                                    "reason": "incomplete_upload"})
+        except Exception as exc:  # noqa: BLE001 - the file and its marker stay; the sweep tries again
+            log.error("incomplete upload not set aside; will retry", extra={"mcp_code": mcp_code,
+                                                                            "error_type": type(exc).__name__})
+        finally:
+            self._in_flight.discard(local)
+
     def sweep(self) -> int:
-        """Queue every complete upload still in an inbound/ folder (after a crash or a failed attempt)."""
+        """Queue every complete upload still in an inbound/ folder (after a crash or a failed attempt), and
+        set aside every upload a dead gateway process was writing (partial: never processed)."""
         queued = 0
         for profile in self.ports.profiles.all():
-            folder = self.jail.root / profile.account.username / INBOUND
+            account = profile.account.username
+            folder = self.jail.root / account / INBOUND
             if not folder.is_dir():
                 continue
+            stale: dict[Path, str] = {}
+            for name in self.jail.stale_uploads(account, self.token):
+                path = folder / name
+                owner = self.jail.upload_owner(account, name)
+                if owner is None or self._open_for_write(path) or path in self._in_flight:
+                    continue
+                stale[path] = owner
+                self._quarantine_incomplete(profile.mcp_code, account, path, owner)
+                queued += 1
             for entry in os.scandir(folder):
                 path = Path(entry.path)
                 if entry.is_file(follow_symlinks=False) and not is_temporary_name(entry.name) \
-                        and not self._open_for_write(path) and path not in self._in_flight:
+                        and path not in stale and not self._open_for_write(path) and path not in self._in_flight \
+                        and self.jail.upload_owner(account, entry.name) is None:
                     self.accept(profile.mcp_code, path)
                     queued += 1
         return queued

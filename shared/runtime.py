@@ -8,6 +8,8 @@ runs one per process on Kafka.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from fastapi import APIRouter
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.bus.base import Bus, RetryPolicy, Subscription
+from shared.bus.base import Bus, BusUnavailable, RetryPolicy, Subscription
 from shared.bus.dispatcher import Dispatcher
 from shared.bus.registry import HandlerRegistry
 from shared.contracts import EVENT_TYPES
@@ -30,6 +32,10 @@ from shared.settings import PlatformSettings, ServiceSettings
 from shared.uow import UnitOfWork
 
 log = logging.getLogger("calhub.runtime")
+
+# Backoff between attempts to reach the broker after a start during an outage (seconds, doubling, capped).
+BROKER_RETRY_FIRST = 1.0
+BROKER_RETRY_MAX = 30.0
 
 
 @dataclass
@@ -90,6 +96,8 @@ class ServiceRuntime:
     background: list[Background] = field(default_factory=list, init=False)
     state: dict[str, Any] = field(default_factory=dict, init=False)
     ports: dict[str, Any] = field(default_factory=dict, init=False)
+    # Set while the service, started during a broker outage, keeps trying to create its topics and subscribe.
+    joining_bus: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         url = self.platform.database_url_for(self.definition.name, self.settings.database_url)
@@ -133,30 +141,61 @@ class ServiceRuntime:
     async def _start(self, *, migrate: bool) -> None:
         if migrate:
             await self.migrate()
-        topics = self.definition.handlers.topics()
-        # Create the topics this service publishes as well as those it reads, so the relay never waits on a
-        # broker without auto-creation (production clusters usually disable it).
-        owned = [t.name for t in EVENT_TYPES.topics() if t.service == self.definition.name]
-        if topics or owned:
-            await self.bus.ensure_topics(sorted(set(topics) | set(owned)))
+        try:
+            await self._join_bus()
+        except BusUnavailable as exc:
+            # A restart during a broker outage must not keep the service down: its API serves and accepts work
+            # into the outbox, readiness says it is waiting, and the relay and consumers catch up when the
+            # broker answers.
+            log.warning("broker unavailable at start; serving and retrying in the background",
+                        extra={"service": self.name, "error_type": type(exc).__name__})
+            self.joining_bus = asyncio.create_task(self._join_bus_when_up(), name=f"join-bus-{self.name}")
         if self.settings.run_relay:
             self.relay.start()
-        if self.settings.run_consumers and topics:
-            dispatcher = Dispatcher(self.definition.consumer_group, self.definition.handlers, self.uow)
-            policy = RetryPolicy(max_attempts=self.platform.consumer_max_attempts)
-            self.subscription = await self.bus.subscribe(self.definition.consumer_group, topics, dispatcher,
-                                                         policy=policy)
         for make in self.definition.background:
             part = make(self)
             await part.start()
             self.background.append(part)
         log.info("service started", extra={"service": self.name})
 
+    async def _join_bus(self) -> None:
+        """Create the topics the service reads and publishes, then subscribe its consumer group."""
+        topics = self.definition.handlers.topics()
+        # Create the topics this service publishes as well as those it reads, so the relay never waits on a
+        # broker without auto-creation (production clusters usually disable it).
+        owned = [t.name for t in EVENT_TYPES.topics() if t.service == self.definition.name]
+        if topics or owned:
+            await self.bus.ensure_topics(sorted(set(topics) | set(owned)))
+        if self.settings.run_consumers and topics:
+            dispatcher = Dispatcher(self.definition.consumer_group, self.definition.handlers, self.uow)
+            policy = RetryPolicy(max_attempts=self.platform.consumer_max_attempts)
+            self.subscription = await self.bus.subscribe(self.definition.consumer_group, topics, dispatcher,
+                                                         policy=policy)
+
+    async def _join_bus_when_up(self) -> None:
+        delay = BROKER_RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._join_bus()
+            except BusUnavailable as exc:
+                log.warning("broker still unavailable", extra={"service": self.name, "retry_in_seconds": delay,
+                                                              "error_type": type(exc).__name__})
+                delay = min(delay * 2, BROKER_RETRY_MAX)
+                continue
+            log.info("broker reached; consuming", extra={"service": self.name})
+            return
+
     async def stop(self) -> None:
         """Stop consumers first (no new work), then background parts and the relay; close the engine.
 
         Every step runs even if an earlier one fails; the first failure is raised at the end.
         """
+        joining, self.joining_bus = self.joining_bus, None
+        if joining is not None:
+            joining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await joining
         steps: list[Callable[[], Awaitable[None]]] = []
         if self.subscription is not None:
             steps.append(self.subscription.stop)
@@ -200,7 +239,12 @@ class ServiceRuntime:
                 report["ready"] = False
                 return report
         consuming = self.subscription is not None and getattr(self.subscription, "healthy", True)
-        report["consumer"] = "running" if consuming else ("stopped" if self.subscription is None else "crashed")
+        if consuming:
+            report["consumer"] = "running"
+        elif self.joining_bus is not None and not self.joining_bus.done():
+            report["consumer"] = "waiting for the broker"
+        else:
+            report["consumer"] = "stopped" if self.subscription is None else "crashed"
         report["ready"] = bool(report["schema_current"]) and (
             consuming or not self.definition.handlers.topics() or not self.settings.run_consumers
         )

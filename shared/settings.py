@@ -26,7 +26,8 @@ class PlatformSettings(BaseSettings):
         "sets its own; each service uses its own schema.")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
     topic_prefix: str = Field(
-        "calhub.", description="Prefix of every physical topic name (e.g. calhub.referrals.referral.v1).")
+        "calhub.", description="Prefix of every physical topic name (e.g. calhub.referrals.referral.v1) and "
+        "Kafka consumer group id (calhub.referrals): deployments sharing a cluster need different prefixes.")
     kafka_partitions: int = Field(6, ge=1, description="Partitions for topics CalHub creates.")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor for topics CalHub creates.")
     log_level: str = Field("INFO", description="Root log level.")

@@ -27,7 +27,8 @@ _PUBLISH_ERRORS = (KafkaError, OSError, TimeoutError)
 
 
 class KafkaBus:
-    """A Bus on Apache Kafka. Physical topic = `topic_prefix` + logical name; consumers see logical names.
+    """A Bus on Apache Kafka. Physical topic = `topic_prefix` + logical name, and likewise for consumer group
+    ids; consumers see logical names.
 
     `partitions` and `replication_factor` apply to topics `ensure_topics` creates. Consumers: `batch_size`
     messages at most per `deliver` call (one dispatcher transaction), `fetch_max_records` per fetch,
@@ -90,6 +91,17 @@ class KafkaBus:
         if self.topic_prefix and topic.startswith(self.topic_prefix):
             return topic[len(self.topic_prefix):]
         return topic
+
+    def physical_group(self, group: str) -> str:
+        """The consumer group id on the broker: prefixed like the topics, so deployments (or test sessions)
+        sharing one cluster never join each other's groups and rebalance each other."""
+        return self.topic_prefix + group
+
+    def logical_group(self, group: str) -> str | None:
+        """The service's group name for a broker group id, or None when it belongs to another deployment."""
+        if self.topic_prefix and not group.startswith(self.topic_prefix):
+            return None
+        return group[len(self.topic_prefix):]
 
     # -------------------------------------------------------------- lifecycle
 
@@ -191,7 +203,7 @@ class KafkaBus:
         return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             client_id=f"{self.client_id}-consumer",
-            group_id=group,
+            group_id=self.physical_group(group) if group is not None else None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -291,7 +303,7 @@ class KafkaBus:
                 return {}
             admin = await self._admin()
             tps = [TopicPartition(self.physical(topic), p) for p in partitions]
-            offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+            offsets = await admin.list_consumer_group_offsets(self.physical_group(group), partitions=tps)
             result = {p: 0 for p in partitions}
             for tp, meta in offsets.items():
                 if tp.topic == self.physical(topic) and meta.offset >= 0:

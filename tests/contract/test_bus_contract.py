@@ -80,8 +80,8 @@ class Harness:
     subscriptions: list[Any] = field(default_factory=list)
 
     def group(self, name: str) -> str:
-        """A consumer group name unique to this test (groups live broker-wide, unlike prefixed topics)."""
-        return self.prefix + name
+        """A consumer group name (the Kafka bus prefixes group ids like topics, so tests never share one)."""
+        return name
 
     @property
     def seen(self) -> Table:
@@ -433,3 +433,36 @@ async def test_unknown_event_type_is_skipped_and_counted(harness: Harness) -> No
     assert [r.event_id for r in await h.rows(curious)] == [after.id]
     assert sample(metrics, "calhub_events_unknown_type_total", group=curious, topic=WIDGETS.name) == 1
     assert await h.read(WIDGETS.dead_letters) == []
+
+
+async def test_kafka_group_ids_carry_the_deployment_prefix(harness: Harness) -> None:
+    """Deployments (and test sessions) sharing a cluster keep apart: the broker's group id is prefixed like
+    the topics, the bus and the ops console speak the logical name."""
+    h = harness
+    if h.kind != "kafka":
+        pytest.skip("group ids are a broker concept")
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    group = h.group("prefixed")
+    await h.subscribe(group, widget_dispatcher(h, group))
+    await publish_widgets(h, [make_widget("w-prefix", 1)])
+
+    async def seen() -> bool:
+        return await h.count(group) == 1
+
+    await eventually(seen, what="one event")
+    admin = AIOKafkaAdminClient(bootstrap_servers=h.bus.bootstrap_servers, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        on_broker = {entry[0] for entry in await admin.list_consumer_groups()}
+    finally:
+        await admin.close()
+    assert h.prefix + group in on_broker
+    assert group not in on_broker
+    assert h.bus.logical_group(h.prefix + group) == group
+    assert h.bus.logical_group("someone-elses-group") is None
+
+    async def committed() -> bool:
+        return sum((await h.bus.committed(group, WIDGETS.name)).values()) == 1
+
+    await eventually(committed, what="the group's commit read back through the logical name")

@@ -76,8 +76,10 @@ async def _kafka_groups(bus: Any, bootstrap: str) -> dict[str, list[str]]:
         listed = await admin.list_consumer_groups()
         groups: dict[str, set[str]] = {}
         for entry in listed:
-            group = entry[0]
-            offsets = await admin.list_consumer_group_offsets(group)
+            group = bus.logical_group(entry[0])
+            if group is None:  # another deployment's group on a shared cluster
+                continue
+            offsets = await admin.list_consumer_group_offsets(entry[0])
             topics = {bus.logical(tp.topic) for tp in offsets if tp.topic.startswith(prefix)}
             if topics:
                 groups[group] = topics

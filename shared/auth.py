@@ -284,6 +284,10 @@ class Authenticator(Protocol):
         """The caller for a valid, unrevoked key; None otherwise."""
         ...
 
+    async def key_active(self, key_id: str) -> bool:
+        """Whether the key exists and is not revoked (sessions built on a key ask this; cached like verify)."""
+        ...
+
     async def close(self) -> None:
         """Release connections (called when the app stops)."""
         ...
@@ -312,6 +316,10 @@ class StaticAuthenticator:
     async def verify(self, plaintext: str) -> Caller | None:
         """The caller registered for this key, or None."""
         return self._callers.get(_sha256(plaintext))
+
+    async def key_active(self, key_id: str) -> bool:
+        """Whether a registered key has this id."""
+        return any(caller.key_id == key_id for caller in self._callers.values())
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -366,6 +374,10 @@ class AuthStore:
                  clock: Callable[[], float] = time.monotonic, engine: AsyncEngine | None = None) -> None:
         self._sessions = sessions
         self._cache = _VerifiedCache(cache_ttl, cache_size, clock)
+        # key id -> (expires, active): the same TTL as verifications, so a session notices a revocation as
+        # soon as a request with the key itself would.
+        self._active: dict[str, tuple[float, bool]] = {}
+        self._clock = clock
         self._touch_interval = touch_interval
         self._engine = engine  # owned (disposed by close) when the store built it
 
@@ -450,7 +462,24 @@ class AuthStore:
                 await record_audit(session, audit_event_table, action="api_key.revoked",
                                    resource_type="api_key", resource_id=key_id, caller=actor)
         self._cache.evict_key(key_id)
+        self._active.pop(key_id, None)
         return revoked
+
+    async def key_active(self, key_id: str) -> bool:
+        """Whether the key exists and is not revoked; answers are cached for the verification TTL."""
+        now = self._clock()
+        cached = self._active.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._sessions() as session:
+            revoked_at = (await session.execute(
+                select(api_key_table.c.revoked_at).where(api_key_table.c.id == key_id))).first()
+        active = revoked_at is not None and revoked_at[0] is None
+        if self._cache.ttl > 0:
+            if len(self._active) >= self._cache.size:
+                self._active.clear()  # bounded; a refill costs one query per key
+            self._active[key_id] = (now + self._cache.ttl, active)
+        return active
 
     async def verify(self, plaintext: str) -> Caller | None:
         """The caller for a valid, unrevoked key; None for anything else (compared in constant time)."""
@@ -486,6 +515,7 @@ class AuthStore:
     def clear_cache(self) -> None:
         """Forget cached verifications (tests; after a bulk revocation)."""
         self._cache.clear()
+        self._active.clear()
 
 
 class DatabaseAuthenticator:
@@ -514,6 +544,10 @@ class DatabaseAuthenticator:
     async def verify(self, plaintext: str) -> Caller | None:
         """The caller for a valid, unrevoked key; None otherwise."""
         return await (await self.store()).verify(plaintext)
+
+    async def key_active(self, key_id: str) -> bool:
+        """Whether the key exists and is not revoked."""
+        return await (await self.store()).key_active(key_id)
 
     async def close(self) -> None:
         """Dispose the store's engine, if one was built."""

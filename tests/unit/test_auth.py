@@ -142,6 +142,22 @@ async def test_other_processes_see_a_revocation_within_the_cache_ttl(
     assert await other.verify(plaintext) is None
 
 
+async def test_key_activity_follows_revocation_within_the_cache_ttl(
+        auth_engine: AsyncEngine, store: AuthStore, clock: FakeClock) -> None:
+    """What a console session asks on each page: is the key it was opened with still active?"""
+    other = AuthStore(session_factory(auth_engine), cache_ttl=30, clock=clock)
+    org = await store.create_organization("hub", "Central Valley Hub")
+    key_id, _ = await store.create_api_key(org.id, ["ops"])
+    assert await store.key_active(key_id) and await other.key_active(key_id)
+    assert not await store.key_active("0" * 32)
+    await store.revoke_key(key_id)
+    assert not await store.key_active(key_id)  # the revoking process knows at once
+    clock.now += 29
+    assert await other.key_active(key_id)  # the documented window elsewhere
+    clock.now += 2
+    assert not await other.key_active(key_id)
+
+
 async def test_verification_is_cached_and_last_use_is_recorded(
         auth_engine: AsyncEngine, store: AuthStore) -> None:
     org = await store.create_organization("hub", "Central Valley Hub")

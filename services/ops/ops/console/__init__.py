@@ -116,8 +116,14 @@ def _uow(runtime: ServiceRuntime) -> OpsUnitOfWork:
     return uow
 
 
-def _session(request: Request) -> ConsoleSession | None:
-    return decode_session(_secret(_runtime(request)), request.cookies.get(SESSION_COOKIE), time.time())
+async def _session(request: Request) -> ConsoleSession | None:
+    """The signed session of this request, if it has not expired and its key has not been revoked since login
+    (the authenticator caches that answer as it caches key verifications)."""
+    session = decode_session(_secret(_runtime(request)), request.cookies.get(SESSION_COOKIE), time.time())
+    if session is None:
+        return None
+    authenticator: Authenticator = request.app.state.authenticator
+    return session if await authenticator.key_active(session.key_id) else None
 
 
 def _secure(request: Request) -> bool:
@@ -157,7 +163,7 @@ def _problem_page(request: Request, session: ConsoleSession | None, problem: Pro
 
 async def _form_session(request: Request, csrf: str | None) -> ConsoleSession | Response:
     """The session of a POST whose CSRF token matches (and whose Origin, when sent, is this site)."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login(request)
     origin = request.headers.get("origin")
@@ -248,7 +254,7 @@ async def logout(request: Request, csrf: Annotated[str | None, Form()] = None) -
 @router.get("/")
 async def overview(request: Request) -> Response:
     """Flow overview: events per minute per topic, lag per group, dead letters, health of every service."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -272,7 +278,7 @@ async def timeline_page(request: Request, referral_id: str | None = None, claim_
                         subject: str | None = None, member_id: str | None = None,
                         correlation_id: str | None = None) -> Response:
     """Search form and the story of one referral, claim, member or correlation id, with trace links."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -317,7 +323,7 @@ async def timeline_by_cin(request: Request, cin: Annotated[str, Form(max_length=
 @router.get("/events/{entry_id}")
 async def event_page(request: Request, entry_id: UUID) -> Response:
     """One event with its payload (audited read)."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -342,7 +348,7 @@ async def event_page(request: Request, entry_id: UUID) -> Response:
 async def dead_letters_page(request: Request, status: str = "pending", topic: str | None = None,
                             group: str | None = None) -> Response:
     """Dead letters by status, with replay (one or many) and discard."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login(request)
     if status not in DeadLetterStatus.ALL:
@@ -359,7 +365,7 @@ async def dead_letters_page(request: Request, status: str = "pending", topic: st
 @router.get("/dead-letters/{dead_letter_id}")
 async def dead_letter_page(request: Request, dead_letter_id: UUID) -> Response:
     """A dead letter: the event, its error, its retry history; replay or discard."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -422,7 +428,7 @@ async def discard_form(request: Request, dead_letter_id: UUID, reason: Annotated
 @router.get("/boards")
 async def boards_page(request: Request) -> Response:
     """SLA boards per MCP."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -436,7 +442,7 @@ async def boards_page(request: Request) -> Response:
 @router.get("/alerts")
 async def alerts_page(request: Request) -> Response:
     """Alert rules, what fires now, the history and the webhook destinations."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)

@@ -1,8 +1,8 @@
 """Console sessions: a signed, HttpOnly, SameSite=Strict cookie carrying who logged in, and CSRF tokens.
 
 The cookie holds the caller (organization, key id, scopes), a CSRF token and an absolute expiry, signed with
-HMAC-SHA256 under the session secret; it never holds the API key. A key revoked after login keeps its console
-session until the session expires (OPS_SESSION_HOURS); docs/decisions/0092 weighs this.
+HMAC-SHA256 under the session secret; it never holds the API key. Every page asks the authenticator whether the
+key id is still active, so revoking the key ends its sessions (within the auth cache TTL in other processes).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -169,10 +169,46 @@ def build_interchange(spec: EnvelopeSpec, transactions: Sequence[Sequence[Sequen
     control numbers and counts are added here. ISA fields are padded to their fixed widths. `st03=False` leaves
     ST03 out for the guides that mark it "not used" (e.g. the 835, 005010X221A1).
     """
+    nl = "\n" if line_breaks else ""
+    bodies = (("".join(render(elements, delimiters) + nl for elements in body), len(body)) for body in transactions)
+    return _enveloped(spec, bodies, delimiters, first_st=first_st, line_breaks=line_breaks, st03=st03)
+
+
+def build_interchange_rendered(spec: EnvelopeSpec, transactions: Iterable[Sequence[str]],
+                               delimiters: Delimiters = STANDARD_DELIMITERS, *, first_st: int = 1,
+                               line_breaks: bool = False, st03: bool = True) -> str:
+    """`build_interchange` for transaction sets whose segments a builder already rendered as text.
+
+    Each segment comes without its terminator, written with `delimiters` from cleaned values. A terminator inside
+    a segment raises ValueError (a shifted segment never leaves); trailing empty elements are dropped, as
+    `render` drops them. For large files: no element lists, and a generator of sets is consumed one set at a
+    time.
+    """
+    nl = "\n" if line_breaks else ""
+    terminator = delimiters.segment + nl
+    empty_last = delimiters.element + terminator
+
+    def bodies() -> Iterator[tuple[str, int]]:
+        for segments in transactions:
+            if not segments:
+                yield "", 0
+                continue
+            text = terminator.join(segments) + terminator
+            if text.count(delimiters.segment) != len(segments):
+                raise ValueError("a segment contains the segment terminator")
+            if empty_last in text:  # rare: drop trailing empty elements as render() does
+                text = "".join(segment.rstrip(delimiters.element) + terminator for segment in segments)
+            yield text, len(segments)
+
+    return _enveloped(spec, bodies(), delimiters, first_st=first_st, line_breaks=line_breaks, st03=st03)
+
+
+def _enveloped(spec: EnvelopeSpec, bodies: Iterable[tuple[str, int]], d: Delimiters, *, first_st: int,
+               line_breaks: bool, st03: bool) -> str:
+    # bodies: each transaction set's rendered segments between ST and SE, and how many there are.
     if not 1 <= spec.interchange_control_number <= 999_999_999:
         raise ValueError("ISA13 must be 1..999999999")
     nl = "\n" if line_breaks else ""
-    d = delimiters
     isa = render([
         "ISA", "00", " " * 10, "00", " " * 10,
         spec.sender.qualifier.ljust(2), spec.sender.id.ljust(15)[:15],
@@ -186,13 +222,14 @@ def build_interchange(spec: EnvelopeSpec, transactions: Sequence[Sequence[Sequen
                        spec.created.strftime("%Y%m%d"), spec.created.strftime("%H%M"), gcn, "X", spec.version],
                       d) + nl)
     st_code = _transaction_code(spec.functional_code)
-    for index, body in enumerate(transactions):
+    count = 0
+    for index, (body, segments) in enumerate(bodies):
         control = f"{first_st + index:04d}"
         out.append(render(["ST", st_code, control, spec.version] if st03 else ["ST", st_code, control], d) + nl)
-        for elements in body:
-            out.append(render(elements, d) + nl)
-        out.append(render(["SE", str(len(body) + 2), control], d) + nl)
-    out.append(render(["GE", str(len(transactions)), gcn], d) + nl)
+        out.append(body)
+        out.append(render(["SE", str(segments + 2), control], d) + nl)
+        count += 1
+    out.append(render(["GE", str(count), gcn], d) + nl)
     out.append(render(["IEA", "1", f"{spec.interchange_control_number:09d}"], d) + nl)
     return "".join(out)
 

@@ -6,7 +6,13 @@ from datetime import datetime
 
 import pytest
 
-from shared.x12.envelope import EnvelopeSpec, Party, build_interchange, parse_interchange
+from shared.x12.envelope import (
+    EnvelopeSpec,
+    Party,
+    build_interchange,
+    build_interchange_rendered,
+    parse_interchange,
+)
 from shared.x12.segments import Delimiters, X12SyntaxError, detect_delimiters
 
 SPEC = EnvelopeSpec(sender=Party("ZZ", "CALHUBHUB", "CALHUB"), receiver=Party("ZZ", "MCPTEST", "MCPTEST"),
@@ -58,3 +64,17 @@ def test_broken_envelopes_are_refused_with_the_rule(mutate, rule: str) -> None: 
 def test_control_number_range_is_enforced() -> None:
     with pytest.raises(ValueError, match="ISA13"):
         build_interchange(EnvelopeSpec(**{**SPEC.__dict__, "interchange_control_number": 1_000_000_000}), [BODY])
+
+
+@pytest.mark.parametrize("line_breaks", [False, True])
+def test_rendered_segments_make_the_same_interchange(line_breaks: bool) -> None:
+    bodies = [BODY, [["REF", "G1", "AUTH1", "", ""], ["NM1", "IL", "1", "", "", "", "", "", "MI", "9"]], []]
+    rendered = [["*".join(elements) for elements in body] for body in bodies]
+    expected = build_interchange(SPEC, bodies, line_breaks=line_breaks, first_st=3)
+    assert build_interchange_rendered(SPEC, iter(rendered), line_breaks=line_breaks, first_st=3) == expected
+    assert "REF*G1*AUTH1~" in expected
+
+
+def test_rendered_segment_with_a_terminator_is_refused() -> None:
+    with pytest.raises(ValueError, match="terminator"):
+        build_interchange_rendered(SPEC, [["BHT*0022*13*B1~HL*1"]])

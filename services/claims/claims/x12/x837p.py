@@ -8,12 +8,12 @@ subscriber, so there is no 2000C patient loop), 2300 claim, 2310B rendering prov
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from shared.x12.envelope import EnvelopeSpec, Party, build_interchange
+from shared.x12.envelope import EnvelopeSpec, Party, build_interchange_rendered
 
 IMPLEMENTATION = "005010X222A1"  # GS08 and ST03; x12sdk writes X222A2, which MCPs reject
 FUNCTIONAL_CODE = "HC"
@@ -192,11 +192,7 @@ def _x12_text(value: str, limit: int) -> str:
 
 
 def _seg(*elements: str) -> str:
-    """One segment without its terminator; trailing empty elements dropped (5010 forbids them).
-
-    Segments are rendered here rather than by shared.x12's generic renderer: a 50,000-claim batch has about a
-    million segments, and building strings directly keeps generation inside the benchmark budget.
-    """
+    """One segment without its terminator; trailing empty elements dropped (5010 forbids them)."""
     return "*".join(elements).rstrip("*")
 
 
@@ -204,28 +200,26 @@ def _composite(*components: str) -> str:
     return ":".join(components).rstrip(":")
 
 
-def _address_segments(address: PostalAddress) -> list[str]:
-    n3 = _seg("N3", _x12_text(address.line1, 55), _x12_text(address.line2, 55) if address.line2 else "")
-    return [n3, _seg("N4", _x12_text(address.city, 30), address.state.upper(), address.zip)]
-
-
 def _check_claim(claim: ProfessionalClaim) -> None:
-    if not claim.lines:
+    lines = claim.lines
+    diagnoses = len(claim.diagnosis_codes)
+    if not lines:
         raise ClaimBuildError("a claim needs at least one service line")
-    if len(claim.lines) > MAX_LINES_PER_CLAIM:
+    if len(lines) > MAX_LINES_PER_CLAIM:
         raise ClaimBuildError(f"a claim carries at most {MAX_LINES_PER_CLAIM} service lines")
-    if not 1 <= len(claim.diagnosis_codes) <= MAX_DIAGNOSES:
+    if not 1 <= diagnoses <= MAX_DIAGNOSES:
         raise ClaimBuildError(f"a claim carries 1 to {MAX_DIAGNOSES} diagnosis codes")
     if claim.frequency_code not in FREQUENCIES:
         raise ClaimBuildError("frequency code must be 1, 7 or 8")
     if claim.frequency_code in ("7", "8") and not claim.payer_claim_number:
         raise ClaimBuildError("a replacement or void needs the payer claim number (REF*F8)")
-    for line in claim.lines:
+    for line in lines:
         if len(line.modifiers) > 4:
             raise ClaimBuildError("SV101 carries at most 4 modifiers")
-        if not 1 <= len(line.diagnosis_pointers) <= 4:
+        pointers = line.diagnosis_pointers
+        if not 1 <= len(pointers) <= 4:
             raise ClaimBuildError("SV107 carries 1 to 4 diagnosis pointers")
-        if any(not 1 <= p <= len(claim.diagnosis_codes) for p in line.diagnosis_pointers):
+        if not 1 <= min(pointers) <= max(pointers) <= diagnoses:
             raise ClaimBuildError("a diagnosis pointer points past the claim's diagnosis codes")
 
 
@@ -233,10 +227,142 @@ def _date(value: date) -> str:
     return value.strftime("%Y%m%d")
 
 
-def _service_date(start: date, end: date | None) -> str:
-    if end is None or end == start:
-        return "DTP*472*D8*" + _date(start)
-    return f"DTP*472*RD8*{_date(start)}-{_date(end)}"
+class _SegmentWriter:
+    """Renders the claims of one batch as segment text (no terminators).
+
+    A 50,000-claim batch has about a million segments, so segments are written as strings straight away (no
+    element lists, no generic renderer), and what many claims share — payer, rendering providers, cities, dates,
+    diagnosis lists, amounts — is rendered once per batch and looked up after that.
+    """
+
+    def __init__(self) -> None:
+        self._dates: dict[date, str] = {}
+        self._amounts: dict[Decimal, str] = {}
+        self._quantities: dict[Decimal, str] = {}
+        self._n4: dict[tuple[str, str, str], str] = {}
+        self._payers: dict[tuple[str, str], str] = {}
+        self._renderings: dict[tuple[str, str, str | None, str | None, bool], tuple[str, ...]] = {}
+        self._diagnoses: dict[tuple[str, ...], str] = {}
+        self._pointers: dict[tuple[int, ...], str] = {}
+        self._procedures: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def date(self, value: date) -> str:
+        text = self._dates.get(value)
+        if text is None:
+            text = self._dates[value] = value.strftime("%Y%m%d")
+        return text
+
+    def money(self, value: Decimal) -> str:
+        # Equal amounts render alike, except a signed zero and NaN: those skip the cache.
+        if not value.is_finite() or not value:
+            return money(value)
+        text = self._amounts.get(value)
+        if text is None:
+            text = self._amounts[value] = money(value)
+        return text
+
+    def quantity(self, value: Decimal) -> str:
+        if not value.is_finite() or not value:
+            return quantity(value)
+        text = self._quantities.get(value)
+        if text is None:
+            text = self._quantities[value] = quantity(value)
+        return text
+
+    def address(self, address: PostalAddress) -> tuple[str, str]:
+        """N3 and N4."""
+        line2 = address.line2
+        n3 = ("N3*" + _x12_text(address.line1, 55) + ("*" + _x12_text(line2, 55) if line2 else "")).rstrip("*")
+        key = (address.city, address.state, address.zip)
+        n4 = self._n4.get(key)
+        if n4 is None:
+            n4 = self._n4[key] = _seg("N4", _x12_text(address.city, 30), address.state.upper(), address.zip)
+        return n3, n4
+
+    def payer(self, payer: Payer) -> str:
+        key = (payer.name, payer.identifier)
+        text = self._payers.get(key)
+        if text is None:
+            text = self._payers[key] = _seg("NM1", "PR", "2", _x12_text(payer.name, 60), "", "", "", "", "PI",
+                                            payer.identifier)
+        return text
+
+    def rendering(self, rendering: RenderingProvider) -> tuple[str, ...]:
+        """Loop 2310B: NM1*82 and, with a taxonomy, PRV*PE."""
+        key = (rendering.npi, rendering.last_name, rendering.first_name, rendering.taxonomy, rendering.organization)
+        segments = self._renderings.get(key)
+        if segments is None:
+            if rendering.organization:
+                nm1 = _seg("NM1", "82", "2", _x12_text(rendering.last_name, 60), "", "", "", "", "XX", rendering.npi)
+            else:
+                nm1 = _seg("NM1", "82", "1", _x12_text(rendering.last_name, 60),
+                           _x12_text(rendering.first_name or "", 35), "", "", "", "XX", rendering.npi)
+            segments = (nm1, "PRV*PE*PXC*" + rendering.taxonomy) if rendering.taxonomy else (nm1,)
+            self._renderings[key] = segments
+        return segments
+
+    def diagnoses(self, codes: tuple[str, ...]) -> str:
+        text = self._diagnoses.get(codes)
+        if text is None:
+            text = self._diagnoses[codes] = "HI*" + "*".join(
+                ("ABK:" if index == 0 else "ABF:") + code.replace(".", "").upper() for index, code in enumerate(codes))
+        return text
+
+    def pointers(self, pointers: tuple[int, ...]) -> str:
+        text = self._pointers.get(pointers)
+        if text is None:
+            text = self._pointers[pointers] = ":".join(str(p) for p in pointers)
+        return text
+
+    def procedure(self, code: str, modifiers: tuple[str, ...]) -> str:
+        """SV101: HC, the procedure code and its modifiers."""
+        key = (code, modifiers)
+        text = self._procedures.get(key)
+        if text is None:
+            text = self._procedures[key] = _composite("HC", code, *modifiers)
+        return text
+
+    def claim(self, claim: ProfessionalClaim, subscriber_hl: int, parent_hl: int, out: list[str]) -> None:
+        """Append loops 2000B-2400 of one claim to `out`. Raises ClaimBuildError."""
+        _check_claim(claim)
+        sub = claim.subscriber
+        n3, n4 = self.address(sub.address)
+        sex = sub.sex
+        out += (
+            f"HL*{subscriber_hl}*{parent_hl}*22*0",
+            "SBR*P*18*******" + CLAIM_FILING_MEDICAID,
+            _seg("NM1", "IL", "1", _x12_text(sub.last_name, 60), _x12_text(sub.first_name, 35),
+                 _x12_text(sub.middle_name, 25) if sub.middle_name else "", "", "", "MI", sub.cin),
+            n3, n4,
+            "DMG*D8*" + self.date(sub.birth_date) + ("*F" if sex == "F" else "*M" if sex == "M" else "*U"),
+            self.payer(claim.payer),
+            # CLM05: place of service : B (facility code qualifier, place of service) : frequency.
+            f"CLM*{claim.claim_id}*{self.money(claim.total_charge)}***{claim.place_of_service}:B:"
+            f"{claim.frequency_code}*Y*A*Y*Y",
+        )
+        # 2300 REF order in the TR3: G1 (prior authorization) comes before F8 (payer claim control number).
+        if claim.prior_authorization:
+            out.append("REF*G1*" + claim.prior_authorization)
+        if claim.payer_claim_number and claim.frequency_code in ("7", "8"):
+            out.append("REF*F8*" + claim.payer_claim_number)
+        out.append(self.diagnoses(claim.diagnosis_codes))
+        rendering = claim.rendering_provider
+        if rendering is not None and rendering.npi != claim.billing_provider.npi:
+            out += self.rendering(rendering)
+        claim_place = claim.place_of_service
+        for number, line in enumerate(claim.lines, start=1):
+            place = line.place_of_service
+            out.append(f"LX*{number}")
+            out.append(_seg("SV1", self.procedure(line.procedure_code, line.modifiers), self.money(line.charge),
+                            "UN", self.quantity(line.units), place if place and place != claim_place else "", "",
+                            self.pointers(line.diagnosis_pointers)))
+            end = line.service_to
+            if end is None or end == line.service_from:
+                out.append("DTP*472*D8*" + self.date(line.service_from))
+            else:
+                out.append(f"DTP*472*RD8*{self.date(line.service_from)}-{self.date(end)}")
+            if line.control_number:
+                out.append("REF*6R*" + line.control_number)
 
 
 def claim_segments(claim: ProfessionalClaim, subscriber_hl: int, parent_hl: int) -> list[str]:
@@ -244,60 +370,23 @@ def claim_segments(claim: ProfessionalClaim, subscriber_hl: int, parent_hl: int)
 
     Raises ClaimBuildError.
     """
-    _check_claim(claim)
-    sub = claim.subscriber
-    segments = [
-        f"HL*{subscriber_hl}*{parent_hl}*22*0",
-        "SBR*P*18*******" + CLAIM_FILING_MEDICAID,
-        _seg("NM1", "IL", "1", _x12_text(sub.last_name, 60), _x12_text(sub.first_name, 35),
-             _x12_text(sub.middle_name or "", 25), "", "", "MI", sub.cin),
-        *_address_segments(sub.address),
-        f"DMG*D8*{_date(sub.birth_date)}*{sub.sex if sub.sex in ('F', 'M') else 'U'}",
-        _seg("NM1", "PR", "2", _x12_text(claim.payer.name, 60), "", "", "", "", "PI", claim.payer.identifier),
-        # CLM05: place of service : B (facility code qualifier, place of service) : frequency.
-        f"CLM*{claim.claim_id}*{money(claim.total_charge)}***{claim.place_of_service}:B:{claim.frequency_code}"
-        "*Y*A*Y*Y",
-    ]
-    # 2300 REF order in the TR3: G1 (prior authorization) comes before F8 (payer claim control number).
-    if claim.prior_authorization:
-        segments.append("REF*G1*" + claim.prior_authorization)
-    if claim.payer_claim_number and claim.frequency_code in ("7", "8"):
-        segments.append("REF*F8*" + claim.payer_claim_number)
-    segments.append("HI*" + "*".join(("ABK:" if index == 0 else "ABF:") + code.replace(".", "").upper()
-                                     for index, code in enumerate(claim.diagnosis_codes)))
-    rendering = claim.rendering_provider
-    if rendering is not None and rendering.npi != claim.billing_provider.npi:
-        if rendering.organization:
-            segments.append(_seg("NM1", "82", "2", _x12_text(rendering.last_name, 60), "", "", "", "", "XX",
-                                 rendering.npi))
-        else:
-            segments.append(_seg("NM1", "82", "1", _x12_text(rendering.last_name, 60),
-                                 _x12_text(rendering.first_name or "", 35), "", "", "", "XX", rendering.npi))
-        if rendering.taxonomy:
-            segments.append("PRV*PE*PXC*" + rendering.taxonomy)
-    for number, line in enumerate(claim.lines, start=1):
-        segments.append(f"LX*{number}")
-        pos = line.place_of_service if line.place_of_service and line.place_of_service != claim.place_of_service \
-            else ""
-        segments.append(_seg("SV1", _composite("HC", line.procedure_code, *line.modifiers), money(line.charge), "UN",
-                             quantity(line.units), pos, "", ":".join(str(p) for p in line.diagnosis_pointers)))
-        segments.append(_service_date(line.service_from, line.service_to))
-        if line.control_number:
-            segments.append("REF*6R*" + line.control_number)
+    segments: list[str] = []
+    _SegmentWriter().claim(claim, subscriber_hl, parent_hl, segments)
     return segments
 
 
-def _billing_provider_segments(provider: BillingProvider, hl: int) -> list[str]:
+def _billing_provider_segments(provider: BillingProvider, hl: int, writer: _SegmentWriter) -> list[str]:
     segments = [f"HL*{hl}**20*1"]
     if provider.taxonomy:
         segments.append("PRV*BI*PXC*" + provider.taxonomy)
     segments.append(_seg("NM1", "85", "2", _x12_text(provider.name, 60), "", "", "", "", "XX", provider.npi))
-    segments.extend(_address_segments(provider.address))
+    segments.extend(writer.address(provider.address))
     segments.append("REF*EI*" + provider.tin)
     return segments
 
 
-def _transaction_body(header: BatchHeader, claims: Sequence[ProfessionalClaim], control: str) -> list[str]:
+def _transaction_body(header: BatchHeader, claims: Sequence[ProfessionalClaim], control: str,
+                      writer: _SegmentWriter) -> list[str]:
     created = header.created
     body = [
         # BHT06 CH: chargeable (fee-for-service claims); BHT02 00: original transmission.
@@ -316,10 +405,10 @@ def _transaction_body(header: BatchHeader, claims: Sequence[ProfessionalClaim], 
     for provider, provider_claims in by_provider.items():
         hl += 1
         parent = hl
-        body.extend(_billing_provider_segments(provider, parent))
+        body.extend(_billing_provider_segments(provider, parent, writer))
         for claim in provider_claims:
             hl += 1
-            body.extend(claim_segments(claim, hl, parent))
+            writer.claim(claim, hl, parent, body)
     return body
 
 
@@ -339,18 +428,18 @@ def build_837p(header: BatchHeader, claims: Sequence[ProfessionalClaim], *,
     if not claims:
         raise ValueError("an 837P batch needs at least one claim")
     ordered = sorted(claims, key=lambda c: (c.billing_provider.npi, c.billing_provider.tin, c.claim_id))
-    transactions: list[list[list[str]]] = []
-    owner: dict[str, str] = {}
-    for index, part in enumerate(chunk(ordered, max_claims_per_transaction), start=1):
-        control = f"{index:04d}"
-        # The body is rendered with the standard separators from cleaned values; the envelope writer takes
-        # elements (and refuses a separator inside one), so each segment goes back to its elements.
-        transactions.append([segment.split("*") for segment in _transaction_body(header, part, control)])
-        for claim in part:
-            owner[claim.claim_id] = control
+    parts = list(chunk(ordered, max_claims_per_transaction))
+    owner = {claim.claim_id: f"{index:04d}" for index, part in enumerate(parts, start=1) for claim in part}
+    writer = _SegmentWriter()
+
+    def transactions() -> Iterator[list[str]]:
+        # One transaction set's segments at a time: the envelope turns each into text before the next is built.
+        for index, part in enumerate(parts, start=1):
+            yield _transaction_body(header, part, f"{index:04d}", writer)
+
     spec = EnvelopeSpec(sender=header.sender, receiver=header.receiver_party,
                         interchange_control_number=header.interchange_control_number,
                         group_control_number=header.group_control_number, functional_code=FUNCTIONAL_CODE,
                         version=IMPLEMENTATION, created=header.created, usage=header.usage)
-    text = build_interchange(spec, transactions, line_breaks=line_breaks)
-    return Built837(text=text, transaction_of_claim=owner, transaction_sets=len(transactions))
+    text = build_interchange_rendered(spec, transactions(), line_breaks=line_breaks)
+    return Built837(text=text, transaction_of_claim=owner, transaction_sets=len(parts))

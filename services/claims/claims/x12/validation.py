@@ -167,17 +167,19 @@ def claim_rules(text: str) -> list[ValidationIssue]:
         delimiters = detect_delimiters(text)
     except X12SyntaxError as exc:
         return [ValidationIssue(exc.position, exc.segment_id, "x12-syntax", exc.message)]
+    body = text.lstrip("\ufeff \r\n\t")
+    raws = body.split(delimiters.segment)
+    if "\n" in body or "\r" in body:  # line breaks after terminators are tolerated
+        raws = [raw.strip("\r\n") for raw in raws]
     scan = _ClaimScan(delimiters.component)
-    element = delimiters.element
-    position = 0
-    for raw in text.lstrip("\ufeff \r\n\t").split(delimiters.segment):
-        raw = raw.strip("\r\n")
-        if not raw:
-            continue
-        position += 1
-        scan.segment(raw.split(element), position)
+    scan.feed(raws, delimiters.element)
     scan.close_claim()
     return scan.issues
+
+
+# Frequent segments no rule looks at (they neither carry a checked value nor open or close a claim or an
+# entity): skipped without being split.
+_PASSED_OVER = frozenset({"SBR", "N3", "DMG", "HI", "PRV", "LX", "DTP", "BHT", "PER"})
 
 
 class _ClaimScan:
@@ -190,6 +192,7 @@ class _ClaimScan:
         self.claim: tuple[int, str, str] | None = None  # (position, CLM02, frequency)
         self.line_total = Decimal("0")
         self.has_f8 = False
+        self._npi_problems: dict[str, str | None] = {}  # a batch names the same few NPIs on every claim
 
     def close_claim(self) -> None:
         if self.claim is None:
@@ -204,41 +207,56 @@ class _ClaimScan:
                                                "a replacement (7) or void (8) claim needs REF*F8 payer claim number"))
         self.claim, self.line_total, self.has_f8 = None, Decimal("0"), False
 
+    def feed(self, raws: list[str], element: str) -> None:
+        """Check segments in file order; empty ones (after the last terminator) do not count as positions."""
+        position = 0
+        passed_over = _PASSED_OVER
+        for raw in raws:
+            if not raw:
+                continue
+            position += 1
+            cut = raw.find(element)
+            if (raw if cut < 0 else raw[:cut]) in passed_over:
+                continue
+            self.segment(raw.split(element), position)
+
     def segment(self, elements: list[str], position: int) -> None:
         sid = elements[0]
-
-        def get(index: int) -> str:
-            return elements[index] if index < len(elements) else ""
-
+        count = len(elements)
         if sid == "NM1":
-            self.entity = get(1)
-            if get(8) == "XX":
-                problem = npi_problem(get(9))
+            entity = self.entity = elements[1] if count > 1 else ""
+            if count > 8 and elements[8] == "XX":
+                npi = elements[9] if count > 9 else ""
+                if npi in self._npi_problems:
+                    problem = self._npi_problems[npi]
+                else:
+                    problem = self._npi_problems[npi] = npi_problem(npi)
                 if problem is not None:
                     self.issues.append(ValidationIssue(position, "NM1", "npi-check-digit",
-                                                       f"NM109 NPI of entity {get(1)} {problem}"))
-        elif sid == "N4" and self.entity == "85":
-            zip_code = get(3)
-            if not (len(zip_code) == 9 and zip_code.isdigit()):
-                self.issues.append(ValidationIssue(position, "N4", "billing-zip-9",
-                                                   "the billing provider's N403 must be a 9-digit ZIP+4"))
+                                                       f"NM109 NPI of entity {entity} {problem}"))
         elif sid == "SV1":
-            amount = _decimal(get(2))
+            amount = _decimal(elements[2] if count > 2 else "")
             if amount is None:
                 self.issues.append(ValidationIssue(position, "SV1", "sv102-amount", "SV102 is not a number"))
             else:
                 self.line_total += amount
+        elif sid == "N4":
+            if self.entity == "85":
+                zip_code = elements[3] if count > 3 else ""
+                if not (len(zip_code) == 9 and zip_code.isdigit()):
+                    self.issues.append(ValidationIssue(position, "N4", "billing-zip-9",
+                                                       "the billing provider's N403 must be a 9-digit ZIP+4"))
         elif sid == "CLM":
             self.close_claim()
-            composite = get(5).split(self.component)
-            self.claim = (position, get(2), composite[2] if len(composite) > 2 else "")
+            composite = (elements[5] if count > 5 else "").split(self.component)
+            self.claim = (position, elements[2] if count > 2 else "", composite[2] if len(composite) > 2 else "")
         elif sid == "REF":
-            if get(1) == "F8" and self.claim is not None:
+            if count > 1 and elements[1] == "F8" and self.claim is not None:
                 self.has_f8 = True
         elif sid in ("HL", "SE", "ST"):
             self.close_claim()
             self.entity = None
-        elif sid == "GS" and get(8) != IMPLEMENTATION:
+        elif sid == "GS" and (elements[8] if count > 8 else "") != IMPLEMENTATION:
             self.issues.append(ValidationIssue(position, "GS", "gs08-version", f"GS08 must be {IMPLEMENTATION}"))
 
 

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -168,13 +169,24 @@ def claim_rules(text: str) -> list[ValidationIssue]:
     except X12SyntaxError as exc:
         return [ValidationIssue(exc.position, exc.segment_id, "x12-syntax", exc.message)]
     body = text.lstrip("\ufeff \r\n\t")
-    raws = body.split(delimiters.segment)
-    if "\n" in body or "\r" in body:  # line breaks after terminators are tolerated
-        raws = [raw.strip("\r\n") for raw in raws]
+    line_breaks = "\n" in body or "\r" in body  # line breaks after terminators are tolerated
     scan = _ClaimScan(delimiters.component)
-    scan.feed(raws, delimiters.element)
+    for raws in _segment_chunks(body, delimiters.segment):
+        scan.feed([raw.strip("\r\n") for raw in raws] if line_breaks else raws, delimiters.element)
     scan.close_claim()
     return scan.issues
+
+
+def _segment_chunks(body: str, terminator: str, size: int = 1 << 20) -> Iterator[list[str]]:
+    # body.split(terminator), a megabyte at a time: a 20 MB file never becomes a million strings at once.
+    start, end = 0, len(body)
+    while start < end:
+        cut = body.find(terminator, start + size)
+        if cut < 0:
+            yield body[start:].split(terminator)
+            return
+        yield body[start:cut].split(terminator)
+        start = cut + len(terminator)
 
 
 # Frequent segments no rule looks at (they neither carry a checked value nor open or close a claim or an
@@ -193,6 +205,7 @@ class _ClaimScan:
         self.line_total = Decimal("0")
         self.has_f8 = False
         self._npi_problems: dict[str, str | None] = {}  # a batch names the same few NPIs on every claim
+        self.position = 0  # segments seen so far (1-based positions in issues)
 
     def close_claim(self) -> None:
         if self.claim is None:
@@ -209,7 +222,7 @@ class _ClaimScan:
 
     def feed(self, raws: list[str], element: str) -> None:
         """Check segments in file order; empty ones (after the last terminator) do not count as positions."""
-        position = 0
+        position = self.position
         passed_over = _PASSED_OVER
         for raw in raws:
             if not raw:
@@ -219,6 +232,7 @@ class _ClaimScan:
             if (raw if cut < 0 else raw[:cut]) in passed_over:
                 continue
             self.segment(raw.split(element), position)
+        self.position = position
 
     def segment(self, elements: list[str], position: int) -> None:
         sid = elements[0]

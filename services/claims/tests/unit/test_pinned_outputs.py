@@ -293,3 +293,15 @@ def test_pinned_inputs_are_what_they_claim() -> None:
             "ecm_chw_same_period", "lifetime_cap_exceeded", "not_eligible", "modifiers_not_allowed"} <= codes, codes
     assert sum(r.accepted for r in results) > 100
     assert replace(_claim(1)) == _claim(1)
+
+
+def test_rules_read_a_file_in_chunks_exactly_as_one_split() -> None:
+    # claim_rules splits a large file a megabyte at a time; the cuts must not move, merge or drop a segment.
+    from claims.x12.validation import _segment_chunks
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        body = "".join(rng.choice("ab~\n") for _ in range(rng.randrange(1, 40)))
+        pieces = [piece for chunk in _segment_chunks(body, "~", rng.randrange(1, 12)) for piece in chunk]
+        whole = body.split("~")
+        assert pieces == whole or pieces + [""] == whole, body

@@ -188,7 +188,10 @@ class McpBilling(_Config):
 
     def fee_schedule_on(self, day: date) -> FeeSchedule | None:
         """The schedule in force on a date of service, or None."""
-        return next((s for s in self.fee_schedules if s.in_force_on(day)), None)
+        for schedule in self.fee_schedules:  # FeeSchedule.in_force_on, inlined: asked once per encounter
+            if schedule.effective_from <= day and (schedule.effective_to is None or day <= schedule.effective_to):
+                return schedule
+        return None
 
 
 class Submitter(_Config):

@@ -169,13 +169,13 @@ def _rules_for(service_code: str, hcpcs: str, day: date) -> tuple[codes.CodeRule
     return tuple(r for r in codes.allowed_codes(service_code, day) if r.hcpcs == hcpcs)
 
 
-def _service_candidates(submission: EncounterSubmission) -> list[str]:
-    if submission.program == "ecm":
+def _service_candidates(program: str, cs_code: str | None) -> list[str]:
+    if program == "ecm":
         return list(ECM_SERVICES)
-    if submission.program == "chw":
+    if program == "chw":
         return ["chw"]
-    candidates = [submission.cs_code] if submission.cs_code else []
-    if submission.cs_code in HOUSING_SERVICES:
+    candidates = [cs_code] if cs_code else []
+    if cs_code in HOUSING_SERVICES:
         candidates.append("housing_outreach")
     return candidates
 
@@ -192,38 +192,49 @@ _CODE_REASONS = {
 
 def resolve_service(submission: EncounterSubmission, result: CheckResult) -> None:
     """Find the billing service whose code table allows the code and modifiers on every date of service."""
-    candidates = _service_candidates(submission)
+    service_code, reasons = _resolution(submission.program, submission.cs_code, submission.hcpcs,
+                                        tuple(submission.modifiers), submission.service_from, submission.service_to,
+                                        submission.prerequisites)
+    if service_code is not None:
+        result.service_code = service_code
+    result.reasons.extend(reasons)
+
+
+@lru_cache(maxsize=8192)
+def _resolution(program: str, cs_code: str | None, hcpcs: str, modifiers: tuple[str, ...], service_from: date,
+                service_to: date, prerequisites: frozenset[str]) -> tuple[str | None, tuple[Reason, ...]]:
+    # The code table is immutable reference data and Reasons are frozen: one answer per combination is enough.
+    candidates = _service_candidates(program, cs_code)
     if not candidates:
-        result.reasons.append(Reason("cs_code_required", "a Community Supports encounter names its service"))
-        return
-    misses: list[tuple[int, str, str]] = []
+        return None, (Reason("cs_code_required", "a Community Supports encounter names its service"),)
+    days = {service_from, service_to}
+    refusals: list[tuple[str, set[str | None]]] = []
     for service_code in candidates:
         try:
-            problems = {_code_problem(service_code, submission.hcpcs, tuple(submission.modifiers), day)
-                        for day in {submission.service_from, submission.service_to}}
+            problems = {_code_problem(service_code, hcpcs, modifiers, day) for day in days}
         except ValueError:
-            result.reasons.append(Reason("unknown_service", "the Community Supports service code is unknown"))
-            return
+            return None, (Reason("unknown_service", "the Community Supports service code is unknown"),)
         problems.discard(None)
         if not problems:
-            result.service_code = service_code
             break
-        for problem in problems:
-            assert problem is not None
-            code, rank = _CODE_REASONS.get(problem, ("code_not_allowed", 3))
-            misses.append((rank, code, f"{submission.hcpcs} with modifiers "
-                                       f"{'+'.join(submission.modifiers) or 'none'}: {problem} "
-                                       f"({service_code}, effective-dated DHCS code table)"))
-    if result.service_code is None:
+        refusals.append((service_code, problems))
+    else:
+        misses: list[tuple[int, str, str]] = []
+        for service_code, problems in refusals:
+            for problem in problems:
+                assert problem is not None
+                code, rank = _CODE_REASONS.get(problem, ("code_not_allowed", 3))
+                misses.append((rank, code, f"{hcpcs} with modifiers {'+'.join(modifiers) or 'none'}: {problem} "
+                                           f"({service_code}, effective-dated DHCS code table)"))
         _rank, code, message = min(misses)
-        result.reasons.append(Reason(code, message))
-        return
-    rules = [r for r in _rules_for(result.service_code, submission.hcpcs.upper(), submission.service_from)
-             if r.modifiers == frozenset(submission.modifiers)]
-    for rule in rules:
-        missing = sorted(rule.prerequisites - submission.prerequisites)
-        if missing:
-            result.reasons.append(Reason("prerequisite_missing", f"{rule.hcpcs} needs {', '.join(missing)}"))
+        return None, (Reason(code, message),)
+    reasons = []
+    for rule in _rules_for(service_code, hcpcs.upper(), service_from):
+        if rule.modifiers == frozenset(modifiers):
+            missing = sorted(rule.prerequisites - prerequisites)
+            if missing:
+                reasons.append(Reason("prerequisite_missing", f"{rule.hcpcs} needs {', '.join(missing)}"))
+    return service_code, tuple(reasons)
 
 
 def _check_dates(submission: EncounterSubmission, billing: McpBilling, today: date, result: CheckResult) -> None:
@@ -419,8 +430,9 @@ def check_encounter(submission: EncounterSubmission, context: CheckContext) -> C
             service_from=submission.service_from, outreach_attempt=submission.outreach_attempt,
             outreach_successful=submission.outreach_outcome == "successful")
         try:
-            result.price = price(request, billing.fee_schedule_on(submission.service_from),
-                                 [p.priced() for p in context.history], billing.profile.outreach_cap)
+            # PriorEncounter carries what pricing reads of it: no PricedService copy per prior encounter.
+            result.price = price(request, billing.fee_schedule_on(submission.service_from), context.history,
+                                 billing.profile.outreach_cap)
         except NoRate as missing:
             result.reasons.append(Reason(missing.code, missing.message))
         else:

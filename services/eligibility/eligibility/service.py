@@ -34,6 +34,7 @@ from eligibility.domain.schedule import (
     period_of,
     realtime_batch_key,
 )
+from eligibility.domain.served import tracked_status
 from eligibility.repository import EligibilityUnitOfWork, aware, pending_timer
 from eligibility.x12 import codes
 from eligibility.x12.loops import X279Invalid
@@ -574,8 +575,9 @@ async def track_authorization(uow: EligibilityUnitOfWork, event: Envelope[Any], 
     existing = await uow.authorizations.get(data.authorization_id)
     if existing is None and "program" not in values:
         values["program"] = "ecm"  # expired/closed before we saw it: the program is unknown and irrelevant
-    if existing is not None and existing.status in ("expired", "closed") and status in ("requested", "active"):
-        return  # an older event arriving late must not reopen a finished authorization
+    # A late or replayed event never moves the authorization back (a late `requested` after the approval, a
+    # late approval after the end); its other facts (period, member) are still kept.
+    status = values["status"] = tracked_status(existing.status if existing is not None else None, status)
     await uow.authorizations.upsert(data.authorization_id, uow.now(), **values)
     if status == "active":
         await ensure_monthly_timer(uow, data.mcp_code)

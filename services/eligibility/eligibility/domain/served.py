@@ -1,0 +1,25 @@
+"""The authorizations a member is served under, as eligibility tracks them from authorization.* events: an
+active one puts the member in the MCP's monthly re-check and in the ECM/CHW same-period rule.
+
+Events of one authorization can arrive out of order (a dead letter replayed after the events that followed it),
+so the tracked status only moves forward along the lifecycle (docs/decisions/0125-projections-converge-whatever-
+the-order.md): a late `requested` never takes an approved member out of the re-check, a late approval never
+brings back one whose authorization ended.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# `active` outranks `denied`: an overturned denial is approved afterwards, an approval is never denied later.
+_RANK: Final[dict[str, int]] = {"requested": 0, "denied": 1, "active": 2, "expired": 3, "closed": 3}
+
+
+def tracked_status(current: str | None, incoming: str) -> str:
+    """The status to keep once an event with status `incoming` arrives (never backwards along the lifecycle).
+
+    Raises KeyError for a status the lifecycle does not know.
+    """
+    if current is None:
+        return incoming
+    return incoming if _RANK[incoming] > _RANK[current] else current

@@ -1,0 +1,52 @@
+"""Eligibility keeps the same served authorizations whatever order authorization.* events arrive in: a late
+`requested` (a dead letter replayed after the approval) never takes an approved member out of the monthly re-check
+or the ECM/CHW same-period rule."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from eligibility.domain.served import tracked_status
+
+from shared.contracts.authorizations import AuthorizationClosed
+from shared.envelope import new_event
+from shared.identity import member_id_for
+
+
+@pytest.mark.parametrize(("current", "incoming", "kept"), [
+    (None, "requested", "requested"),
+    ("requested", "active", "active"),
+    ("active", "requested", "active"),  # the approval arrived first
+    ("denied", "active", "active"),  # an overturned denial
+    ("active", "denied", "active"),  # a replayed denial older than the approval
+    ("closed", "active", "closed"),
+    ("expired", "requested", "expired"),
+])
+def test_the_tracked_status_never_moves_backwards(current: str | None, incoming: str, kept: str) -> None:
+    assert tracked_status(current, incoming) == kept
+
+
+async def test_approval_before_request_keeps_the_member_served(kit: Any) -> None:
+    requested, approved = kit.authorization()
+    await kit.deliver(approved)
+    await kit.deliver(requested)
+    async with kit.uow() as uow:
+        row = await uow.authorizations.get("auth_1")
+        served = await uow.authorizations.services_for(member_id_for("90000001A"))
+    assert row.status == "active" and (row.period_start, row.period_end) == (date(2026, 1, 1), date(2026, 12, 31))
+    assert [s.program for s in served] == ["ecm"]
+
+
+async def test_a_closure_before_the_approval_is_never_undone(kit: Any) -> None:
+    requested, approved = kit.authorization()
+    closed = new_event(AuthorizationClosed(authorization_id="auth_1", mcp_code="lacare", reason="plan_changed",
+                                           effective=date(2026, 3, 1)),
+                       subject="auth_1", source="authorizations", member_id=member_id_for("90000001A"))
+    for event in (closed, approved, requested):
+        await kit.deliver(event)
+    async with kit.uow() as uow:
+        row = await uow.authorizations.get("auth_1")
+        served = await uow.authorizations.services_for(member_id_for("90000001A"))
+    assert row.status == "closed" and served == []

@@ -8,6 +8,7 @@ from typing import Any
 
 from sftp_gateway.domain.calendar import daily_run_at
 from sftp_gateway.domain.profile import Profile
+from sftp_gateway.domain.projection import authorization_changes
 from sftp_gateway.ports import gateway_ports
 from sftp_gateway.repository import SftpGatewayUnitOfWork, aware
 from sftp_gateway.service import GatewayError, deliver
@@ -84,13 +85,10 @@ async def deliver_eligibility_batch(event: Envelope[EligibilityBatchCreated], uo
 async def record_authorization_request(event: Envelope[AuthorizationRequested], uow: SftpGatewayUnitOfWork) -> None:
     """Keep the request for RTF rows and, for MCPs that take referral files over SFTP, queue it for one."""
     data = event.data
-    if await uow.projections.authorization(data.authorization_id) is not None:
-        return
     member = data.member
     address = member.address
-    await uow.projections.add_authorization({
-        "authorization_id": data.authorization_id, "mcp_code": data.mcp_code,
-        "cbo_organization_id": data.cbo_organization_id, "referral_id": data.referral_id,
+    stored = await _record(uow, event, data.authorization_id, {
+        "mcp_code": data.mcp_code, "cbo_organization_id": data.cbo_organization_id, "referral_id": data.referral_id,
         "member_id": member_id_for(member.cin), "cin": member.cin, "last_name": member.last_name,
         "first_name": member.first_name, "middle_name": member.middle_name, "birth_date": member.birth_date,
         "sex": (member.sex or None) and member.sex[:1], "phone": member.phone,
@@ -98,8 +96,9 @@ async def record_authorization_request(event: Envelope[AuthorizationRequested], 
         "city": address.city if address else None, "state": address.state if address else None,
         "zip": address.zip if address else None, "program": data.service.program.value,
         "pof_codes": list(data.service.pof_codes), "cs_code": data.service.cs_code, "urgency": data.urgency.value,
-        "status": "requested", "requested_at": data.requested_at, "decision_due": data.decision_due,
-        "updated_at": event.time})
+        "status": "requested", "requested_at": data.requested_at, "decision_due": data.decision_due})
+    if stored != "requested":
+        return  # decided before its request arrived (a replayed dead letter): the MCP is not asked again
     ports = gateway_ports(uow)
     profile = ports.profiles.get(data.mcp_code)
     if profile is None or profile.outbound.referral_channel != "sftp":
@@ -113,60 +112,83 @@ async def record_authorization_request(event: Envelope[AuthorizationRequested], 
                    payload={"mcp_code": data.mcp_code})
 
 
-async def _decided(uow: SftpGatewayUnitOfWork, authorization_id: str, **values: Any) -> None:
-    if not await uow.projections.update_authorization(authorization_id, **values):
-        # The request predates the gateway's projection (or is still on its way): nothing to report on yet.
-        log.info("decision for an authorization the gateway has not seen", extra={"authorization_id":
-                                                                                   authorization_id})
+async def _record(uow: SftpGatewayUnitOfWork, event: Envelope[Any], authorization_id: str,
+                  values: dict[str, Any]) -> str:
+    """Fold one authorization event into the projection (sftp_gateway.domain.projection); returns the status
+    the authorization stands at afterwards."""
+    row = await uow.projections.authorization(authorization_id)
+    stored = None if row is None else {**row._mapping, "updated_at": aware(row.updated_at)}
+    changes = authorization_changes(stored, values, event.time)
+    if stored is None:
+        if values.get("cin") is None:
+            # A decision or lifecycle event before the request (a replayed dead letter, or an MCP assignment
+            # that never had one): kept, so the request that may follow does not reopen it.
+            log.info("authorization event before its request kept", extra={"authorization_id": authorization_id,
+                                                                           "event_type": event.type})
+        await uow.projections.add_authorization({"authorization_id": authorization_id,
+                                                 "member_id": event.member_id, "pof_codes": [], **changes})
+        return str(changes["status"])
+    if changes:
+        await uow.projections.update_authorization(authorization_id, **changes)
+    return str(changes.get("status", stored["status"]))
+
+
+async def _decided(uow: SftpGatewayUnitOfWork, event: Envelope[Any], **values: Any) -> None:
+    data = event.data
+    service = getattr(data, "service", None)
+    known = {"mcp_code": data.mcp_code, "cbo_organization_id": getattr(data, "cbo_organization_id", None),
+             "referral_id": getattr(data, "referral_id", None),
+             "program": service.program.value if service is not None else None,
+             "pof_codes": list(service.pof_codes) if service is not None else None,
+             "cs_code": service.cs_code if service is not None else None}
+    await _record(uow, event, data.authorization_id, {**known, **values})
 
 
 @registry.handles(AuthorizationApproved)
 async def record_approval(event: Envelope[AuthorizationApproved], uow: SftpGatewayUnitOfWork) -> None:
     """Approved period for RTF enrollment dates."""
     d = event.data
-    await _decided(uow, d.authorization_id, status="approved", decided_at=d.decided_at, period_start=d.period_start,
-                   period_end=d.period_end, mcp_authorization_number=d.mcp_authorization_number, updated_at=event.time)
+    await _decided(uow, event, status="approved", decided_at=d.decided_at, period_start=d.period_start,
+                   period_end=d.period_end, mcp_authorization_number=d.mcp_authorization_number)
 
 
 @registry.handles(AuthorizationDenied)
 async def record_denial(event: Envelope[AuthorizationDenied], uow: SftpGatewayUnitOfWork) -> None:
     """Denied: reported as such on the RTF."""
     d = event.data
-    await _decided(uow, d.authorization_id, status="denied", decided_at=d.decided_at, end_reason=d.reason[:200],
-                   updated_at=event.time)
+    await _decided(uow, event, status="denied", decided_at=d.decided_at, end_reason=d.reason[:200])
 
 
 @registry.handles(AuthorizationPended)
 async def record_pend(event: Envelope[AuthorizationPended], uow: SftpGatewayUnitOfWork) -> None:
     """Pended: still pending on the RTF."""
-    await _decided(uow, event.data.authorization_id, status="pended", updated_at=event.time)
+    await _decided(uow, event, status="pended")
 
 
 @registry.handles(AuthorizationSuspended)
 async def record_suspension(event: Envelope[AuthorizationSuspended], uow: SftpGatewayUnitOfWork) -> None:
     """Suspended."""
-    await _decided(uow, event.data.authorization_id, status="suspended", updated_at=event.time)
+    await _decided(uow, event, status="suspended")
 
 
 @registry.handles(AuthorizationResumed)
 async def record_resumption(event: Envelope[AuthorizationResumed], uow: SftpGatewayUnitOfWork) -> None:
     """Resumed: back to approved."""
-    await _decided(uow, event.data.authorization_id, status="approved", updated_at=event.time)
+    await _decided(uow, event, status="approved")
 
 
 @registry.handles(AuthorizationClosed)
 async def record_closure(event: Envelope[AuthorizationClosed], uow: SftpGatewayUnitOfWork) -> None:
     """Closed early: the RTF's discontinuation date and reason."""
     d = event.data
-    await _decided(uow, d.authorization_id, status="closed", ended_on=d.effective, end_reason=d.reason[:200],
-                   updated_at=event.time)
+    await _decided(uow, event, status="closed", ended_on=d.effective, end_reason=d.reason[:200])
 
 
 @registry.handles(AuthorizationExpired)
 async def record_expiry(event: Envelope[AuthorizationExpired], uow: SftpGatewayUnitOfWork) -> None:
     """Expired at its period end."""
     d = event.data
-    await _decided(uow, d.authorization_id, status="expired", ended_on=d.period_end, updated_at=event.time)
+    await _decided(uow, event, status="expired", ended_on=d.period_end)
 
 
 @registry.handles(ReferralStatusChanged)

@@ -88,6 +88,8 @@ received_content = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
+# A decision that arrives before its request (a replayed dead letter, an MCP assignment that never had one) is
+# kept with the member and request columns empty until the request fills them (migration 0003).
 authorization_record = Table(
     "authorization_record",
     metadata,
@@ -95,12 +97,12 @@ authorization_record = Table(
     Column("mcp_code", String(50), nullable=False),
     Column("cbo_organization_id", String(64), nullable=True),
     Column("referral_id", String(64), nullable=True),
-    Column("member_id", String(40), nullable=False),
-    Column("cin", String(9), nullable=False),
-    Column("last_name", String(100), nullable=False),
-    Column("first_name", String(100), nullable=False),
+    Column("member_id", String(40), nullable=True),
+    Column("cin", String(9), nullable=True),
+    Column("last_name", String(100), nullable=True),
+    Column("first_name", String(100), nullable=True),
     Column("middle_name", String(100), nullable=True),
-    Column("birth_date", Date, nullable=False),
+    Column("birth_date", Date, nullable=True),
     Column("sex", String(1), nullable=True),
     Column("phone", String(30), nullable=True),
     Column("address_line1", String(200), nullable=True),
@@ -108,12 +110,12 @@ authorization_record = Table(
     Column("city", String(100), nullable=True),
     Column("state", String(2), nullable=True),
     Column("zip", String(10), nullable=True),
-    Column("program", String(10), nullable=False),
+    Column("program", String(10), nullable=True),
     Column("pof_codes", JSON, nullable=False),
     Column("cs_code", String(60), nullable=True),
     Column("urgency", String(20), nullable=True),
     Column("status", String(20), nullable=False),
-    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=True),
     Column("decision_due", DateTime(timezone=True), nullable=True),
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("period_start", Date, nullable=True),

@@ -187,16 +187,17 @@ class ProjectionRepository:
         return bool(getattr(result, "rowcount", 0))
 
     async def authorizations(self, mcp_code: str) -> list[AuthorizationView]:
-        """Every authorization of an MCP the gateway knows."""
+        """Every authorization of an MCP whose request the gateway knows (a decision kept before its request
+        names no member yet: there is nothing to report about it)."""
         rows = await self.session.execute(select(authorization_record).where(
-            authorization_record.c.mcp_code == mcp_code))
+            authorization_record.c.mcp_code == mcp_code, authorization_record.c.cin.is_not(None)))
         return [authorization_view(r) for r in rows]
 
     async def unsent_requests(self, mcp_code: str) -> list[AuthorizationView]:
         """Open requests of an MCP not yet carried by a referral file."""
         rows = await self.session.execute(select(authorization_record).where(
             authorization_record.c.mcp_code == mcp_code, authorization_record.c.status == "requested",
-            authorization_record.c.referral_file_id.is_(None)))
+            authorization_record.c.referral_file_id.is_(None), authorization_record.c.cin.is_not(None)))
         return [authorization_view(r) for r in rows]
 
     async def mark_sent(self, authorization_ids: Iterable[str], file_id: str) -> None:

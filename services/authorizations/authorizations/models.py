@@ -143,6 +143,8 @@ class MifRowOutcome(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolution: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # YYYY-MM of the row's file (migration 0003); NULL when the MCP's layout carries no reporting period.
+    reporting_period: Mapped[str | None] = mapped_column(String(7))
 
     __table_args__ = (
         UniqueConstraint("file_id", "row_number"),

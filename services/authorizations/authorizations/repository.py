@@ -307,6 +307,7 @@ class MifRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._staged_periods: dict[tuple[str, str], str] = {}
 
     async def outcome_of(self, file_id: str, row_number: int) -> MifRowOutcome | None:
         """What a row already did (business idempotency when the gateway republishes a file)."""
@@ -316,6 +317,17 @@ class MifRepository:
     def add(self, outcome: MifRowOutcome) -> None:
         """Stage a row outcome."""
         self.session.add(outcome)
+        if outcome.reporting_period:
+            # Rows staged in this unit of work (a consumer batch) count before they are flushed.
+            key = (outcome.member_id, outcome.mcp_code)
+            self._staged_periods[key] = max(self._staged_periods.get(key, ""), outcome.reporting_period)
+
+    async def newest_period(self, member_id: str, mcp_code: str) -> str | None:
+        """The newest reporting period (YYYY-MM) of any row already taken for a member from an MCP, or None."""
+        stored = await self.session.scalar(select(func.max(MifRowOutcome.reporting_period)).where(
+            MifRowOutcome.member_id == member_id, MifRowOutcome.mcp_code == mcp_code))
+        newest = max(str(stored or ""), self._staged_periods.get((member_id, mcp_code), ""))
+        return newest or None
 
     async def get(self, outcome_id: str, *, for_update: bool = False) -> MifRowOutcome | None:
         """One row outcome."""

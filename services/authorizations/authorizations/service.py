@@ -19,7 +19,15 @@ from sqlalchemy.exc import IntegrityError
 from uuid6 import uuid7
 
 from authorizations.domain.deadlines import Deadline, decision_due, escalation_at, pend_extension, service_key
-from authorizations.domain.mif import Candidate, MifException, MifOutcome, match_row, row_service_key
+from authorizations.domain.mif import (
+    Candidate,
+    MifException,
+    MifOutcome,
+    match_row,
+    reporting_month,
+    row_service_key,
+    set_aside_if_older,
+)
 from authorizations.domain.periods import PeriodError, PeriodKind, authorized_period, cap_end, expiring_on
 from authorizations.domain.policy import AuthorizationPolicy, MifDecision, Terms, service_keys
 from authorizations.domain.presumptive import presumptive_basis
@@ -370,6 +378,9 @@ async def apply_mif_row(uow: AuthorizationsUnitOfWork, event: Envelope[MemberInf
                             period_end=a.period_end) for a in auths]
     match = match_row(decision, key, row.mcp_authorization_id, row.authorization_start, row.authorization_end,
                       candidates)
+    period = reporting_month(row.reporting_period)
+    if period is not None:  # a late file of an older reporting period never undoes what a newer one decided
+        match = set_aside_if_older(match, period, await uow.mif.newest_period(member_id, row.mcp_code))
     by_id = {a.id: a for a in auths}
     target = by_id.get(match.authorization_id or "")
     try:
@@ -408,7 +419,7 @@ async def _mif_outcome(uow: AuthorizationsUnitOfWork, event: Envelope[MemberInfo
                            reason=reason.value if reason else None, authorization_id=auth_id,
                            ecm_status=(row.ecm_status or "")[:50] or None,
                            mcp_authorization_id=row.mcp_authorization_id, resolved_at=None, resolved_by=None,
-                           resolution=None, created_at=now)
+                           resolution=None, created_at=now, reporting_period=reporting_month(row.reporting_period))
     uow.mif.add(record)
     if outcome is MifOutcome.EXCEPTION:
         log.info("mif row kept as exception", extra={"file_id": row.file_id, "row_number": row.row_number,

@@ -2,11 +2,13 @@
 
 Every row ends in exactly one outcome: a decision on an open request, a confirmation of a known approval,
 a period change, a discontinuation, an MCP-initiated assignment, or an exception kept for a person. None is
-dropped (docs/decisions/0042-mif-matching.md).
+dropped (docs/decisions/0042-mif-matching.md). A row of an older reporting period than one already applied for
+the member may confirm what stands but never changes it (docs/decisions/0126-late-member-information-files.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -41,6 +43,7 @@ class MifException(StrEnum):
     UNKNOWN_SERVICE = "unknown_service"
     UNKNOWN_PROVIDER = "unknown_provider"  # assignment created, but the assigned NPI maps to no CBO
     INVALID_PERIOD = "invalid_period"
+    OLDER_REPORTING_PERIOD = "older_reporting_period"  # the member's newer MIF already stands
 
 
 @dataclass(frozen=True)
@@ -121,3 +124,24 @@ def match_row(decision: MifDecision | None, service_key: str, number: str | None
     if decision is MifDecision.DENIED and numbered:
         return MifMatch(MifOutcome.EXCEPTION, numbered[0].authorization_id, MifException.DENIAL_OF_APPROVED)
     return MifMatch(MifOutcome.EXCEPTION, reason=MifException.NO_OPEN_REQUEST)
+
+
+_PERIOD = re.compile(r"^\s*(\d{4})[-/]?(0[1-9]|1[0-2])\s*$")
+
+
+def reporting_month(reporting_period: str | None) -> str | None:
+    """A MIF reporting period (YYYYMM, YYYY-MM or YYYY/MM) as YYYY-MM; None when absent or unreadable."""
+    found = _PERIOD.match(reporting_period or "")
+    return f"{found.group(1)}-{found.group(2)}" if found else None
+
+
+def set_aside_if_older(match: MifMatch, row_period: str | None, newest_applied: str | None) -> MifMatch:
+    """The outcome of a row once its reporting period is weighed against the newest period already applied for
+    the member and MCP: an older row that would change anything is kept as an exception instead (the newer
+    file's decisions stand); one that confirms, or is already an exception, keeps its outcome. Rows without a
+    readable period are never set aside (nothing says they are older)."""
+    if row_period is None or newest_applied is None or row_period >= newest_applied:
+        return match
+    if match.outcome in (MifOutcome.CONFIRMED, MifOutcome.EXCEPTION):
+        return match
+    return MifMatch(MifOutcome.EXCEPTION, match.authorization_id, MifException.OLDER_REPORTING_PERIOD)

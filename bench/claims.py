@@ -19,7 +19,6 @@ import os
 import resource
 import sys
 import time
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -78,9 +77,6 @@ def main() -> None:
     profile = config.mcps["healthnet"].profile
     payer = Payer(profile.payer_name, profile.payer_id)
     eligibility = [EligibilityFact(kind="enrolled", effective_from=date(2024, 1, 1), mcp_code="healthnet")]
-    base = EncounterSubmission(cbo_organization_id="org_cbo_a", mcp_code="healthnet", program="ecm", cs_code=None,
-                               hcpcs="G9008", modifiers=("U1",), units=Decimal("1"), service_from=date(2025, 6, 2),
-                               service_to=date(2025, 6, 2), rendering_npi=CBO_NPI)
     rss_before = _peak_rss_mb()
 
     started = time.perf_counter()
@@ -91,10 +87,13 @@ def main() -> None:
     for n in range(args.claims):
         program, cs_code, code, modifiers, outreach = SERVICES[n % len(SERVICES)]
         day = date(2025, 6, 1) + timedelta(days=n % 28)
-        submission = replace(base, program=program, cs_code=cs_code, hcpcs=code, modifiers=modifiers,
-                             outreach_attempt=outreach, outreach_outcome="successful" if outreach and n % 4 == 0
-                             else None, service_from=day, service_to=day,
-                             units=Decimal("2") if program != "ecm" else Decimal("1"))
+        # Built with the constructor, as the service builds it from a request body (dataclasses.replace adds
+        # several µs per encounter that the service never pays).
+        submission = EncounterSubmission(
+            cbo_organization_id="org_cbo_a", mcp_code="healthnet", program=program, cs_code=cs_code, hcpcs=code,
+            modifiers=modifiers, units=Decimal("2") if program != "ecm" else Decimal("1"), service_from=day,
+            service_to=day, rendering_npi=CBO_NPI, outreach_attempt=outreach,
+            outreach_outcome="successful" if outreach and n % 4 == 0 else None)
         coverage = [Coverage(authorization_id=f"a{n}", mcp_code="healthnet", program=program, cs_code=cs_code,
                              status="approved", period_start=date(2025, 1, 1), period_end=date(2025, 12, 31),
                              mcp_authorization_number=f"AUTH{n:07d}")] if program != "chw" else []

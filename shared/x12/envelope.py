@@ -185,20 +185,22 @@ def build_interchange_rendered(spec: EnvelopeSpec, transactions: Iterable[Sequen
     time.
     """
     nl = "\n" if line_breaks else ""
-    terminator = delimiters.segment + nl
-    empty_last = delimiters.element + terminator
+    element, segment = delimiters.element, delimiters.segment
+    terminator = segment + nl
 
     def bodies() -> Iterator[tuple[str, int]]:
         for segments in transactions:
             if not segments:
                 yield "", 0
                 continue
-            text = terminator.join(segments) + terminator
-            if text.count(delimiters.segment) != len(segments):
+            text = segment.join(segments)
+            if text.count(segment) != len(segments) - 1:
                 raise ValueError("a segment contains the segment terminator")
-            if empty_last in text:  # rare: drop trailing empty elements as render() does
-                text = "".join(segment.rstrip(delimiters.element) + terminator for segment in segments)
-            yield text, len(segments)
+            if element + segment in text or text.endswith(element):
+                # Rare: drop trailing empty elements as render() does.
+                segments = [part.rstrip(element) for part in segments]
+                text = segment.join(segments)
+            yield (terminator.join(segments) + terminator if nl else text + segment), len(segments)
 
     return _enveloped(spec, bodies(), delimiters, first_st=first_st, line_breaks=line_breaks, st03=st03)
 

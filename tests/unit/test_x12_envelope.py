@@ -75,6 +75,15 @@ def test_rendered_segments_make_the_same_interchange(line_breaks: bool) -> None:
     assert "REF*G1*AUTH1~" in expected
 
 
+def test_rendered_segments_with_declared_separators() -> None:
+    d = Delimiters(element="|", repetition="!", component=">", segment="\n")
+    bodies = [[["REF", "G1", "AUTH1", ""], ["HL", "1", "", "20", "1"]]]
+    rendered = [["|".join(elements) for elements in body] for body in bodies]
+    for line_breaks in (False, True):
+        assert (build_interchange_rendered(SPEC, rendered, d, line_breaks=line_breaks)
+                == build_interchange(SPEC, bodies, d, line_breaks=line_breaks))
+
+
 def test_rendered_segment_with_a_terminator_is_refused() -> None:
     with pytest.raises(ValueError, match="terminator"):
         build_interchange_rendered(SPEC, [["BHT*0022*13*B1~HL*1"]])

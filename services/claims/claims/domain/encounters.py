@@ -16,7 +16,7 @@ from functools import lru_cache
 from claims.domain.configuration import BillingConfiguration, McpBilling, ThresholdAction
 from claims.domain.pricing import NoRate, Price, PricedService, PricingRequest, price
 from shared.reference import codes
-from shared.reference.services import chw_care_plan_rule, community_support
+from shared.reference.services import LifetimeCap, chw_care_plan_rule, community_support
 
 ECM_SERVICES = ("ecm_clinical", "ecm_non_clinical", "ecm_outreach")
 OUTREACH_SERVICES = frozenset({"ecm_outreach", "housing_outreach"})
@@ -155,6 +155,8 @@ class CheckResult:
 
 
 def _days(start: date, end: date) -> list[date]:
+    if start == end:  # most encounters are one day
+        return [start]
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
@@ -260,14 +262,16 @@ def _check_outreach(submission: EncounterSubmission, result: CheckResult) -> Non
 
 
 def _check_authorization(submission: EncounterSubmission, context: CheckContext, result: CheckResult) -> None:
+    if submission.program not in AUTHORIZED_PROGRAMS:
+        return
     mcp = result.mcp_code
     relevant = [c for c in context.coverages if c.program == submission.program and (mcp is None or c.mcp_code == mcp)
                 and (submission.program != "cs" or c.cs_code == submission.cs_code
                      or (result.service_code == "housing_outreach" and c.cs_code in HOUSING_SERVICES))]
-    if submission.program not in AUTHORIZED_PROGRAMS:
-        return
     days = _days(submission.service_from, submission.service_to)
-    for coverage in sorted(relevant, key=lambda c: (not c.presumptive, c.authorization_id)):
+    if len(relevant) > 1:
+        relevant.sort(key=lambda c: (not c.presumptive, c.authorization_id))
+    for coverage in relevant:
         if all(coverage.covers(day) for day in days):
             result.authorization = coverage
             return
@@ -318,6 +322,9 @@ def _same_month(a: date, b: date) -> bool:
     return (a.year, a.month) == (b.year, b.month)
 
 
+_NEVER_WITH = {"ecm": "chw", "chw": "ecm"}
+
+
 def _check_history(submission: EncounterSubmission, context: CheckContext, billing: McpBilling,
                    result: CheckResult) -> None:
     modifiers = frozenset(m.upper() for m in submission.modifiers)
@@ -329,7 +336,7 @@ def _check_history(submission: EncounterSubmission, context: CheckContext, billi
                                          f"(encounter {prior.encounter_id})"))
             break
     # ECM and CHW are never given to the same member in the same period (CALAIM.md; period per MCP: month).
-    other = {"ecm": "chw", "chw": "ecm"}.get(submission.program)
+    other = _NEVER_WITH.get(submission.program)
     if other is not None:
         clash = [p for p in context.history if p.program == other and _same_month(p.service_from,
                                                                                   submission.service_from)]
@@ -376,13 +383,19 @@ def _check_chw_threshold(submission: EncounterSubmission, context: CheckContext,
             result.flags.append(reason)
 
 
+@lru_cache(maxsize=64)
+def _lifetime_cap(cs_code: str) -> LifetimeCap | None:
+    # Reference data, read once per Community Support; an unknown code has no cap to check here.
+    try:
+        return community_support(cs_code).lifetime_cap
+    except ValueError:
+        return None
+
+
 def _check_lifetime_cap(submission: EncounterSubmission, context: CheckContext, result: CheckResult) -> None:
     if submission.program != "cs" or submission.cs_code is None or result.price is None:
         return
-    try:
-        cap = community_support(submission.cs_code).lifetime_cap
-    except ValueError:
-        return
+    cap = _lifetime_cap(submission.cs_code)
     if cap is None:
         return
     used = sum((p.expected_amount for p in context.history
@@ -436,7 +449,8 @@ def check_encounter(submission: EncounterSubmission, context: CheckContext) -> C
         except NoRate as missing:
             result.reasons.append(Reason(missing.code, missing.message))
         else:
-            result.flags.extend(Reason(flag, "outreach attempts beyond the MCP's cap are reported at $0")
-                                for flag in result.price.flags)
+            if result.price.flags:
+                result.flags.extend(Reason(flag, "outreach attempts beyond the MCP's cap are reported at $0")
+                                    for flag in result.price.flags)
     _check_lifetime_cap(submission, context, result)
     return result

@@ -136,13 +136,16 @@ def approval_row(member: Mapping[str, Any], number: str, *, start: date | None =
 
 
 async def onboard(cluster: Cluster, tenants: Tenants, members: Sequence[dict[str, Any]], *,
-                  within: float = 90.0) -> list[Onboarded]:
-    """Referral → authorization request → referral file picked up → MIF approval over SFTP → approved."""
+                  within: float = 90.0, period: str | None = None, start: date | None = None) -> list[Onboarded]:
+    """Referral → authorization request → referral file picked up → MIF approval over SFTP → approved.
+
+    The MIF is this month's and approves 12 months from today unless `period` (YYYYMM) or `start` say otherwise.
+    """
     submitted = [await submit_referral(cluster, tenants, m) for m in members]
     requested = [await wait_referral_status(cluster, tenants, s["id"], "requested", within=within) for s in submitted]
     await wait_referral_file_lists(cluster, [m["cin"] for m in members], within=within)
-    rows = [approval_row(m, f"LAC-{m['cin']}") for m in members]
-    await upload_mif(cluster, rows)
+    rows = [approval_row(m, f"LAC-{m['cin']}", start=start) for m in members]
+    await upload_mif(cluster, rows, period=period)
     done = []
     for member, body in zip(members, requested, strict=True):
         auth = await wait_authorization(cluster, tenants, body["authorization_id"], "approved", within=within)

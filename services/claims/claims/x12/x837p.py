@@ -223,10 +223,6 @@ def _check_claim(claim: ProfessionalClaim) -> None:
             raise ClaimBuildError("a diagnosis pointer points past the claim's diagnosis codes")
 
 
-def _date(value: date) -> str:
-    return value.strftime("%Y%m%d")
-
-
 class _SegmentWriter:
     """Renders the claims of one batch as segment text (no terminators).
 

@@ -1,0 +1,61 @@
+"""The PostgreSQL pool replaces a connection the server closed, and a long-idle one that no longer answers,
+without the caller seeing an error (what pool_pre_ping did, without its three round trips per checkout)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+
+from shared import db
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_connection_the_server_closed_is_replaced_at_checkout(postgres_url: str) -> None:
+    engine = db.create_engine(postgres_url, schema=None)
+    admin = db.create_engine(postgres_url, schema=None)
+    try:
+        async with engine.connect() as conn:
+            first = await conn.scalar(text("SELECT pg_backend_pid()"))
+        async with admin.connect() as other:
+            # Another session ends ours, as a server restart or an administrator would.
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            for _ in range(100):
+                gone = not await other.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                              {"pid": first})
+                if gone:
+                    break
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the event loop reads the closed socket
+        async with engine.connect() as conn:
+            second = await conn.scalar(text("SELECT pg_backend_pid()"))
+        assert second is not None and second != first
+    finally:
+        await engine.dispose()
+        await admin.dispose()
+
+
+async def test_a_long_idle_connection_is_pinged_before_use(postgres_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = db.create_engine(postgres_url, schema=None)
+    try:
+        async with engine.connect() as conn:
+            await conn.scalar(text("SELECT 1"))
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # every checkout counts as long idle
+        pings = 0
+        sync_pool = engine.sync_engine.pool
+
+        def count(dbapi_connection: object, record: object, proxy: object) -> None:
+            nonlocal pings
+            pings += 1
+
+        from sqlalchemy import event
+
+        event.listen(sync_pool, "checkout", count)
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT 1")) == 1
+        assert pings == 1
+    finally:
+        await engine.dispose()

@@ -7,7 +7,7 @@ change and its events commit (or roll back) together. The edge (route, dispatche
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -85,13 +85,28 @@ _OUTBOX_COLUMNS = ["event_id", "topic", "key", "value", "headers", "created_at"]
 COPY_THRESHOLD = 100  # below this, a multi-row INSERT is as fast as COPY
 
 
-def encode_outbox_rows(events: Sequence[Envelope[Any]]) -> list[OutboxRow]:
-    """Outbox rows for envelopes (pure: callers with file-sized bursts may run it in a worker thread)."""
+def encode_outbox_rows(events: Iterable[Envelope[Any]]) -> list[OutboxRow]:
+    """Outbox rows for envelopes (pure: callers with file-sized bursts may run it in a worker thread, and hand
+    a generator so that each envelope is dropped once encoded).
+
+    What `shared.bus.message.encode` gives, row by row. The headers of events of one type, schema version and
+    trace context differ only by the event id, so their JSON is encoded once per kind and the id spliced in
+    (half the cost of an event in a 50,000-event burst)."""
     now = datetime.now(UTC)
     rows: list[OutboxRow] = []
+    around_id: dict[tuple[str, int, str | None], tuple[str, str]] = {}
     for envelope in events:
+        kind = (envelope.type, envelope.schema_version, envelope.traceparent)
+        template = around_id.get(kind)
+        if template is not None:
+            rows.append((envelope.id, envelope.topic, envelope.subject.encode(), envelope.to_json(),
+                         f"{template[0]}{envelope.id}{template[1]}", now))
+            continue
         message = encode(envelope)
         headers = json.dumps([[k, v.decode()] for k, v in message.headers])
+        head, found, tail = headers.partition(str(envelope.id))
+        if found and str(envelope.id) not in tail:
+            around_id[kind] = (head, tail)
         rows.append((envelope.id, message.topic, message.key, message.value, headers, now))
     return rows
 

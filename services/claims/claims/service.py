@@ -6,13 +6,14 @@ never commits (the edge does).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from sqlalchemy import insert
@@ -30,7 +31,6 @@ from claims.domain.claims import (
     new_encounter_id,
 )
 from claims.domain.configuration import BillingConfiguration, ClaimFormat, McpBilling
-from claims.domain.coverage import next_status, with_resumption, with_suspension
 from claims.domain.encounters import CheckContext, EncounterSubmission, check_encounter
 from claims.domain.payouts import (
     Collection,
@@ -107,6 +107,8 @@ from claims.x12.x837p import (
 from claims.x12.x837p import Submitter as X12Submitter
 from claims.x12.x999 import parse_999
 from shared.auth import Caller, TenantScope, record_audit
+from shared.collector import collector_paused
+from shared.contracts.base import EventData
 from shared.contracts.claims import (
     ClaimAccepted,
     ClaimBatchAcknowledged,
@@ -133,6 +135,7 @@ from shared.reference import codes
 from shared.reference.calendar import PACIFIC
 from shared.scheduler import Clock
 from shared.telemetry import current_traceparent
+from shared.uow import encode_outbox_rows, insert_outbox_rows
 from shared.x12.envelope import Party
 from shared.x12.segments import X12SyntaxError
 
@@ -923,25 +926,26 @@ async def audit_read(uow: ClaimsUnitOfWork, caller: Caller, resource_type: str, 
 # ------------------------------------------------------------------------------------------- projections
 
 async def project_authorization(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> None:
-    """Keep the authorization projection current from authorization.* events, whatever order they arrive in
-    (claims.domain.coverage; idempotent by design)."""
+    """Keep the authorization projection current from authorization.* events (idempotent by design)."""
     data = event.data
     now = clock(uow).now()
     row = await uow.coverages.get(data.authorization_id)
     event_type = event.type
-    service = getattr(data, "service", None)
     if row is None:
-        # A suspension, resumption or end can arrive before the decision (a replayed dead letter): it is kept on
-        # a row whose service the decision fills in; until then the row covers nothing (no program, no period).
+        service = getattr(data, "service", None)
+        if service is None:
+            # A lifecycle event for an authorization we never saw requested or decided: nothing to attach it to.
+            log.warning("authorization event before its decision",
+                        extra={"authorization_id": data.authorization_id, "event_type": event_type})
+            return
         row = AuthorizationCoverage(
             authorization_id=data.authorization_id, member_id=None, mcp_code=data.mcp_code,
-            cbo_organization_id=getattr(data, "cbo_organization_id", None), program="", cs_code=None,
-            status="requested", period_start=None, period_end=None, ends_before=None, suspensions=[],
-            presumptive=False, mcp_authorization_number=None, updated_at=now, correlation_id=event.correlation_id)
+            cbo_organization_id=getattr(data, "cbo_organization_id", None), program=service.program.value,
+            cs_code=service.cs_code, status="requested", period_start=None, period_end=None, ends_before=None,
+            suspensions=[], presumptive=False, mcp_authorization_number=None, updated_at=now,
+            correlation_id=event.correlation_id)
         uow.coverages.add(row)
         await uow.session.flush()  # sessions do not autoflush: the next event of a batch must find this row
-    if service is not None and not row.program:
-        row.program, row.cs_code = service.program.value, service.cs_code
     if row.correlation_id is None:
         # Every event of one authorization shares the referral's correlation id; the first one seen sets it.
         row.correlation_id = event.correlation_id
@@ -950,32 +954,30 @@ async def project_authorization(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> 
     elif event.member_id and row.member_id is None:
         row.member_id = event.member_id
     if event_type == "authorization.approved":
-        row.status = next_status(row.status, "approved")
+        row.status = "approved"
         row.period_start, row.period_end = data.period_start, data.period_end
         row.presumptive = data.presumptive
         row.mcp_authorization_number = data.mcp_authorization_number
         row.mcp_code = data.mcp_code
         row.cbo_organization_id = data.cbo_organization_id or row.cbo_organization_id
     elif event_type == "authorization.denied":
-        row.status = next_status(row.status, "denied")
+        if row.status == "requested":
+            row.status = "denied"
     elif event_type == "authorization.suspended":
-        row.suspensions = _stored(with_suspension(_intervals(row.suspensions), data.effective))
+        row.suspensions = [*row.suspensions, [data.effective.isoformat(), None]]
     elif event_type == "authorization.resumed":
-        row.suspensions = _stored(with_resumption(_intervals(row.suspensions), data.effective))
+        suspensions = [list(s) for s in row.suspensions]
+        for item in reversed(suspensions):
+            if item[1] is None:
+                item[1] = (data.effective - timedelta(days=1)).isoformat()
+                break
+        row.suspensions = suspensions
     elif event_type == "authorization.expired":
-        row.status = next_status(row.status, "expired")  # dates up to period_end stay covered (billed later)
+        row.status = "expired"  # dates up to period_end stay covered: encounters are billed after the fact
     elif event_type == "authorization.closed":
-        row.status = next_status(row.status, "closed")
+        row.status = "closed"
         row.ends_before = data.effective
     row.updated_at = now
-
-
-def _intervals(stored: Sequence[Sequence[str | None]]) -> list[list[date | None]]:
-    return [[date.fromisoformat(v) if v else None for v in pair] for pair in stored]
-
-
-def _stored(intervals: Sequence[Sequence[date | None]]) -> list[list[str | None]]:
-    return [[v.isoformat() if v else None for v in pair] for pair in intervals]
 
 
 async def project_eligibility(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> None:
@@ -1145,7 +1147,21 @@ async def take_remittance(uow: ClaimsUnitOfWork, content: bytes, *, mcp_code: st
     claim and line postings with CAS/CARC/RARC, reversals and corrections, PLB adjustments, exceptions, denials,
     claim status and amounts, claim.paid/denied/reversed and remittance.posted. Flushes, never commits.
     Raises RemittanceUnreadable for a malformed file.
+
+    The events are written to the outbox here, while the cyclic collector is held off (shared.collector): a
+    month-end file makes millions of acyclic objects, and they are all freed before collection resumes.
     """
+    with collector_paused():
+        intake = await _take_remittance(uow, content, mcp_code=mcp_code, source=source, actor=actor,
+                                        received_at=received_at, gateway_file_id=gateway_file_id,
+                                        file_uri=file_uri, parent=parent)
+        await uow.flush()
+    return intake
+
+
+async def _take_remittance(uow: ClaimsUnitOfWork, content: bytes, *, mcp_code: str, source: str, actor: Actor,
+                           received_at: datetime, gateway_file_id: str | None, file_uri: str | None,
+                           parent: Envelope[Any] | None) -> RemittanceIntake:
     now = clock(uow).now()
     sha256 = file_sha256(content)
     repo = uow.remittances
@@ -1176,6 +1192,7 @@ async def take_remittance(uow: ClaimsUnitOfWork, content: bytes, *, mcp_code: st
     keys = {r.control_number: remittance_key(r).digest for r in parsed.remittances}
     posted_keys = await repo.posted_keys(list(keys.values()))
     plan = plan_remittance_file(parsed, records, sha256=sha256, mcp_code=mcp_code, seen_keys=set(posted_keys))
+    del parsed, records  # the plan keeps what posting needs; the segments and claim records can go
     if plan.status is FileStatus.REFUSED_UNBALANCED:
         sets = [{k: (v if isinstance(v, bool) or k in ("control_number", "trace_number") else _cents(str(v)))
                  for k, v in figures.items()} for figures in plan.refusal]
@@ -1218,13 +1235,72 @@ async def _file_outcome(uow: ClaimsUnitOfWork, row: RemittanceFile, status: str,
     return RemittanceIntake(row, [])
 
 
+# Columns of the rows posting writes, in the order its tuples carry them.
+_PAYMENT_COLUMNS = (
+    "id", "remittance_id", "claim_id", "mcp_code", "cbo_organization_id", "position", "kind", "outcome",
+    "status_code", "charge", "paid", "adjustment_total", "patient_responsibility", "payer_claim_number",
+    "adjustments", "remarks", "denial", "reverses_payment_id", "reversed_by", "line_ids", "paid_line_ids",
+    "received_on", "paid_on", "trace_number", "payout_id", "posted_at")
+_LINE_COLUMNS = ("claim_payment_id", "claim_id", "line_id", "position", "procedure", "charge", "paid", "allowed",
+                 "units_paid", "outcome", "adjustments", "remarks", "denial")
+_DENIAL_COLUMNS = (
+    "id", "claim_id", "claim_payment_id", "remittance_id", "mcp_code", "cbo_organization_id", "outcome",
+    "category", "next_action", "deciding_code", "codes", "unknown_codes", "denied_amount", "payer_claim_number",
+    "paid_on", "status", "resolution", "resolution_note", "follow_up_claim_id", "resolved_by", "resolved_at",
+    "created_at")
+_ADJUSTMENT_COLUMNS = (
+    "id", "remittance_id", "mcp_code", "position", "provider_id", "fiscal_period_date", "reason", "kind",
+    "reference", "amount", "claim_id", "cbo_organization_id", "paid_on", "trace_number", "payout_id", "posted_at")
+_EXCEPTION_COLUMNS = (
+    "id", "remittance_id", "mcp_code", "reason", "position", "amount", "patient_control_number",
+    "payer_claim_number", "status_code", "charge", "patient", "service_from", "service_to", "procedures",
+    "claim_id", "provider_adjustment_id", "detail", "trace_number", "payment_date", "status", "resolution",
+    "resolution_note", "resolved_claim_id", "resolved_by", "resolved_at", "created_at")
+_HISTORY_COLUMNS = ("id", "claim_id", "occurred_at", "actor", "actor_key_id", "action", "from_status", "to_status",
+                    "detail")
+_CLAIM_UPDATE_COLUMNS = ("id", "status", "paid_amount", "adjustment_amount", "paid_on", "payer_claim_number",
+                         "settlement", "received_on", "updated_at", "version")
+_LINE_UPDATE_COLUMNS = ("id", "paid_amount", "adjustment_amount")
+_REVERSED_COLUMNS = ("id", "reversed_by")
+
+Row = tuple[Any, ...]
+Built = TypeVar("Built")
+
+
+@dataclass
+class _PostingRows:
+    """One payment's claim and line postings, denials, PLB rows and exceptions, as tuples in column order."""
+
+    payments: list[Row] = field(default_factory=list)
+    lines: list[Row] = field(default_factory=list)
+    denials: list[Row] = field(default_factory=list)
+    reversed: list[Row] = field(default_factory=list)  # (prior posting id, the reversal's id)
+    line_updates: dict[int, Row] = field(default_factory=dict)  # claim_line.id -> (id, paid, adjustments)
+    adjustments: list[Row] = field(default_factory=list)
+    exceptions: list[Row] = field(default_factory=list)
+    payment_of: dict[int, str] = field(default_factory=dict)  # CLP position -> claim_payment.id
+    denial_of: dict[str, str] = field(default_factory=dict)  # claim_payment.id -> denial.id
+
+
+@dataclass
+class _Settlements:
+    """What posting does to the claims: updated columns, history rows and the claim.* payloads to publish."""
+
+    claims: list[Row] = field(default_factory=list)
+    history: list[Row] = field(default_factory=list)
+    events: list[tuple[EventData, str, str | None, UUID | None]] = field(default_factory=list)
+
+
 async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row: RemittanceFile,
                            states: dict[str, ClaimState], actor: Actor, now: datetime,
                            parent: Envelope[Any] | None) -> Remittance:
-    """Write one balanced payment's plan with bulk statements, and record its events."""
+    """Write one balanced payment's plan with bulk statements, and its events.
+
+    A month-end payment is 50,000 claims. Rows are tuples in column order (no ORM objects), each kind of row is
+    one statement (COPY / UPDATE … FROM unnest on PostgreSQL), and the Python that builds the next rows runs in
+    a worker thread while the database executes the statements of the previous ones."""
     repo = uow.remittances
     mcp_code = file_row.mcp_code
-    ids = _IdSequence()
     remittance = Remittance(
         id=_new_id("rmt"), file_id=file_row.id, mcp_code=mcp_code, control_number=plan.control_number,
         trace_number=plan.trace_number, payer_id=plan.payer_id, payment_amount=plan.payment_amount,
@@ -1234,57 +1310,103 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
         provider_adjustment_amount=sum((a.amount for a in plan.provider_adjustments), Decimal(0)),
         warnings=list(plan.warnings), posted_at=now)
     uow.session.add(remittance)
-    await uow.flush()  # the unique payment key stops a concurrent post of the same payment here
+    await uow.flush()  # the unique payment key stops a concurrent post of the same payment here; events so far
 
+    ids = _IdSequence()
+    rows = _posting_rows(plan, states, remittance.id, mcp_code, now, ids)
+
+    async def write_postings() -> None:
+        await repo.insert(ClaimPayment.__table__, _PAYMENT_COLUMNS, rows.payments)
+        await repo.insert(LinePayment.__table__, _LINE_COLUMNS, rows.lines)
+        rows.payments, rows.lines = [], []  # written: tens of megabytes at month end, not needed again
+        await repo.insert(Denial.__table__, _DENIAL_COLUMNS, rows.denials)
+        await repo.update_by_id(ClaimPayment.__table__, _REVERSED_COLUMNS, rows.reversed)
+        await repo.reversed_denials([row[0] for row in rows.reversed])
+        await repo.update_by_id(ClaimLine.__table__, _LINE_UPDATE_COLUMNS, list(rows.line_updates.values()))
+        await repo.insert(ProviderAdjustment.__table__, _ADJUSTMENT_COLUMNS, rows.adjustments)
+        await repo.insert(RemittanceExceptionRow.__table__, _EXCEPTION_COLUMNS, rows.exceptions)
+
+    settled = await _alongside(lambda: _settle_claims(plan, states, rows, remittance.id, mcp_code, now, actor, ids),
+                               write_postings())
+    events = [*settled.events, (RemittancePosted(
+        remittance_id=remittance.id, mcp_code=mcp_code, trace_number=plan.trace_number,
+        paid_amount=_q(plan.payment_amount), claims_matched=len({p.claim_id for p in plan.postings}),
+        claims_unmatched=sum(1 for e in plan.exceptions if e.reason is not ExceptionReason.UNATTRIBUTED_ADJUSTMENT),
+        posted_at=now, file_id=file_row.id, payment_date=plan.payment_date, payment_method=plan.payment_method,
+        exceptions=len(plan.exceptions), exception_amount=_q(plan.exception_amount),
+        provider_adjustment_amount=_q(remittance.provider_adjustment_amount)), remittance.id, None, None)]
     traceparent = current_traceparent()
 
-    def record(data: Any, subject: str, member_id: str | None = None, correlation_id: UUID | None = None) -> None:
-        uow.record(_bulk_event(data, subject=subject, member_id=member_id, parent=parent, now=now, ids=ids,
-                               traceparent=traceparent, correlation_id=correlation_id))
+    async def write_settlements() -> None:
+        await repo.update_by_id(Claim.__table__, _CLAIM_UPDATE_COLUMNS, settled.claims)
+        await repo.insert(ClaimHistory.__table__, _HISTORY_COLUMNS, settled.history)
 
-    payments: list[dict[str, Any]] = []
-    lines: list[dict[str, Any]] = []
-    denials: list[dict[str, Any]] = []
-    reversed_rows: list[dict[str, Any]] = []
-    line_updates: dict[int, dict[str, Any]] = {}
-    history: list[dict[str, Any]] = []
-    payment_of: dict[int, str] = {}
-    denial_of: dict[str, str] = {}
+    # The events go straight to the outbox, encoded while the claims are updated (their order is kept: what
+    # was recorded before was flushed above).
+    outbox = await _alongside(lambda: encode_outbox_rows(
+        _bulk_event(data, subject=subject, member_id=member_id, parent=parent, now=now, ids=ids,
+                    traceparent=traceparent, correlation_id=correlation_id)
+        for data, subject, member_id, correlation_id in events), write_settlements())
+    await insert_outbox_rows(uow.session, uow.tables, outbox)
+    await record_audit(uow.session, audit_table, action="remittance.posted", resource_type="remittance",
+                       resource_id=remittance.id, caller=actor.caller, occurred_at=now,
+                       detail={"file_id": file_row.id, "mcp_code": mcp_code, "claims_posted": len(plan.postings),
+                               "exceptions": len(plan.exceptions), "payment_amount": plan.payment_amount,
+                               "posted_amount": plan.posted_amount, "denials": len(rows.denials),
+                               "reversals": len(rows.reversed)})
+    return remittance
+
+
+async def _alongside(work: Callable[[], Built], writes: Awaitable[None]) -> Built:
+    """Run pure `work` in a worker thread while `writes` execute on the session: the database runs the
+    statements while Python builds what comes next. Both finish before this returns or raises (the writes'
+    error first)."""
+    building = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        await writes
+    except BaseException:
+        await asyncio.wait([building])
+        if not building.cancelled():
+            building.exception()  # retrieved and dropped: the writes' error is the one to raise
+        raise
+    return await building
+
+
+def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittance_id: str, mcp_code: str,
+                  now: datetime, ids: _IdSequence) -> _PostingRows:
+    """The rows of one payment's postings (pure); brings each claim's active postings up to date in `states`."""
+    rows = _PostingRows()
+    trace_number, paid_on = plan.trace_number, plan.payment_date
+    payments, lines, line_updates = rows.payments, rows.lines, rows.line_updates
     # Reversals first, as the planner matched them, so a correction in the same file lands on top.
     for posting in sorted(plan.postings, key=lambda p: p.kind is not PostingKind.REVERSAL):
         state = states[posting.claim_id]
+        claim_id = posting.claim_id
+        reversal = posting.kind is PostingKind.REVERSAL
         payment_id = ids.text("pay")
-        payment_of[posting.position] = payment_id
-        payments.append({
-            "id": payment_id, "remittance_id": remittance.id, "claim_id": posting.claim_id, "mcp_code": mcp_code,
-            "cbo_organization_id": posting.cbo_organization_id, "position": posting.position,
-            "kind": posting.kind.value, "outcome": posting.outcome.value, "status_code": posting.status_code,
-            "charge": posting.charge, "paid": posting.paid, "adjustment_total": posting.adjustment_total,
-            "patient_responsibility": posting.patient_responsibility,
-            "payer_claim_number": posting.payer_claim_number, "adjustments": _adjustments_json(posting.adjustments),
-            "remarks": list(posting.remarks), "denial": posting.denial.as_dict() if posting.denial else None,
-            "reverses_payment_id": posting.reverses_posting_id, "reversed_by": None,
-            "line_ids": list(posting.line_ids), "paid_line_ids": list(posting.paid_line_ids),
-            "received_on": posting.received_on, "paid_on": plan.payment_date, "trace_number": plan.trace_number,
-            "payout_id": None, "posted_at": now})
+        rows.payment_of[posting.position] = payment_id
+        payments.append((
+            payment_id, remittance_id, claim_id, mcp_code, posting.cbo_organization_id, posting.position,
+            posting.kind.value, posting.outcome.value, posting.status_code, posting.charge, posting.paid,
+            posting.adjustment_total, posting.patient_responsibility, posting.payer_claim_number,
+            _adjustments_json(posting.adjustments), posting.remarks,
+            posting.denial.as_dict() if posting.denial else None, posting.reverses_posting_id, None,
+            posting.line_ids, posting.paid_line_ids, posting.received_on, paid_on, trace_number, None, now))
+        line_pks = state.line_pks
         for line in posting.lines:
-            lines.append({
-                "claim_payment_id": payment_id, "claim_id": posting.claim_id, "line_id": line.line_id,
-                "position": line.position, "procedure": _procedure_text(line.procedure), "charge": line.charge,
-                "paid": line.paid, "allowed": line.allowed, "units_paid": line.units_paid,
-                "outcome": line.outcome.value, "adjustments": _adjustments_json(line.adjustments),
-                "remarks": list(line.remarks), "denial": line.denial.as_dict() if line.denial else None})
-            pk = state.line_pks.get(line.line_id or "")
+            lines.append((
+                payment_id, claim_id, line.line_id, line.position, _procedure_text(line.procedure), line.charge,
+                line.paid, line.allowed, line.units_paid, line.outcome.value, _adjustments_json(line.adjustments),
+                line.remarks, line.denial.as_dict() if line.denial else None))
+            pk = line_pks.get(line.line_id or "")
             if pk is not None:
-                reversal = posting.kind is PostingKind.REVERSAL
-                line_updates[pk] = {"id": pk, "paid_amount": None if reversal else line.paid,
-                                    "adjustment_amount": None if reversal else
-                                    sum((a.amount for a in line.adjustments), Decimal(0))}
-        if posting.kind is PostingKind.REVERSAL and posting.reverses_posting_id:
-            reversed_rows.append({"id": posting.reverses_posting_id, "reversed_by": payment_id})
+                line_updates[pk] = (pk, None, None) if reversal else (
+                    pk, line.paid, sum((a.amount for a in line.adjustments), Decimal(0)))
+        if reversal and posting.reverses_posting_id:
+            rows.reversed.append((posting.reverses_posting_id, payment_id))
             state.active.pop(posting.reverses_posting_id, None)
         else:
-            state.active[payment_id] = (posting.paid, posting.adjustment_total, plan.payment_date,
+            state.active[payment_id] = (posting.paid, posting.adjustment_total, paid_on,
                                         posting.payer_claim_number)
             if posting.received_on is not None and state.received_on is None:
                 state.received_on = posting.received_on
@@ -1293,60 +1415,47 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
                          Decimal(0)) if posting.outcome is ClaimOutcome.PARTIALLY_DENIED and posting.lines \
                 else posting.charge - posting.paid
             denial_id = ids.text("den")
-            denial_of[payment_id] = denial_id
-            denials.append({
-                "id": denial_id, "claim_id": posting.claim_id, "claim_payment_id": payment_id,
-                "remittance_id": remittance.id, "mcp_code": mcp_code,
-                "cbo_organization_id": posting.cbo_organization_id, "outcome": posting.outcome.value,
-                "category": posting.denial.category.value, "next_action": posting.denial.next_action[:500],
-                "deciding_code": posting.denial.deciding_code, "codes": list(posting.denial.codes),
-                "unknown_codes": list(posting.denial.unknown_codes), "denied_amount": denied,
-                "payer_claim_number": posting.payer_claim_number, "paid_on": plan.payment_date, "status": "open",
-                "resolution": None, "resolution_note": None, "follow_up_claim_id": None, "resolved_by": None,
-                "resolved_at": None, "created_at": now})
-    await repo.insert(ClaimPayment.__table__, payments)
-    await repo.insert(LinePayment.__table__, lines)
-    await repo.insert(Denial.__table__, denials)
-    await repo.update_by_id(ClaimPayment.__table__, reversed_rows)
-    await repo.reversed_denials([row["id"] for row in reversed_rows])
-    await repo.update_by_id(ClaimLine.__table__, list(line_updates.values()))
-
-    adjustments: list[dict[str, Any]] = []
+            rows.denial_of[payment_id] = denial_id
+            why = posting.denial
+            rows.denials.append((
+                denial_id, claim_id, payment_id, remittance_id, mcp_code, posting.cbo_organization_id,
+                posting.outcome.value, why.category.value, why.next_action[:500], why.deciding_code, why.codes,
+                why.unknown_codes, denied, posting.payer_claim_number, paid_on, "open", None, None, None, None,
+                None, now))
     # One PLB segment carries up to six adjustments: an exception finds its row by position, reference and reason.
     adjustment_at: dict[tuple[int, str, str], str] = {}
     for adjustment in plan.provider_adjustments:
         adjustment_id = ids.text("plb")
         adjustment_at.setdefault((adjustment.position, adjustment.reference, adjustment.reason), adjustment_id)
-        adjustments.append({
-            "id": adjustment_id, "remittance_id": remittance.id, "mcp_code": mcp_code,
-            "position": adjustment.position, "provider_id": adjustment.provider_id,
-            "fiscal_period_date": adjustment.fiscal_period_date, "reason": adjustment.reason,
-            "kind": adjustment.kind.value, "reference": adjustment.reference, "amount": adjustment.amount,
-            "claim_id": adjustment.claim_id, "cbo_organization_id": adjustment.cbo_organization_id,
-            "paid_on": plan.payment_date, "trace_number": plan.trace_number, "payout_id": None, "posted_at": now})
-    await repo.insert(ProviderAdjustment.__table__, adjustments)
-    exceptions = [{
-        "id": ids.text("exc"), "remittance_id": remittance.id, "mcp_code": mcp_code, "reason": e.reason.value,
-        "position": e.position, "amount": e.amount, "patient_control_number": e.patient_control_number,
-        "payer_claim_number": e.payer_claim_number, "status_code": e.status_code, "charge": e.charge,
-        "patient": e.patient._asdict() if e.patient is not None else None, "service_from": e.service_from,
-        "service_to": e.service_to, "procedures": list(e.procedures), "claim_id": e.claim_id,
-        "provider_adjustment_id": adjustment_at.get((e.position, e.patient_control_number,
-                                                      e.detail.get("plb_reason", "")))
-        if e.reason is ExceptionReason.UNATTRIBUTED_ADJUSTMENT else None, "detail": dict(e.detail),
-        "trace_number": plan.trace_number, "payment_date": plan.payment_date,
-        "status": "open", "resolution": None, "resolution_note": None, "resolved_claim_id": None,
-        "resolved_by": None, "resolved_at": None, "created_at": now} for e in plan.exceptions]
-    await repo.insert(RemittanceExceptionRow.__table__, exceptions)
+        rows.adjustments.append((
+            adjustment_id, remittance_id, mcp_code, adjustment.position, adjustment.provider_id,
+            adjustment.fiscal_period_date, adjustment.reason, adjustment.kind.value, adjustment.reference,
+            adjustment.amount, adjustment.claim_id, adjustment.cbo_organization_id, paid_on, trace_number, None, now))
+    rows.exceptions = [(
+        ids.text("exc"), remittance_id, mcp_code, e.reason.value, e.position, e.amount, e.patient_control_number,
+        e.payer_claim_number, e.status_code, e.charge, e.patient._asdict() if e.patient is not None else None,
+        e.service_from, e.service_to, e.procedures, e.claim_id,
+        adjustment_at.get((e.position, e.patient_control_number, e.detail.get("plb_reason", "")))
+        if e.reason is ExceptionReason.UNATTRIBUTED_ADJUSTMENT else None, dict(e.detail), trace_number, paid_on,
+        "open", None, None, None, None, None, now) for e in plan.exceptions]
+    return rows
 
-    # Claims: status and totals over active postings; one history entry per posting; events.
-    claim_updates: list[dict[str, Any]] = []
+
+def _settle_claims(plan: RemittancePlan, states: dict[str, ClaimState], rows: _PostingRows, remittance_id: str,
+                   mcp_code: str, now: datetime, actor: Actor, ids: _IdSequence) -> _Settlements:
+    """Each touched claim's status and totals over its active postings, one history row per posting, and the
+    claim.paid / claim.denied / claim.reversed payloads (pure; updates `states`)."""
+    out = _Settlements()
+    history, events = out.history, out.events
+    trace_number, paid_on = plan.trace_number, plan.payment_date
+    payment_of = rows.payment_of
     by_claim: dict[str, list[ClaimPosting]] = defaultdict(list)
     for posting in plan.postings:
         by_claim[posting.claim_id].append(posting)
-    actor_label = actor.label
+    actor_label, actor_key_id = actor.label, actor.key_id
     for settlement in plan.settlements:
         state = states[settlement.claim_id]
+        claim_id = state.claim_id
         current = ClaimStatus(state.status)
         target = _SETTLED_STATUS[settlement.state]
         allowed = True
@@ -1360,71 +1469,50 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
         paid_total = sum((a[0] for a in active), Decimal(0))
         adjustment_total = sum((a[1] for a in active), Decimal(0))
         latest = max(active, key=lambda a: a[2]) if active else None
-        claim_updates.append({
-            "id": state.claim_id, "status": new_status.value, "paid_amount": paid_total,
-            "adjustment_amount": adjustment_total, "paid_on": latest[2] if latest else None,
-            "payer_claim_number": (latest[3] if latest else None) or state.payer_claim_number,
-            "settlement": settlement.state.value, "received_on": state.received_on, "updated_at": now,
-            "version": state.version + 1})
-        for posting in by_claim[settlement.claim_id]:
+        payer_claim_number = (latest[3] if latest else None) or state.payer_claim_number
+        out.claims.append((
+            claim_id, new_status.value, paid_total, adjustment_total, latest[2] if latest else None,
+            payer_claim_number, settlement.state.value, state.received_on, now, state.version + 1))
+        postings = by_claim[settlement.claim_id]
+        for posting in postings:
             action = "reversal_posted" if posting.kind is PostingKind.REVERSAL else f"{posting.kind.value}_posted"
-            history.append({
-                "id": ids.uuid(), "claim_id": state.claim_id, "occurred_at": now, "actor": actor_label,
-                "actor_key_id": actor.key_id, "action": action if allowed else f"{action}_status_ignored",
-                "from_status": current.value, "to_status": new_status.value,
-                "detail": {"remittance_id": remittance.id, "payment_id": payment_of[posting.position],
-                           "trace_number": plan.trace_number, "status_code": posting.status_code,
-                           "outcome": posting.outcome.value, "paid": str(posting.paid),
-                           "adjustments": str(posting.adjustment_total), "settlement": settlement.state.value,
-                           **({"asked": target.value} if not allowed and target is not None else {})}})
+            history.append((
+                ids.uuid(), claim_id, now, actor_label, actor_key_id,
+                action if allowed else f"{action}_status_ignored", current.value, new_status.value,
+                {"remittance_id": remittance_id, "payment_id": payment_of[posting.position],
+                 "trace_number": trace_number, "status_code": posting.status_code,
+                 "outcome": posting.outcome.value, "paid": str(posting.paid),
+                 "adjustments": str(posting.adjustment_total), "settlement": settlement.state.value,
+                 **({"asked": target.value} if not allowed and target is not None else {})}))
             if posting.kind is PostingKind.REVERSAL:
-                record(ClaimReversed(claim_id=state.claim_id, mcp_code=mcp_code,
-                                     cbo_organization_id=state.cbo_organization_id, remittance_id=remittance.id,
-                                     reversed_amount=_q(-posting.paid),
-                                     reversed_payment_id=posting.reverses_posting_id),
-                       state.claim_id, state.member_id, state.correlation_id)
-        last = by_claim[settlement.claim_id][-1]
+                events.append((ClaimReversed(
+                    claim_id=claim_id, mcp_code=mcp_code, cbo_organization_id=state.cbo_organization_id,
+                    remittance_id=remittance_id, reversed_amount=_q(-posting.paid),
+                    reversed_payment_id=posting.reverses_posting_id), claim_id, state.member_id, state.correlation_id))
+        last = postings[-1]
         if new_status is ClaimStatus.PAID and settlement.state is not SettlementState.REVERSED:
-            record(ClaimPaid(claim_id=state.claim_id, mcp_code=mcp_code,
-                             cbo_organization_id=state.cbo_organization_id, remittance_id=remittance.id,
-                             paid_amount=_q(paid_total), adjustment_amount=_q(adjustment_total),
-                             paid_on=plan.payment_date,
-                             settlement=settlement.state.value, payment_id=payment_of[last.position],
-                             trace_number=plan.trace_number, payer_claim_number=last.payer_claim_number),
-                   state.claim_id, state.member_id, state.correlation_id)
+            events.append((ClaimPaid(
+                claim_id=claim_id, mcp_code=mcp_code, cbo_organization_id=state.cbo_organization_id,
+                remittance_id=remittance_id, paid_amount=_q(paid_total), adjustment_amount=_q(adjustment_total),
+                paid_on=paid_on, settlement=settlement.state.value, payment_id=payment_of[last.position],
+                trace_number=trace_number, payer_claim_number=last.payer_claim_number),
+                claim_id, state.member_id, state.correlation_id))
         elif new_status is ClaimStatus.DENIED:
-            denial = next((p for p in reversed(by_claim[settlement.claim_id]) if p.denial is not None), None)
+            denial = next((p for p in reversed(postings) if p.denial is not None), None)
             reason = denial.denial if denial is not None else None
-            record(ClaimDenied(claim_id=state.claim_id, mcp_code=mcp_code,
-                               cbo_organization_id=state.cbo_organization_id, remittance_id=remittance.id,
-                               reason_codes=reason.codes if reason else (),
-                               category=reason.category.value if reason else "other",
-                               next_action=reason.next_action if reason else "",
-                               denial_id=denial_of.get(payment_of[denial.position]) if denial else None,
-                               denied_amount=_q(sum((p.charge - p.paid for p in by_claim[settlement.claim_id]
-                                                     if p.kind is not PostingKind.REVERSAL), Decimal(0))),
-                               payer_claim_number=last.payer_claim_number),
-                   state.claim_id, state.member_id, state.correlation_id)
+            events.append((ClaimDenied(
+                claim_id=claim_id, mcp_code=mcp_code, cbo_organization_id=state.cbo_organization_id,
+                remittance_id=remittance_id, reason_codes=reason.codes if reason else (),
+                category=reason.category.value if reason else "other",
+                next_action=reason.next_action if reason else "",
+                denial_id=rows.denial_of.get(payment_of[denial.position]) if denial else None,
+                denied_amount=_q(sum((p.charge - p.paid for p in postings if p.kind is not PostingKind.REVERSAL),
+                                     Decimal(0))),
+                payer_claim_number=last.payer_claim_number), claim_id, state.member_id, state.correlation_id))
         state.status = new_status.value
         state.version += 1
-        state.payer_claim_number = claim_updates[-1]["payer_claim_number"]
-    await repo.update_by_id(Claim.__table__, claim_updates)
-    await repo.insert(ClaimHistory.__table__, history)
-    matched = len({p.claim_id for p in plan.postings})
-    record(RemittancePosted(
-        remittance_id=remittance.id, mcp_code=mcp_code, trace_number=plan.trace_number,
-        paid_amount=_q(plan.payment_amount), claims_matched=matched,
-        claims_unmatched=sum(1 for e in plan.exceptions if e.reason is not ExceptionReason.UNATTRIBUTED_ADJUSTMENT),
-        posted_at=now, file_id=file_row.id, payment_date=plan.payment_date, payment_method=plan.payment_method,
-        exceptions=len(plan.exceptions), exception_amount=_q(plan.exception_amount),
-        provider_adjustment_amount=_q(remittance.provider_adjustment_amount)), remittance.id)
-    await record_audit(uow.session, audit_table, action="remittance.posted", resource_type="remittance",
-                       resource_id=remittance.id, caller=actor.caller, occurred_at=now,
-                       detail={"file_id": file_row.id, "mcp_code": mcp_code, "claims_posted": len(plan.postings),
-                               "exceptions": len(plan.exceptions), "payment_amount": plan.payment_amount,
-                               "posted_amount": plan.posted_amount, "denials": len(denials),
-                               "reversals": len(reversed_rows)})
-    return remittance
+        state.payer_claim_number = payer_claim_number
+    return out
 
 
 # ------------------------------------------------------------------------------------ exceptions and denials
@@ -1666,9 +1754,9 @@ async def generate_payout(uow: ClaimsUnitOfWork, cbo_organization_id: str, perio
                     statement=statement.as_dict(),
                     generated_by=actor.label, generated_at=now)
     repo.add_payout(payout)
-    await repo.update_by_id(ClaimPayment.__table__, [{"id": p.id, "payout_id": payout.id} for p in payments])
-    await repo.update_by_id(ProviderAdjustment.__table__,
-                            [{"id": a.id, "payout_id": payout.id} for a in adjustments])
+    await repo.update_by_id(ClaimPayment.__table__, ("id", "payout_id"), [(p.id, payout.id) for p in payments])
+    await repo.update_by_id(ProviderAdjustment.__table__, ("id", "payout_id"),
+                            [(a.id, payout.id) for a in adjustments])
     warnings: list[str] = []
     late = await repo.unsettled_before(cbo_organization_id, period_start)
     if late:

@@ -9,15 +9,13 @@ Rules cited are from the 835 TR3 (005010X221A1); choices are recorded in docs/de
 
 from __future__ import annotations
 
-import gc
 import hashlib
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from claims.domain.denials import AdjustmentKind, CodeTable, DenialReason, classify_denial, default_code_table
 from claims.x12.x835 import (
@@ -30,6 +28,7 @@ from claims.x12.x835 import (
     RemittanceFile,
     ServicePayment,
 )
+from shared.collector import collector_paused
 
 ZERO: Final = Decimal(0)
 REVERSAL: Final = "22"  # CLP02 = 22: reversal of a previous payment (835 TR3, loop 2100)
@@ -125,8 +124,7 @@ _ATTRIBUTABLE: Final = frozenset({ProviderAdjustmentKind.INTEREST, ProviderAdjus
 # ----------------------------------------------------------------------------------------------------------
 # What the caller supplies: our claims as the repository knows them.
 
-@dataclass(frozen=True, slots=True)
-class ClaimLine:
+class ClaimLine(NamedTuple):
     """One of our service lines, as billed in the 837P (REF*6R carries `line_id`)."""
 
     line_id: str
@@ -150,8 +148,7 @@ class PriorPosting:
     reversed: bool = False  # a later reversal undid it
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimRecord:
+class ClaimRecord(NamedTuple):
     """One of our claims (CLM01 = `claim_id`), with its lines and earlier postings."""
 
     claim_id: str
@@ -211,8 +208,7 @@ class RemittanceKey:
         return hashlib.sha256(self.value.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class LinePosting:
+class LinePosting(NamedTuple):
     """One service line of a claim posting."""
 
     position: int
@@ -228,8 +224,7 @@ class LinePosting:
     denial: DenialReason | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimPosting:
+class ClaimPosting(NamedTuple):
     """One claim payment (CLP) to post against our claim."""
 
     position: int
@@ -291,8 +286,7 @@ class RemittanceException:
     detail: Mapping[str, str] = field(default_factory=dict)  # figures and codes, never PHI
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimSettlement:
+class ClaimSettlement(NamedTuple):
     """A claim's totals and state over all its active postings once this remittance is posted."""
 
     claim_id: str
@@ -702,22 +696,11 @@ def plan_remittance_file(parsed: RemittanceFile, claims: Mapping[str, ClaimRecor
     and `seen_keys` are SHA-256 digests of files and `RemittanceKey.digest`s already posted. An unbalanced
     transaction set refuses the whole file: nothing is posted, the figures are in `FilePlan.refusal`.
     """
-    with _collector_paused():
-        return _plan_file(parsed, claims, sha256=sha256, mcp_code=mcp_code, seen_files=seen_files,
-                          seen_keys=seen_keys, table=table or default_code_table())
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
     # Planning a month-end file builds a few hundred thousand small frozen objects and no reference cycles; the
     # cyclic collector would rescan them over and over for nothing (about a third of the time at 50,000 claims).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
+    with collector_paused():
+        return _plan_file(parsed, claims, sha256=sha256, mcp_code=mcp_code, seen_files=seen_files,
+                          seen_keys=seen_keys, table=table or default_code_table())
 
 
 def _plan_file(parsed: RemittanceFile, claims: Mapping[str, ClaimRecord], *, sha256: str, mcp_code: str,

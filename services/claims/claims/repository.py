@@ -17,6 +17,7 @@ from sqlalchemy import JSON, Select, String, and_, bindparam, cast, func, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from claims.domain.coverage import suspended_days
 from claims.domain.encounters import Coverage, EligibilityFact, PriorEncounter
 from claims.domain.remittance import ClaimLine as PlanLine
 from claims.domain.remittance import ClaimOutcome, ClaimRecord, PostingKind, PriorPosting
@@ -134,8 +135,7 @@ class CoverageRepository:
 
 def coverage(row: AuthorizationCoverage) -> Coverage:
     """The check view of a projection row."""
-    suspensions = tuple((date.fromisoformat(str(s[0])), date.fromisoformat(str(s[1])) if s[1] else None)
-                        for s in row.suspensions)
+    suspensions = suspended_days([[date.fromisoformat(v) if v else None for v in pair] for pair in row.suspensions])
     return Coverage(authorization_id=row.authorization_id, mcp_code=row.mcp_code, program=row.program,
                     cs_code=row.cs_code, status=row.status, period_start=row.period_start,
                     period_end=row.period_end, ends_before=row.ends_before, suspensions=suspensions,

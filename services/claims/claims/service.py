@@ -31,6 +31,7 @@ from claims.domain.claims import (
     new_encounter_id,
 )
 from claims.domain.configuration import BillingConfiguration, ClaimFormat, McpBilling
+from claims.domain.coverage import next_status, with_resumption, with_suspension
 from claims.domain.encounters import CheckContext, EncounterSubmission, check_encounter
 from claims.domain.payouts import (
     Collection,
@@ -926,26 +927,25 @@ async def audit_read(uow: ClaimsUnitOfWork, caller: Caller, resource_type: str, 
 # ------------------------------------------------------------------------------------------- projections
 
 async def project_authorization(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> None:
-    """Keep the authorization projection current from authorization.* events (idempotent by design)."""
+    """Keep the authorization projection current from authorization.* events, whatever order they arrive in
+    (claims.domain.coverage; idempotent by design)."""
     data = event.data
     now = clock(uow).now()
     row = await uow.coverages.get(data.authorization_id)
     event_type = event.type
+    service = getattr(data, "service", None)
     if row is None:
-        service = getattr(data, "service", None)
-        if service is None:
-            # A lifecycle event for an authorization we never saw requested or decided: nothing to attach it to.
-            log.warning("authorization event before its decision",
-                        extra={"authorization_id": data.authorization_id, "event_type": event_type})
-            return
+        # A suspension, resumption or end can arrive before the decision (a replayed dead letter): it is kept on
+        # a row whose service the decision fills in; until then the row covers nothing (no program, no period).
         row = AuthorizationCoverage(
             authorization_id=data.authorization_id, member_id=None, mcp_code=data.mcp_code,
-            cbo_organization_id=getattr(data, "cbo_organization_id", None), program=service.program.value,
-            cs_code=service.cs_code, status="requested", period_start=None, period_end=None, ends_before=None,
-            suspensions=[], presumptive=False, mcp_authorization_number=None, updated_at=now,
-            correlation_id=event.correlation_id)
+            cbo_organization_id=getattr(data, "cbo_organization_id", None), program="", cs_code=None,
+            status="requested", period_start=None, period_end=None, ends_before=None, suspensions=[],
+            presumptive=False, mcp_authorization_number=None, updated_at=now, correlation_id=event.correlation_id)
         uow.coverages.add(row)
         await uow.session.flush()  # sessions do not autoflush: the next event of a batch must find this row
+    if service is not None and not row.program:
+        row.program, row.cs_code = service.program.value, service.cs_code
     if row.correlation_id is None:
         # Every event of one authorization shares the referral's correlation id; the first one seen sets it.
         row.correlation_id = event.correlation_id
@@ -954,30 +954,32 @@ async def project_authorization(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> 
     elif event.member_id and row.member_id is None:
         row.member_id = event.member_id
     if event_type == "authorization.approved":
-        row.status = "approved"
+        row.status = next_status(row.status, "approved")
         row.period_start, row.period_end = data.period_start, data.period_end
         row.presumptive = data.presumptive
         row.mcp_authorization_number = data.mcp_authorization_number
         row.mcp_code = data.mcp_code
         row.cbo_organization_id = data.cbo_organization_id or row.cbo_organization_id
     elif event_type == "authorization.denied":
-        if row.status == "requested":
-            row.status = "denied"
+        row.status = next_status(row.status, "denied")
     elif event_type == "authorization.suspended":
-        row.suspensions = [*row.suspensions, [data.effective.isoformat(), None]]
+        row.suspensions = _stored(with_suspension(_intervals(row.suspensions), data.effective))
     elif event_type == "authorization.resumed":
-        suspensions = [list(s) for s in row.suspensions]
-        for item in reversed(suspensions):
-            if item[1] is None:
-                item[1] = (data.effective - timedelta(days=1)).isoformat()
-                break
-        row.suspensions = suspensions
+        row.suspensions = _stored(with_resumption(_intervals(row.suspensions), data.effective))
     elif event_type == "authorization.expired":
-        row.status = "expired"  # dates up to period_end stay covered: encounters are billed after the fact
+        row.status = next_status(row.status, "expired")  # dates up to period_end stay covered (billed later)
     elif event_type == "authorization.closed":
-        row.status = "closed"
+        row.status = next_status(row.status, "closed")
         row.ends_before = data.effective
     row.updated_at = now
+
+
+def _intervals(stored: Sequence[Sequence[str | None]]) -> list[list[date | None]]:
+    return [[date.fromisoformat(v) if v else None for v in pair] for pair in stored]
+
+
+def _stored(intervals: Sequence[Sequence[date | None]]) -> list[list[str | None]]:
+    return [[v.isoformat() if v else None for v in pair] for pair in intervals]
 
 
 async def project_eligibility(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> None:

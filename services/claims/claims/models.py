@@ -278,6 +278,10 @@ class AuthorizationCoverage(Base):
     suspensions: Mapped[list[list[str | None]]] = mapped_column(JSON)
     presumptive: Mapped[bool] = mapped_column(Boolean)
     mcp_authorization_number: Mapped[str | None] = mapped_column(String(50))
+    # When the approval whose period stands was decided (migration 0005): of two approvals of one authorization
+    # (approved, then approved as modified) the newest decision sets the period, whatever order they arrive in.
+    # NULL until an approval arrives, and for rows projected before 0005.
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Lineage (migration 0004): the correlation id of the authorization's events, which encounters and claims
     # billed against it continue. NULL for rows projected before 0004.

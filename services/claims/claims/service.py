@@ -31,7 +31,7 @@ from claims.domain.claims import (
     new_encounter_id,
 )
 from claims.domain.configuration import BillingConfiguration, ClaimFormat, McpBilling
-from claims.domain.coverage import next_status, with_resumption, with_suspension
+from claims.domain.coverage import approval_supersedes, next_status, with_resumption, with_suspension
 from claims.domain.encounters import CheckContext, EncounterSubmission, check_encounter
 from claims.domain.payouts import (
     Collection,
@@ -955,10 +955,16 @@ async def project_authorization(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> 
         row.member_id = event.member_id
     if event_type == "authorization.approved":
         row.status = next_status(row.status, "approved")
-        row.period_start, row.period_end = data.period_start, data.period_end
-        row.presumptive = data.presumptive
-        row.mcp_authorization_number = data.mcp_authorization_number
-        row.mcp_code = data.mcp_code
+        if approval_supersedes(data.decided_at, _aware(row.decided_at)):
+            # Approved twice (approved, then approved as modified): the newest decision's period stands.
+            row.decided_at = data.decided_at
+            row.period_start, row.period_end = data.period_start, data.period_end
+            row.presumptive = data.presumptive
+            row.mcp_code = data.mcp_code
+            row.mcp_authorization_number = data.mcp_authorization_number or row.mcp_authorization_number
+        else:
+            # An older approval arriving late (a replayed dead letter) only fills what the newer one left empty.
+            row.mcp_authorization_number = row.mcp_authorization_number or data.mcp_authorization_number
         row.cbo_organization_id = data.cbo_organization_id or row.cbo_organization_id
     elif event_type == "authorization.denied":
         row.status = next_status(row.status, "denied")

@@ -4,13 +4,14 @@ Events of one authorization normally arrive in the order they were written, but 
 (or a consumer reading two partitions) delivers them in another. The fold is built so every order ends in the
 same projection (docs/decisions/0125-projections-converge-whatever-the-order.md): the status only moves forward
 along the lifecycle, and suspensions are rebuilt from the set of dated suspensions and resumptions known so far,
-never from a running state that depends on which came first.
+never from a running state that depends on which came first. An authorization approved twice (approved, then
+approved as modified) takes its period from the newest decision, not from the approval that arrived last.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final
 
 ONE_DAY: Final = timedelta(days=1)
@@ -34,6 +35,15 @@ def next_status(current: str | None, incoming: str) -> str:
     if current is None:
         return incoming
     return incoming if _RANK[incoming] > _RANK[current] else current
+
+
+def approval_supersedes(decided_at: datetime, standing: datetime | None) -> bool:
+    """Whether an approval decided at `decided_at` sets the period (and what comes with it) over the approval that
+    set it, decided at `standing` (None: no approval applied yet, or one projected before decision times were
+    kept). The newest decision wins whatever order the two arrive in; one decided at the same instant wins as
+    before, by arriving later (decision 0125: equal times keep the consumption order).
+    """
+    return standing is None or decided_at >= standing
 
 
 def with_suspension(suspensions: Sequence[Interval], start: date) -> list[Interval]:

@@ -1,10 +1,11 @@
 """The claims handlers keep the same coverage whatever order an authorization's events arrive in (a dead letter
-replayed after the events that followed it): a suspension before the approval still refuses its days."""
+replayed after the events that followed it): a suspension before the approval still refuses its days, and of two
+approvals the newest decision's period stands."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,12 @@ from claims import testkit
 from claims.bootstrap import definition
 from claims.repository import ClaimsUnitOfWork
 
-from shared.contracts.authorizations import AuthorizationClosed, AuthorizationResumed, AuthorizationSuspended
+from shared.contracts.authorizations import (
+    AuthorizationApproved,
+    AuthorizationClosed,
+    AuthorizationResumed,
+    AuthorizationSuspended,
+)
 from shared.envelope import Envelope, new_event
 from shared.identity import member_id_for
 from shared.scheduler import FixedClock
@@ -70,3 +76,29 @@ async def test_a_suspension_before_the_decision_is_kept_until_the_decision_arriv
     await testkit.apply_events(runtime, [requested])
     [(status, program, *_, suspensions)] = await coverage_of(harness, 3)
     assert (status, program, suspensions) == ("approved", "ecm", ((date(2025, 3, 1), None),))
+
+
+def approved_twice(n: int) -> list[Envelope[Any]]:
+    """requested → approved (2025) → approved as modified forty days later (period cut to June), for member n."""
+    requested, approved = testkit.authorization_events(n, start=date(2025, 1, 1), end=date(2025, 12, 31),
+                                                       number="AUTH0001")
+    first: AuthorizationApproved = approved.data
+    modified = first.model_copy(update={"decided_at": first.decided_at + timedelta(days=40),
+                                        "period_end": date(2025, 6, 30), "modified": True})
+    return [requested, approved, new_event(modified, subject=first.authorization_id, source="authorizations",
+                                           member_id=member_id_for(testkit.cin(n)))]
+
+
+async def test_two_approvals_swapped_leave_the_newest_period(harness: ServiceHarness) -> None:
+    runtime = harness.runtimes["claims"]
+    requested, approved, modified = approved_twice(4)
+    await testkit.apply_events(runtime, [requested])
+    await testkit.apply_events(runtime, [approved])
+    await testkit.apply_events(runtime, [modified])
+    requested, approved, modified = approved_twice(5)
+    await testkit.apply_events(runtime, [modified])
+    await testkit.apply_events(runtime, [approved])  # the older decision, replayed late
+    await testkit.apply_events(runtime, [requested])
+    in_order, swapped = await coverage_of(harness, 4), await coverage_of(harness, 5)
+    assert in_order == [("approved", "ecm", date(2025, 1, 1), date(2025, 6, 30), None, ())]
+    assert swapped == in_order

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from claims.domain.coverage import next_status, suspended_days, with_resumption, with_suspension
+from claims.domain.coverage import (
+    approval_supersedes,
+    next_status,
+    suspended_days,
+    with_resumption,
+    with_suspension,
+)
 from claims.domain.encounters import Coverage
 
 Event = tuple[str, date | None]
@@ -80,3 +86,30 @@ def test_the_same_suspension_or_resumption_twice_changes_nothing() -> None:
     once = with_resumption(with_suspension([], date(2025, 3, 1)), date(2025, 3, 20))
     assert with_suspension(once, date(2025, 3, 1)) == once
     assert with_resumption(once, date(2025, 3, 20)) == once
+
+
+DECIDED = datetime(2025, 1, 2, 17, 0, tzinfo=UTC)
+
+
+def periods_after(approvals: list[tuple[datetime, tuple[date, date]]]) -> tuple[date, date] | None:
+    """The period standing once these approvals (decision time, period) are applied in this order."""
+    standing: datetime | None = None
+    period: tuple[date, date] | None = None
+    for decided_at, approved in approvals:
+        if approval_supersedes(decided_at, standing):
+            standing, period = decided_at, approved
+    return period
+
+
+def test_the_newest_approval_sets_the_period_whatever_order_they_arrive_in() -> None:
+    approved = (DECIDED, (date(2025, 1, 1), date(2025, 12, 31)))
+    modified = (DECIDED + timedelta(days=40), (date(2025, 1, 1), date(2025, 6, 30)))  # approved as modified
+    extended = (DECIDED + timedelta(days=90), (date(2025, 1, 1), date(2026, 3, 31)))
+    for order in itertools.permutations([approved, modified, extended]):
+        assert periods_after(list(order)) == extended[1], order
+
+
+def test_an_approval_sets_the_period_when_none_was_decided_before() -> None:
+    assert approval_supersedes(DECIDED, None)  # also a row projected before decision times were kept
+    assert not approval_supersedes(DECIDED, DECIDED + timedelta(seconds=1))
+    assert approval_supersedes(DECIDED, DECIDED)  # the same instant: the later-consumed one, as before

@@ -96,6 +96,8 @@ served_authorization = Table(
     Column("cbo_organization_id", String(64), nullable=True),
     Column("period_start", Date, nullable=True),
     Column("period_end", Date, nullable=True),
+    # When the approval whose period is kept was decided (migration 0003): the newest decision's period stands.
+    Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("status", String(16), nullable=False),  # requested | active | expired | closed
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index(None, "mcp_code", "status"),

@@ -34,7 +34,7 @@ from eligibility.domain.schedule import (
     period_of,
     realtime_batch_key,
 )
-from eligibility.domain.served import tracked_status
+from eligibility.domain.served import period_supersedes, tracked_status
 from eligibility.repository import EligibilityUnitOfWork, aware, pending_timer
 from eligibility.x12 import codes
 from eligibility.x12.loops import X279Invalid
@@ -567,12 +567,15 @@ async def track_authorization(uow: EligibilityUnitOfWork, event: Envelope[Any], 
     service = getattr(data, "service", None)
     if service is not None:
         values["program"] = service.program.value
-    if hasattr(data, "period_start"):
-        values["period_start"], values["period_end"] = data.period_start, data.period_end
     member = getattr(data, "member", None)
     if member is not None:
         values["member_id"] = await register_member(uow, member)
     existing = await uow.authorizations.get(data.authorization_id)
+    if hasattr(data, "period_start") and period_supersedes(
+            data.decided_at, aware(existing.decided_at) if existing is not None else None):
+        # Approved twice (approved, then approved as modified): the newest decision's period stands.
+        values["period_start"], values["period_end"] = data.period_start, data.period_end
+        values["decided_at"] = data.decided_at
     if existing is None and "program" not in values:
         values["program"] = "ecm"  # expired/closed before we saw it: the program is unknown and irrelevant
     # A late or replayed event never moves the authorization back (a late `requested` after the approval, a

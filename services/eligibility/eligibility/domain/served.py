@@ -4,11 +4,13 @@ active one puts the member in the MCP's monthly re-check and in the ECM/CHW same
 Events of one authorization can arrive out of order (a dead letter replayed after the events that followed it),
 so the tracked status only moves forward along the lifecycle (docs/decisions/0125-projections-converge-whatever-
 the-order.md): a late `requested` never takes an approved member out of the re-check, a late approval never
-brings back one whose authorization ended.
+brings back one whose authorization ended. Of two approvals of one authorization (approved, then approved as
+modified) the newest decision's period is kept, whichever arrives last.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 # `active` outranks `denied`: an overturned denial is approved afterwards, an approval is never denied later.
@@ -23,3 +25,10 @@ def tracked_status(current: str | None, incoming: str) -> str:
     if current is None:
         return incoming
     return incoming if _RANK[incoming] > _RANK[current] else current
+
+
+def period_supersedes(decided_at: datetime, standing: datetime | None) -> bool:
+    """Whether the period of an approval decided at `decided_at` replaces the one kept, decided at `standing`
+    (None: no approval kept yet, or one projected before decision times were kept). Equal times: the later
+    arrival wins, as before (decision 0125)."""
+    return standing is None or decided_at >= standing

@@ -117,7 +117,8 @@ async def _record(uow: SftpGatewayUnitOfWork, event: Envelope[Any], authorizatio
     """Fold one authorization event into the projection (sftp_gateway.domain.projection); returns the status
     the authorization stands at afterwards."""
     row = await uow.projections.authorization(authorization_id)
-    stored = None if row is None else {**row._mapping, "updated_at": aware(row.updated_at)}
+    stored = None if row is None else {**row._mapping, "updated_at": aware(row.updated_at),
+                                       "decided_at": aware(row.decided_at)}
     changes = authorization_changes(stored, values, event.time)
     if stored is None:
         if values.get("cin") is None:

@@ -3,8 +3,10 @@ whatever order they arrive in (docs/decisions/0125-projections-converge-whatever
 
 The producer's event time orders one authorization's events: the newest event sets the status; an older one
 arriving late (a replayed dead letter) only fills in facts still missing, such as the approved period of an
-authorization whose closure came first. A decision that arrives before its request is kept, and the request
-that follows fills in the member without turning the decision back into an open request.
+authorization whose closure came first. Between two approvals of one authorization (approved, then approved as
+modified) the newest decision sets the period, even when both arrive after a newer event. A decision that arrives
+before its request is kept, and the request that follows fills in the member without turning the decision back
+into an open request.
 """
 
 from __future__ import annotations
@@ -15,17 +17,25 @@ from typing import Any
 
 # The columns that say where an authorization stands, as of the event that last set them.
 STANDING = frozenset({"status", "updated_at"})
+# The columns an approval decides, as of the newest decision (decided_at) rather than the newest event.
+DECISION = frozenset({"decided_at", "period_start", "period_end", "mcp_authorization_number"})
 
 
 def authorization_changes(stored: Mapping[str, Any] | None, values: Mapping[str, Any],
                           at: datetime) -> dict[str, Any]:
     """The columns to write for an event of time `at` carrying `values` (status included) about an
-    authorization stored as `stored` (None: not seen yet). Raises nothing."""
+    authorization stored as `stored` (None: not seen yet; times in it aware). Raises nothing."""
     given = {k: v for k, v in values.items() if v is not None}
     if stored is None:
         return {**given, "updated_at": at}
     known = stored.get("updated_at")
     if known is None or at >= known:
         return {**given, "updated_at": at}
-    # Older than what is known: keep the standing, add only the facts the newer events did not give.
-    return {k: v for k, v in given.items() if k not in STANDING and stored.get(k) in (None, [], "")}
+    # Older than what is known: keep the standing, add only the facts the newer events did not give...
+    changes = {k: v for k, v in given.items() if k not in STANDING and stored.get(k) in (None, [], "")}
+    decided, standing = given.get("decided_at"), stored.get("decided_at")
+    if "period_start" in given and decided is not None and (standing is None or decided > standing):
+        # ...but an approval decided after the one kept sets the period: two approvals swapped behind a newer
+        # suspension (approved, approved as modified, suspended, told backwards) keep the modified period.
+        changes.update({k: v for k, v in given.items() if k in DECISION})
+    return changes

@@ -1,6 +1,7 @@
 """The gateway's authorization projection ends the same whatever order an authorization's events arrive in: a
 decision before its request is kept (the MCP is never asked again to decide it), a late event never overwrites
-a newer status but still fills in the facts it alone carries."""
+a newer status but still fills in the facts it alone carries, and of two approvals the newest decision's period
+stands."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from shared.contracts.authorizations import (
     AuthorizationClosed,
     AuthorizationOrigin,
     AuthorizationRequested,
+    AuthorizationSuspended,
 )
 from shared.contracts.values import Address, MemberDemographics, Program, ServiceRequested, Urgency
 from shared.envelope import new_event
@@ -35,7 +37,21 @@ def test_the_newest_event_sets_the_standing_and_an_older_one_only_fills_gaps() -
                                                                                  "updated_at": T0}
 
 
-Told = AuthorizationRequested | AuthorizationApproved | AuthorizationClosed
+def test_of_two_approvals_older_than_the_standing_the_newest_decision_sets_the_period() -> None:
+    # approved (T0+2d), approved as modified (T0+10d), suspended (T0+30d): the suspension arrived first.
+    stored = {"status": "suspended", "updated_at": T0 + timedelta(days=30), "decided_at": T0 + timedelta(days=2),
+              "period_start": date(2026, 10, 1), "period_end": date(2027, 9, 30), "mcp_authorization_number": "A"}
+    modified = {"status": "approved", "decided_at": T0 + timedelta(days=10), "period_start": date(2026, 10, 1),
+                "period_end": date(2027, 3, 31), "mcp_authorization_number": "A"}
+    assert authorization_changes(stored, modified, T0 + timedelta(days=10)) == {
+        "decided_at": T0 + timedelta(days=10), "period_start": date(2026, 10, 1), "period_end": date(2027, 3, 31),
+        "mcp_authorization_number": "A"}
+    newest = {**stored, "decided_at": T0 + timedelta(days=10), "period_end": date(2027, 3, 31)}
+    original = {**modified, "decided_at": T0 + timedelta(days=2), "period_end": date(2027, 9, 30)}
+    assert authorization_changes(newest, original, T0 + timedelta(days=2)) == {}  # the older approval, late
+
+
+Told = AuthorizationRequested | AuthorizationApproved | AuthorizationClosed | AuthorizationSuspended
 
 
 async def publish(gateway: Gateway, *events: tuple[Told, datetime]) -> None:
@@ -97,3 +113,21 @@ async def test_a_late_approval_never_reopens_a_closed_authorization_but_gives_it
     await wait_for(has_period)
     row = await stored(gateway, 3)
     assert (row.status, row.ended_on, row.period_end) == ("closed", date(2026, 10, 25), date(2027, 9, 30))
+
+
+async def test_two_approvals_swapped_behind_a_suspension_keep_the_newest_period(gateway: Gateway) -> None:
+    first = approved(4)
+    modified = first.model_copy(update={"decided_at": T0 + timedelta(days=10), "period_end": date(2027, 3, 31),
+                                        "modified": True})
+    suspended = AuthorizationSuspended(authorization_id="auth_4", mcp_code="lacare", reason="eligibility lost",
+                                       effective=date(2026, 10, 28))
+    await publish(gateway, (requested(4), T0), (suspended, T0 + timedelta(days=30)),
+                  (first, T0 + timedelta(days=2)), (modified, T0 + timedelta(days=10)))
+
+    async def decided() -> bool:
+        row = await stored(gateway, 4)
+        return row is not None and row.period_end == date(2027, 3, 31)
+
+    await wait_for(decided)
+    row = await stored(gateway, 4)
+    assert (row.status, row.period_start, row.period_end) == ("suspended", date(2026, 10, 1), date(2027, 3, 31))

@@ -141,18 +141,28 @@ async def record_audit(session: AsyncSession, table: Table, *, action: str, reso
     `caller` None records a system action. Raises ValueError if `detail` looks like it carries PHI: audit
     events reference records by id, they never copy member data.
     """
-    event_id = uuid7()
-    await session.execute(insert(table).values(
-        id=event_id,
-        occurred_at=occurred_at or datetime.now(UTC),
-        organization_id=caller.organization_id if caller else None,
-        actor_key_id=caller.key_id if caller else None,
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        detail=_audit_detail(detail),
-    ))
+    values = audit_values(action=action, resource_type=resource_type, resource_id=resource_id, caller=caller,
+                          detail=detail, occurred_at=occurred_at)
+    await session.execute(insert(table).values(**values))
+    event_id: UUID = values["id"]
     return event_id
+
+
+def audit_values(*, action: str, resource_type: str, resource_id: str, caller: Caller | None = None,
+                 detail: Mapping[str, AuditValue | list[AuditValue]] | None = None,
+                 occurred_at: datetime | None = None) -> dict[str, Any]:
+    """The `audit_event` row `record_audit` appends (a new id), for a caller that writes it in its own
+    statement; raises ValueError if `detail` looks like it carries PHI."""
+    return {
+        "id": uuid7(),
+        "occurred_at": occurred_at or datetime.now(UTC),
+        "organization_id": caller.organization_id if caller else None,
+        "actor_key_id": caller.key_id if caller else None,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "detail": _audit_detail(detail),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ tables

@@ -6,15 +6,22 @@ its own database file and the schema name is translated away, so the same models
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import JSON, Column, MetaData, Table, event
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import await_only
 
 NAMING_CONVENTION = {
@@ -120,3 +127,83 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit (the edge owns the transaction)."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
+
+# ------------------------------------------------------------------------------- hand-written statements
+
+@dataclass
+class Binds:
+    """Positional parameters (`$1`, `$2`, ...) of one hand-written PostgreSQL statement, in order.
+
+    `binds(value, "uuid[]")` records the value and answers its placeholder with that cast; the SQL text depends
+    only on the order of the calls, so the driver's prepared-statement cache recognises it.
+    """
+
+    values: list[Any] = field(default_factory=list)
+
+    def __call__(self, value: Any, cast: str | None = None) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}::{cast}" if cast else f"${len(self.values)}"
+
+
+@dataclass(frozen=True)
+class DriverConnection:
+    """The asyncpg connection under a session, for a statement too hot for the ORM, and the physical names of
+    the tables there (a service's schema may be renamed by `schema_translate_map`, e.g. in tests)."""
+
+    driver: Any
+    schemas: Mapping[str | None, str | None]
+
+    def name_of(self, table: Table) -> str:
+        """The table's quoted, schema-qualified name on this connection."""
+        schema = self.schemas.get(table.schema, table.schema)
+        return f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+
+
+async def driver_connection(session: AsyncSession) -> DriverConnection:
+    """The session's PostgreSQL connection at driver level. A statement sent on it runs in the session's
+    transaction if one was begun (the session commits or rolls it back) and is its own transaction if not."""
+    connection = await session.connection()
+    options = connection.sync_connection.get_execution_options() if connection.sync_connection else {}
+    raw = await connection.get_raw_connection()
+    return DriverConnection(driver=raw.driver_connection, schemas=options.get("schema_translate_map") or {})
+
+
+_TYPMOD = re.compile(r"\([0-9, ]*\)")
+_POSTGRESQL = PGDialect()  # type: ignore[no-untyped-call]
+
+
+@functools.cache
+def _cast(column_type: TypeEngine[Any]) -> str:
+    # Cast to the type without its length: an explicit cast to varchar(n) would silently truncate, while the
+    # INSERT's own assignment to the column refuses an over-long value, as any other insert does.
+    return _TYPMOD.sub("", column_type.compile(dialect=_POSTGRESQL))
+
+
+def _driver_value(column: Column[Any], value: Any) -> Any:
+    # asyncpg takes JSON as text (SQLAlchemy registers a text codec for `json` on every connection).
+    return json.dumps(value) if isinstance(column.type, JSON) and value is not None else value
+
+
+def insert_rows_sql(connection: DriverConnection, table: Table, rows: Sequence[Mapping[str, Any]], binds: Binds,
+                    *, source: str | None = None, suffix: str = "") -> str:
+    """PostgreSQL: an INSERT of `rows` (same keys, the table's column names): one parameter per column, an
+    array of the rows' values when there are several.
+
+    With `source` (the name of an earlier CTE of the same statement) the rows are inserted once per row it
+    yields, that is not at all when it is empty: the dependent writes of a guarded insert. Rows go in in the
+    order given (an outbox `seq` follows it). `suffix` is appended (`ON CONFLICT ...`, `RETURNING ...`).
+    """
+    # Identifiers come from the Table (`table.c` refuses any other name); every value is a parameter.
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    quoted = ", ".join(f'"{name}"' for name in names)
+    into = f"INSERT INTO {connection.name_of(table)} ({quoted})"
+    if len(rows) == 1:  # scalars: an array per column costs the driver several times as much to encode
+        row = rows[0]
+        values = ", ".join(binds(_driver_value(c, row[c.name]), _cast(c.type)) for c in columns)
+        return f"{into} SELECT {values}{f' FROM {source}' if source else ''}{suffix}"  # noqa: S608
+    arrays = ", ".join(binds([_driver_value(c, row[c.name]) for row in rows], _cast(c.type) + "[]")
+                       for c in columns)
+    selected = ", ".join(f'r."{name}"' for name in names)
+    return (f"{into} SELECT {selected} FROM {f'{source}, ' if source else ''}unnest({arrays}) "  # noqa: S608
+            f"WITH ORDINALITY AS r({quoted}, ordinal) ORDER BY r.ordinal{suffix}")

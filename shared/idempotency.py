@@ -12,6 +12,12 @@ blocks on its primary key (PostgreSQL) or on the write lock (SQLite) until the f
 replays its response; if the first one rolls back, the duplicate does the work itself. A failed request (an
 exception, including a Problem) stores nothing: its transaction rolls back with the record, and a retry
 with the same key runs again.
+
+A hot route that writes its change in one statement may instead store the answer with the change
+(`record_values`, built before the write): a plain INSERT of the record, so a taken key aborts the whole write
+(`IdempotencyKeyTaken`, `is_key_taken`); the route rolls back and answers `stored_response`. A concurrent
+duplicate then waits on the record's primary key as above. A request that fails before writing checks
+`stored_response` too, so a retry of a stored request replays whatever the rules say today.
 """
 
 from __future__ import annotations
@@ -25,10 +31,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Caller
@@ -40,6 +46,8 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 _IN_PROGRESS = 0  # status_code of a record whose response is not stored yet
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired while waiting for the first request
+_UNIQUE_VIOLATION = "23505"
+KEY_CONSTRAINT = "pk_idempotency_record"  # the primary key (organization_id, key), as migrations name it
 
 ProducedResponse = tuple[int, Any] | tuple[int, Any, Mapping[str, str]]
 
@@ -133,6 +141,11 @@ def _replay(row: Any, fingerprint: str) -> IdempotentResponse:
                               headers=dict(row.response_headers or {}), replayed=True)
 
 
+def key_in_progress() -> Problem:
+    """409 for a key whose first request is still running (retry shortly)."""
+    return _in_progress()
+
+
 def _in_progress() -> Problem:
     return Problem(409, "idempotency-request-in-progress", "Request in progress",
                    f"A request with this {IDEMPOTENCY_HEADER} is still being processed; retry shortly.",
@@ -184,6 +197,51 @@ async def idempotent(session: AsyncSession, tables: PlatformTables, caller: Call
     await session.execute(update(table).where(*where).values(
         status_code=response.status_code, response_body=response.body, response_headers=response.headers))
     return response
+
+
+class IdempotencyKeyTaken(Exception):
+    """The key already has a record (a retry, or a concurrent request that committed first): the write that
+    tried to store another one must be rolled back, and the stored answer given instead."""
+
+
+def is_key_taken(error: BaseException) -> bool:
+    """True if a driver error is the record's primary key refusing a second record for the key."""
+    return getattr(error, "sqlstate", None) == _UNIQUE_VIOLATION and \
+        getattr(error, "constraint_name", None) == KEY_CONSTRAINT
+
+
+def record_values(caller: Caller, key: str, request_hash: str, response: IdempotentResponse) -> dict[str, Any]:
+    """The record that stores `response` for the key, for a route that writes it with its change."""
+    return {"organization_id": caller.organization_id, "key": key, "request_hash": request_hash,
+            "status_code": response.status_code, "response_body": response.body,
+            "response_headers": response.headers, "created_at": datetime.now(UTC)}
+
+
+async def store_response(session: AsyncSession, tables: PlatformTables, values: Mapping[str, Any]) -> None:
+    """INSERT a record built by `record_values` in the session's transaction; raises IdempotencyKeyTaken if the
+    key has one (after waiting for a concurrent first request to commit)."""
+    try:
+        await session.execute(insert(tables.idempotency_record).values(**values))
+    except IntegrityError:
+        raise IdempotencyKeyTaken() from None
+
+
+async def stored_response(session: AsyncSession, tables: PlatformTables, caller: Caller, key: str,
+                          request_hash: str) -> IdempotentResponse | None:
+    """The stored answer for the key, replayed; None if the key has no record.
+
+    Raises Problem: 422 when the key was used for a different request, 409 while its first request runs.
+    """
+    table = tables.idempotency_record
+    row = (await session.execute(
+        select(table.c.request_hash, table.c.status_code, table.c.response_body, table.c.response_headers)
+        .where(table.c.organization_id == caller.organization_id, table.c.key == key))).first()
+    return None if row is None else _replay(row, request_hash)
+
+
+def produced_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> IdempotentResponse:
+    """A fresh answer (JSON-able data or ready bytes) as it is sent and stored."""
+    return _produced(status, body, headers or {})
 
 
 def _unpack(result: ProducedResponse) -> tuple[int, Any, Mapping[str, str]]:

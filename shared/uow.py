@@ -60,6 +60,12 @@ class UnitOfWork:
         """Events recorded and not yet committed."""
         return tuple(self._events)
 
+    def take_recorded(self) -> list[Envelope[Any]]:
+        """Hand the recorded events to a caller that writes them to the outbox itself, in the statement that
+        writes the change (see `outbox_values`); they are then no longer written at flush."""
+        events, self._events = self._events, []
+        return events
+
     async def flush(self) -> None:
         """Send pending changes (and recorded events) to the database without committing."""
         if self._events:
@@ -126,9 +132,13 @@ async def insert_outbox_rows(session: AsyncSession, tables: PlatformTables, rows
         assert driver is not None
         await driver.copy_records_to_table("outbox", schema_name=schema, columns=_OUTBOX_COLUMNS, records=rows)
         return
-    await session.execute(insert(tables.outbox), [
-        {"event_id": r[0], "topic": r[1], "key": r[2], "value": r[3], "headers": json.loads(r[4]),
-         "created_at": r[5]} for r in rows])
+    await session.execute(insert(tables.outbox), outbox_values(rows))
+
+
+def outbox_values(rows: Sequence[OutboxRow]) -> list[dict[str, Any]]:
+    """Encoded rows as `outbox` column values (for an INSERT, or a statement that writes a change with them)."""
+    return [{"event_id": r[0], "topic": r[1], "key": r[2], "value": r[3], "headers": json.loads(r[4]),
+             "created_at": r[5]} for r in rows]
 
 
 async def write_outbox(session: AsyncSession, tables: PlatformTables, events: list[Envelope[Any]]) -> None:

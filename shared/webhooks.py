@@ -56,6 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid6 import uuid7
 
 from shared.auth import Caller, require_scopes
+from shared.db import Binds, DriverConnection
 from shared.polling import PollingLoop
 from shared.problems import FieldError, Problem, problem_responses, validation_problem
 from shared.runtime import Background, ServiceRuntime
@@ -314,6 +315,60 @@ async def enqueue_webhook(session: AsyncSession, tables: WebhookTables, *, event
     if values:
         await session.execute(insert(tables.delivery), values)
     return len(values)
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    """An event to notify subscribers of, staged by a unit of work and queued when it writes (`enqueue_notice`,
+    or `fan_out_sql` inside a one-statement write)."""
+
+    event_id: UUID
+    event_type: str
+    subject: str
+    data: Mapping[str, Any]
+    audience: Audience
+    occurred_at: datetime
+
+
+async def enqueue_notice(session: AsyncSession, tables: WebhookTables, notice: WebhookNotice) -> int:
+    """`enqueue_webhook` for a staged notice; returns how many deliveries were queued."""
+    return await enqueue_webhook(session, tables, event_id=notice.event_id, event_type=notice.event_type,
+                                 subject=notice.subject, data=notice.data, audience=notice.audience,
+                                 occurred_at=notice.occurred_at)
+
+
+# A UUIDv7 made by PostgreSQL (15 has no uuidv7()): a random UUID whose first 48 bits become the Unix time in
+# milliseconds and whose version nibble becomes 7 (bits 52-53 set; 54 is already set in version 4), so
+# deliveries queued in SQL sort by time among those queued by `uuid7()` (the delivery log pages by id).
+_UUID7_SQL = ("encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
+              "substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6), "
+              "52, 1), 53, 1), 'hex')::uuid")
+
+
+def fan_out_sql(connection: DriverConnection, tables: WebhookTables, notice: WebhookNotice, binds: Binds, *,
+                source: str) -> str:
+    """PostgreSQL: the INSERT ... SELECT that queues `notice` for every active subscription that wants its type
+    and may see the record (`Audience.includes` in SQL), once per row of CTE `source`; RETURNING the ids.
+
+    For a statement that writes a change, its events and its deliveries at once, in place of `enqueue_webhook`
+    (the subscriptions are read by that same statement).
+    """
+    delivery, subscription = connection.name_of(tables.delivery), connection.name_of(tables.subscription)
+    body = webhook_body(event_id=notice.event_id, event_type=notice.event_type, occurred_at=notice.occurred_at,
+                        data=notice.data)
+    now = binds(datetime.now(UTC), "timestamptz")
+    event_type = binds(notice.event_type, "text")
+    return (
+        f"INSERT INTO {delivery} (id, subscription_id, organization_id, event_id, event_type, subject, body, "  # noqa: S608 - names from the Tables, values are parameters
+        "status, attempts, next_attempt_at, last_status_code, last_error, resends, created_at, delivered_at) "
+        f"SELECT {_UUID7_SQL}, s.id, s.organization_id, {binds(notice.event_id, 'uuid')}, {event_type}, "
+        f"{binds(notice.subject, 'text')}, {binds(body, 'bytea')}, '{DeliveryStatus.PENDING.value}', 0, {now}, "
+        f"NULL, NULL, 0, {now}, NULL FROM {source}, {subscription} AS s "
+        f"WHERE s.active AND s.event_types::jsonb ? {event_type} AND (s.organization_kind = 'hub' "
+        f"OR s.organization_id = ANY({binds(sorted(notice.audience.organization_ids), 'text[]')}) "
+        f"OR (s.organization_kind = 'mcp' AND s.organization_code = ANY("
+        f"{binds(sorted(notice.audience.mcp_codes), 'text[]')}))) "
+        "ON CONFLICT (subscription_id, event_id) DO NOTHING RETURNING id")
 
 
 # ------------------------------------------------------------------------------------------- delivery
@@ -886,13 +941,16 @@ __all__ = [
     "HttpxWebhookSender",
     "WebhookBackground",
     "WebhookDeliverer",
+    "WebhookNotice",
     "WebhookPolicy",
     "WebhookSender",
     "WebhookTables",
     "check_url",
     "create_webhook_tables_v1",
     "define_webhook_tables",
+    "enqueue_notice",
     "enqueue_webhook",
+    "fan_out_sql",
     "signature_header",
     "verify_signature",
     "wake_deliverer",

@@ -16,10 +16,19 @@ from referrals.domain.intake import MAX_REASON, Violation, check_referral
 from referrals.models import Referral, ReferralTimeline
 from referrals.repository import ReferralsUnitOfWork, can_see
 from shared.app import runtime_of
-from shared.auth import Caller, record_audit, require_scopes
+from shared.auth import Caller, audit_values, record_audit, require_scopes
 from shared.contracts.referrals import ReferralStatus, RoutingBasis
 from shared.contracts.values import Program, Urgency
-from shared.idempotency import IdempotencyKey, hash_request, idempotent
+from shared.idempotency import (
+    IdempotencyKey,
+    IdempotencyKeyTaken,
+    IdempotentResponse,
+    hash_request,
+    key_in_progress,
+    produced_response,
+    record_values,
+    stored_response,
+)
 from shared.problems import FieldError, Problem, problem_responses, validation_problem
 from shared.runtime import ServiceRuntime
 
@@ -328,34 +337,55 @@ async def intake(request: Request, caller: Caller, key: str | None, raw: Any, *,
                  pre_violations: Sequence[Violation] = ()) -> Response:
     """Check, store and answer a submission once per Idempotency-Key (JSON API and FHIR alike).
 
-    `render` answers JSON-able data or ready JSON bytes (stored and replayed as they are)."""
+    The answer is rendered from memory before anything is written, and stored with the referral (one
+    statement on PostgreSQL). A request that fails, or whose key turns out taken, answers the key's stored
+    answer when there is one. `render` answers JSON-able data or ready JSON bytes (stored as they are)."""
     runtime = referrals_runtime(request)
     # The fingerprint only matters for a keyed request (canonicalising the body costs a parse and a dump).
     fingerprint = await hash_request(request) if key is not None else ""
     uow = runtime.uow()
     assert isinstance(uow, ReferralsUnitOfWork)
     async with uow:
-        async def produce() -> tuple[int, Any, Mapping[str, str]]:
-            if raw is None:  # the payload could not even be read (FHIR model errors)
-                raise field_problem(pre_violations)
-            now = service.clock_of(uow).now()
-            draft, violations = check_referral(raw, today=service.pacific_date(now))
-            named = [Violation(rename(v.field), v.rule, v.message) if rename else v for v in violations]
-            if draft is None or pre_violations:
-                raise field_problem([*pre_violations, *named])
-            try:
-                referral = await service.submit_referral(uow, draft, caller, channel=channel, now=now)
-            except service.DuplicateReferral as duplicate:
-                raise duplicate_problem(duplicate.existing, caller) from None
-            await record_audit(uow.session, uow.audit, action="referral.created", resource_type="referral",
-                               resource_id=referral.id, caller=caller, detail={"channel": channel})
-            await uow.flush()
-            body, headers = await render(uow, referral)
-            return 201, body, headers
-
-        result = await idempotent(uow.session, uow.tables, caller, key, fingerprint, produce)
+        try:
+            answer = await _accept(uow, caller, key, fingerprint, raw, channel=channel, render=render,
+                                   rename=rename, pre_violations=pre_violations)
+        except (Problem, IdempotencyKeyTaken) as failure:
+            if key is None:
+                raise
+            await uow.rollback()
+            stored = await stored_response(uow.session, uow.tables, caller, key, fingerprint)
+            if stored is not None:
+                return stored.to_response()
+            if isinstance(failure, IdempotencyKeyTaken):  # its record was purged in between: try again later
+                raise key_in_progress() from None
+            raise
         await uow.commit()
-    return result.to_response()
+    return answer.to_response()
+
+
+async def _accept(uow: ReferralsUnitOfWork, caller: Caller, key: str | None, fingerprint: str, raw: Any, *,
+                  channel: str,
+                  render: Callable[[ReferralsUnitOfWork, Referral], Awaitable[tuple[Any, dict[str, str]]]],
+                  rename: Callable[[str], str] | None,
+                  pre_violations: Sequence[Violation]) -> IdempotentResponse:
+    if raw is None:  # the payload could not even be read (FHIR model errors)
+        raise field_problem(pre_violations)
+    now = service.clock_of(uow).now()
+    draft, violations = check_referral(raw, today=service.pacific_date(now))
+    named = [Violation(rename(v.field), v.rule, v.message) if rename else v for v in violations]
+    if draft is None or pre_violations:
+        raise field_problem([*pre_violations, *named])
+    referral = await service.new_referral(uow, draft, caller, channel=channel, now=now)
+    body, headers = await render(uow, referral)
+    answer = produced_response(201, body, headers)
+    audit = audit_values(action="referral.created", resource_type="referral", resource_id=referral.id,
+                         caller=caller, detail={"channel": channel})
+    try:
+        await service.store_referral(uow, referral, audit=audit, answer=record_values(
+            caller, key, fingerprint, answer) if key is not None else None)
+    except service.DuplicateReferral as duplicate:
+        raise duplicate_problem(duplicate.existing, caller) from None
+    return answer
 
 
 async def _render_json(uow: ReferralsUnitOfWork, referral: Referral) -> dict[str, Any]:

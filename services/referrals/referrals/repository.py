@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, false, or_, select
+from sqlalchemy import ColumnElement, Select, Table, false, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +16,10 @@ from sqlalchemy.orm import make_transient_to_detached
 from referrals.models import MemberPlan, Referral, ReferralAuthorization, ReferralTimeline, audit_event, webhooks
 from shared.auth import Caller
 from shared.contracts.referrals import ReferralStatus
-from shared.uow import UnitOfWork
+from shared.db import Binds, driver_connection, insert_rows_sql
+from shared.idempotency import IdempotencyKeyTaken, is_key_taken, store_response
+from shared.uow import UnitOfWork, encode_outbox_rows, outbox_values
+from shared.webhooks import WebhookNotice, enqueue_notice, fan_out_sql
 
 
 def visible_to(caller: Caller) -> ColumnElement[bool] | None:
@@ -55,6 +58,17 @@ def _insert_unless_open_statement(dialect: str) -> Any:
     return insert(table).on_conflict_do_nothing(index_elements=[table.c.open_key]).returning(table.c.id)
 
 
+def _table(model: type[Referral] | type[ReferralTimeline]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _row_of(instance: Referral | ReferralTimeline, table: Table) -> dict[str, Any]:
+    """A mapped object's column values (attribute names are the column names in these models)."""
+    return {column.name: getattr(instance, column.name) for column in table.columns}
+
+
 class ReferralRepository:
     """Referrals, their timelines and their authorization links."""
 
@@ -62,6 +76,7 @@ class ReferralRepository:
         self.session = session
         # Timeline entries staged in this unit of work, so a new referral renders without reading them back.
         self.staged_timeline: list[ReferralTimeline] = []
+        self.unwritten_timeline: list[ReferralTimeline] = []
 
     def _locking(self, query: Select[Any]) -> Select[Any]:
         # PostgreSQL: two consumers (authorizations, claims topics) may move the same referral at once; the
@@ -129,9 +144,14 @@ class ReferralRepository:
         return found
 
     def add_timeline(self, entry: ReferralTimeline) -> None:
-        """Stage a timeline entry."""
-        self.session.add(entry)
+        """Stage a timeline entry (written when the unit flushes, or with a new referral)."""
         self.staged_timeline.append(entry)
+        self.unwritten_timeline.append(entry)
+
+    def take_unwritten_timeline(self) -> list[ReferralTimeline]:
+        """The staged entries not yet written, which the caller now writes."""
+        entries, self.unwritten_timeline = self.unwritten_timeline, []
+        return entries
 
     def staged_timeline_of(self, referral_id: str) -> list[ReferralTimeline]:
         """The timeline entries of a referral staged in this unit, in `timeline()` order (UUIDv7 ids).
@@ -188,7 +208,11 @@ class MemberPlanRepository:
 
 
 class ReferralsUnitOfWork(UnitOfWork):
-    """One transaction of the referrals service; repositories are built on its session."""
+    """One transaction of the referrals service; repositories are built on its session.
+
+    Timeline entries and webhook notices are staged and written when the unit flushes, like its events, so a
+    new referral can be written with all of them in one statement (`create_referral`).
+    """
 
     referrals: ReferralRepository
     member_plans: MemberPlanRepository
@@ -196,11 +220,91 @@ class ReferralsUnitOfWork(UnitOfWork):
     webhooks = webhooks
 
     webhooks_queued: int = 0
+    notices: list[WebhookNotice]
 
     def _open(self) -> None:
         self.referrals = ReferralRepository(self.session)
         self.member_plans = MemberPlanRepository(self.session)
         self.webhooks_queued = 0
+        self.notices = []
+
+    def notify(self, notice: WebhookNotice) -> None:
+        """Stage a webhook notice: its deliveries are queued in this unit's transaction."""
+        self.notices.append(notice)
+
+    async def flush(self) -> None:
+        """Write staged timeline entries, queue staged webhook notices, then events and pending changes."""
+        self.session.add_all(self.referrals.take_unwritten_timeline())
+        notices, self.notices = self.notices, []
+        for notice in notices:
+            self.webhooks_queued += await enqueue_notice(self.session, self.webhooks, notice)
+        await super().flush()
+
+    async def rollback(self) -> None:
+        """Discard changes and everything staged."""
+        self.referrals.take_unwritten_timeline()
+        self.notices = []
+        await super().rollback()
+
+    async def create_referral(self, referral: Referral, *, audit: Mapping[str, Any] | None = None,
+                              answer: Mapping[str, Any] | None = None) -> bool:
+        """Write a new referral unless an open one holds its `open_key`, and with it everything this unit
+        staged (timeline, events, webhook notices), an audit row and a stored Idempotency-Key answer
+        (`shared.idempotency.record_values`); False, and nothing written, if the key is held.
+
+        PostgreSQL: one statement (the referral's guarded INSERT, the rest inserted only if it inserted a
+        row), so no BEGIN/COMMIT round trips either: a statement is atomic on its own. A taken Idempotency-Key
+        aborts it (IdempotencyKeyTaken). Elsewhere: the same writes one after the other in the transaction.
+        """
+        if self.session.get_bind().dialect.name == "postgresql":
+            return await self._create_in_one_statement(referral, audit, answer)
+        if not await self.referrals.insert_unless_open(referral):
+            return False
+        if audit is not None:
+            await self.session.execute(insert(self.audit).values(**audit))
+        if answer is not None:
+            await store_response(self.session, self.tables, answer)
+        await self.flush()
+        return True
+
+    async def _create_in_one_statement(self, referral: Referral, audit: Mapping[str, Any] | None,
+                                       answer: Mapping[str, Any] | None) -> bool:
+        connection = await driver_connection(self.session)
+        binds = Binds()
+        referral_table, timeline_table = _table(Referral), _table(ReferralTimeline)
+        # Each write is a CTE; every one after the first inserts "FROM new_referral", i.e. nothing on a duplicate.
+        writes = {"new_referral": insert_rows_sql(connection, referral_table, [_row_of(referral, referral_table)],
+                                                  binds, suffix=" ON CONFLICT (open_key) DO NOTHING RETURNING id")}
+        dependent: list[tuple[str, Table, list[Mapping[str, Any]]]] = [
+            ("timeline", timeline_table, [_row_of(e, timeline_table) for e in self.referrals.unwritten_timeline]),
+            ("events", self.tables.outbox, outbox_values(encode_outbox_rows(self.recorded))),
+            ("audit", self.audit, [audit] if audit is not None else []),
+            ("answer", self.tables.idempotency_record, [answer] if answer is not None else []),
+        ]
+        for name, table, rows in dependent:
+            if rows:
+                writes[name] = insert_rows_sql(connection, table, rows, binds, source="new_referral")
+        for number, notice in enumerate(self.notices):
+            writes[f"deliveries_{number}"] = fan_out_sql(connection, self.webhooks, notice, binds,
+                                                         source="new_referral")
+        # Only our own CTE names and the builders' SQL are joined here; every value is a bound parameter.
+        counted = " + ".join(f"(SELECT count(*) FROM {name})"  # noqa: S608
+                             for name in writes if name.startswith("deliveries")) or "0"
+        ctes = ", ".join(f"{name} AS ({sql})" for name, sql in writes.items())
+        statement = f"WITH {ctes} SELECT (SELECT id FROM new_referral) AS id, {counted} AS deliveries"  # noqa: S608
+        try:
+            row = await connection.driver.fetchrow(statement, *binds.values)
+        except Exception as exc:
+            if is_key_taken(exc):
+                raise IdempotencyKeyTaken() from None
+            raise
+        if row["id"] is None:
+            return False  # nothing was written and everything stays staged: the caller may try again
+        self.take_recorded()
+        self.referrals.take_unwritten_timeline()
+        self.notices = []
+        self.webhooks_queued += int(row["deliveries"])
+        return True
 
     async def commit(self) -> None:
         """Commit; if this transaction queued webhook deliveries, wake the deliverer (they are due now)."""

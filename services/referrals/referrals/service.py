@@ -7,6 +7,7 @@ commits, so a referral, its timeline, its events (outbox) and its webhook delive
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -31,7 +32,7 @@ from shared.envelope import Envelope, caused_by, new_event
 from shared.identity import member_id_for
 from shared.reference.calendar import PACIFIC
 from shared.scheduler import Clock, SystemClock
-from shared.webhooks import Audience, enqueue_webhook
+from shared.webhooks import Audience, WebhookNotice
 
 log = logging.getLogger("calhub.referrals")
 
@@ -132,6 +133,16 @@ async def submit_referral(uow: ReferralsUnitOfWork, draft: ReferralDraft, caller
     Raises DuplicateReferral when an open referral for the same member and service exists (also when a
     concurrent request created it a moment ago).
     """
+    referral = await new_referral(uow, draft, caller, channel=channel, now=now)
+    await store_referral(uow, referral)
+    return referral
+
+
+async def new_referral(uow: ReferralsUnitOfWork, draft: ReferralDraft, caller: Caller, *, channel: str,
+                       now: datetime) -> Referral:
+    """Decide a validated referral in memory: its row, routing (or needs_plan), events, timeline and webhook
+    notices, all staged on the unit; `store_referral` writes them. Reads only the member's known plan, and
+    only when the referral names none."""
     member_id = member_id_for(draft.member.cin)
     key = open_key(member_id, draft.service)
     # The plan named on the referral wins (decide_route), so the projection is read only when none is named.
@@ -163,30 +174,33 @@ async def submit_referral(uow: ReferralsUnitOfWork, draft: ReferralDraft, caller
         correlation_id=received_event.correlation_id, created_at=now, updated_at=now)
     # Received and routed are decided in memory and the row is written once, in its routed (or needs_plan)
     # state: one INSERT instead of INSERT + UPDATE. Everything staged here (events, timeline, webhook
-    # deliveries) belongs to this transaction, which a duplicate rolls back.
+    # notices) is written with it or not at all.
     uow.record(received_event)
     _timeline(uow, referral, kind="received", at=now, status=ReferralStatus.RECEIVED.value,
               detail={"channel": channel, "expedited_by_rule": draft.expedited_by_rule},
               event_id=received_event.id)
     await apply_route(uow, referral, decision, at=now, cause=received_event, log_change=False)
-    await _insert_unless_open(uow, referral, key)
-    log.info("referral status changed", extra={"referral_id": referral_id, "status": referral.status,
-                                               "previous_status": ReferralStatus.RECEIVED.value})
-    log.info("referral received", extra={"referral_id": referral_id, "status": referral.status,
-                                         "mcp_code": referral.mcp_code, "program": referral.program})
     return referral
 
 
-async def _insert_unless_open(uow: ReferralsUnitOfWork, referral: Referral, key: str) -> None:
-    """Insert the new referral unless an open one holds its `open_key`; raise DuplicateReferral if one does.
+async def store_referral(uow: ReferralsUnitOfWork, referral: Referral, *, audit: Mapping[str, Any] | None = None,
+                         answer: Mapping[str, Any] | None = None) -> None:
+    """Write a referral decided by `new_referral` with everything staged for it, and optionally its audit row
+    and the stored Idempotency-Key answer (one statement on PostgreSQL, see `create_referral`).
 
-    The unique constraint decides, also between concurrent submissions (the loser's INSERT waits for the
-    winner's commit, then does nothing), so no pre-check query and no savepoint are needed.
+    The `open_key` unique constraint decides duplicates, also between concurrent submissions (the loser's
+    INSERT waits for the winner's commit, then writes nothing), so no pre-check query is needed. Raises
+    DuplicateReferral when an open referral holds the key; IdempotencyKeyTaken when the answer's key has one.
     """
+    assert referral.open_key is not None
     for _ in range(3):
-        if await uow.referrals.insert_unless_open(referral):
+        if await uow.create_referral(referral, audit=audit, answer=answer):
+            log.info("referral status changed", extra={"referral_id": referral.id, "status": referral.status,
+                                                       "previous_status": ReferralStatus.RECEIVED.value})
+            log.info("referral received", extra={"referral_id": referral.id, "status": referral.status,
+                                                 "mcp_code": referral.mcp_code, "program": referral.program})
             return
-        winner = await uow.referrals.open_with_key(key)
+        winner = await uow.referrals.open_with_key(referral.open_key)
         if winner is not None:
             raise DuplicateReferral(winner)
         # The holder left the open states between our INSERT and the read: the slot is free again.
@@ -268,9 +282,8 @@ async def move(uow: ReferralsUnitOfWork, referral: Referral, target: ReferralSta
     uow.record(event)
     _timeline(uow, referral, kind="status_changed", at=at, status=target.value, previous=current.value,
               reason=reason, detail={"closure_reason_code": code, **(detail or {})}, event_id=event.id)
-    uow.webhooks_queued += await enqueue_webhook(
-        uow.session, uow.webhooks, event_id=event.id, event_type=STATUS_WEBHOOK, subject=referral.id,
-        data=webhook_data(changed), audience=audience_of(referral), occurred_at=at)
+    uow.notify(WebhookNotice(event_id=event.id, event_type=STATUS_WEBHOOK, subject=referral.id,
+                             data=webhook_data(changed), audience=audience_of(referral), occurred_at=at))
     if log_change:
         log.info("referral status changed", extra={"referral_id": referral.id, "status": target.value,
                                                    "previous_status": current.value})

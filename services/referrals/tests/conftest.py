@@ -22,8 +22,12 @@ def webhook_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REFERRALS_WEBHOOK_TIMEOUT_SECONDS", "5")
 
 
-@pytest.fixture
-async def harness(tmp_path: Path, webhook_env: None) -> AsyncIterator[ServiceHarness]:
-    """The referrals service on SQLite and the in-process bus."""
-    async with service_harness([definition()], tmp_path, keys=callers()) as h:
+@pytest.fixture(params=["sqlite"])
+async def harness(request: pytest.FixtureRequest, tmp_path: Path, webhook_env: None
+                  ) -> AsyncIterator[ServiceHarness]:
+    """The referrals service on SQLite (embedded) and the in-process bus; a test parametrized with
+    `indirect=["harness"]` and "postgresql" runs on the real PostgreSQL (distributed mode's one-statement
+    intake) instead."""
+    database_url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    async with service_harness([definition()], tmp_path, keys=callers(), database_url=database_url) as h:
         yield h

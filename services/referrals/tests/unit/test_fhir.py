@@ -16,6 +16,11 @@ from shared.testing.app import ServiceHarness
 
 FHIR_JSON = "application/fhir+json"
 
+# Intake on PostgreSQL is a different code path (one statement): these run on both databases.
+ON_BOTH_DATABASES = pytest.mark.parametrize(
+    "harness", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)], indirect=True)
+
+
 
 async def post_fhir(h: ServiceHarness, resource: dict[str, Any], key: str = "cbo_a", **headers: str) -> Any:
     return await h.client.post("/fhir/r4/ServiceRequest", json=resource,
@@ -56,6 +61,7 @@ def test_paths_of_json_fields_map_to_fhir_elements() -> None:
     assert fhir_path("member.address.county") == "Patient.address.district"
 
 
+@ON_BOTH_DATABASES
 async def test_round_trip_service_request_in_task_out(harness: ServiceHarness) -> None:
     response = await post_fhir(harness, make_service_request(), **{"Idempotency-Key": "fhir-1"})
     assert response.status_code == 201, response.text
@@ -99,6 +105,7 @@ async def test_a_bundle_with_a_referenced_patient_is_accepted(harness: ServiceHa
     assert ServiceRequest.model_validate(response.json()).contained[0].identifier[0].value == "90000005E"
 
 
+@ON_BOTH_DATABASES
 async def test_the_fhir_intake_refuses_duplicates_like_the_json_api(harness: ServiceHarness) -> None:
     assert (await post_fhir(harness, make_service_request())).status_code == 201
     duplicate = await post_fhir(harness, make_service_request())

@@ -29,6 +29,11 @@ from shared.testing.app import ServiceHarness
 
 TOPIC = "referrals.referral.v1"
 
+# Intake on PostgreSQL is a different code path (one statement): these run on both databases.
+ON_BOTH_DATABASES = pytest.mark.parametrize(
+    "harness", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)], indirect=True)
+
+
 
 async def submit(h: ServiceHarness, body: Any, key: str = "hub", **headers: str) -> Any:
     return await h.client.post("/v1/referrals", json=body, headers=h.headers(key, **headers))
@@ -51,6 +56,7 @@ async def wait_for_status(h: ServiceHarness, referral_id: str, status: str) -> d
     return result
 
 
+@ON_BOTH_DATABASES
 async def test_a_referral_is_stored_routed_and_announced(harness: ServiceHarness) -> None:
     response = await submit(harness, make_referral(), "cbo_a", **{"Idempotency-Key": "r-1"})
     assert response.status_code == 201, response.text
@@ -106,6 +112,7 @@ async def test_every_bad_input_class_is_a_problem_naming_field_and_rule(
     assert events_on_topic(harness) == []
 
 
+@ON_BOTH_DATABASES
 async def test_all_errors_come_back_in_one_answer(harness: ServiceHarness) -> None:
     body = with_path(with_path(with_path(make_referral(), "member.cin", "1"), "referring.npi", "1"),
                      "member.address.county", "Nowhere")
@@ -127,6 +134,7 @@ async def test_authentication_and_scope_are_required(harness: ServiceHarness) ->
     assert (await submit(harness, make_referral(), "reader")).status_code == 403
 
 
+@ON_BOTH_DATABASES
 async def test_same_idempotency_key_returns_the_original_answer(harness: ServiceHarness) -> None:
     first = await submit(harness, make_referral(), **{"Idempotency-Key": "same"})
     again = await submit(harness, make_referral(), **{"Idempotency-Key": "same"})
@@ -137,6 +145,7 @@ async def test_same_idempotency_key_returns_the_original_answer(harness: Service
     assert len((await harness.client.get("/v1/referrals", headers=harness.headers("hub"))).json()["items"]) == 1
 
 
+@ON_BOTH_DATABASES
 async def test_an_open_referral_for_the_same_member_and_service_is_a_409_pointing_at_it(
         harness: ServiceHarness) -> None:
     first = (await submit(harness, make_referral(), "cbo_a")).json()
@@ -158,6 +167,7 @@ async def test_an_open_referral_for_the_same_member_and_service_is_a_409_pointin
     assert (await submit(harness, make_referral(), "cbo_a")).status_code == 201
 
 
+@ON_BOTH_DATABASES
 async def test_a_cbo_never_sees_another_cbos_referral(harness: ServiceHarness) -> None:
     mine = (await submit(harness, make_referral(), "cbo_a")).json()
     assigned = (await submit(harness, make_referral(cin="90000002B", cbo_organization_id="org_cbo_b"),
@@ -218,6 +228,7 @@ async def test_reading_a_referral_is_audited(harness: ServiceHarness) -> None:
     assert ("referral.read", "org_cbo_a") in rows and ("referral.created", "org_cbo_a") in rows
 
 
+@ON_BOTH_DATABASES
 async def test_without_a_plan_the_referral_waits_until_eligibility_answers(harness: ServiceHarness) -> None:
     body = make_referral(mcp_code=None)
     created = (await submit(harness, body, "cbo_a")).json()
@@ -249,6 +260,7 @@ async def test_older_eligibility_news_does_not_overwrite_newer(harness: ServiceH
     assert (await eventually(routed_somewhere))["mcp_code"] == "healthnet"
 
 
+@ON_BOTH_DATABASES
 async def test_the_loop_follows_authorization_and_encounter_events(harness: ServiceHarness) -> None:
     referral = (await submit(harness, make_referral(), "cbo_a")).json()
     rid = referral["id"]
@@ -314,6 +326,7 @@ async def test_openapi_documents_an_example_per_service_type(harness: ServiceHar
     assert "409" in spec["paths"]["/v1/referrals"]["post"]["responses"]
 
 
+@ON_BOTH_DATABASES
 @pytest.mark.parametrize("name", ["ecm", "cs", "chw"])
 async def test_the_published_examples_are_accepted(harness: ServiceHarness, name: str) -> None:
     from referrals.api import EXAMPLES
@@ -322,6 +335,7 @@ async def test_the_published_examples_are_accepted(harness: ServiceHarness, name
     assert response.status_code == 201, response.text
 
 
+@ON_BOTH_DATABASES
 async def test_the_demo_seed_is_idempotent(harness: ServiceHarness) -> None:
     from referrals.demo import seed
 

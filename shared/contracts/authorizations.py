@@ -126,6 +126,9 @@ class AuthorizationMifExceptionRecorded(EventData):
 @event("authorization.expired", AUTHORIZATION)
 class AuthorizationExpired(EventData):
     authorization_id: str
+    # Added within major 1 (decision 0127): events written before it carry none.
+    referral_id: str | None = Field(default=None, description="The referral the authorization answers, so its loop "
+                                    "closes even if the end arrives before the request linked them.")
     mcp_code: str
     cbo_organization_id: str | None = None
     period_end: date
@@ -161,6 +164,9 @@ class AuthorizationClosed(EventData):
     """Ended before its period end (plan changed, member disenrolled, discontinued)."""
 
     authorization_id: str
+    # Added within major 1 (decision 0127): events written before it carry none.
+    referral_id: str | None = Field(default=None, description="The referral the authorization answers, so its loop "
+                                    "closes even if the end arrives before the request linked them.")
     mcp_code: str
     cbo_organization_id: str | None = None
     reason: str

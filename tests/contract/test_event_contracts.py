@@ -98,3 +98,15 @@ def test_unknown_fields_are_ignored_within_a_major_version() -> None:
     raw["added_envelope_field"] = 1
     again = type(envelope).model_validate(raw)
     assert again == envelope
+
+
+@pytest.mark.parametrize("event_type", ["authorization.expired", "authorization.closed"])
+def test_an_authorization_end_written_before_it_named_its_referral_still_reads(event_type: str) -> None:
+    """`referral_id` was added within major 1 (decision 0127): an end already on the topic, or in a dead-letter
+    queue, from before the addition reads with no referral, and the schema version stays 1."""
+    model = EVENT_TYPES.get(event_type)
+    envelope = new_event(make(model), subject="s", source="authorizations")
+    raw = envelope.model_dump(mode="json")
+    del raw["data"]["referral_id"]
+    older = type(envelope).model_validate(raw)
+    assert older.data.referral_id is None and older.schema_version == model.schema_version == 1

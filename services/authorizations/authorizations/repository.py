@@ -231,7 +231,8 @@ class AuthorizationRepository:
         """Approved or suspended authorizations whose period ended before `today`, locked."""
         query = (
             select(Authorization.id, Authorization.member_id, Authorization.mcp_code,
-                   Authorization.cbo_organization_id, Authorization.correlation_id, Authorization.period_end)
+                   Authorization.cbo_organization_id, Authorization.correlation_id, Authorization.period_end,
+                   Authorization.referral_id)
             .where(Authorization.expiry_due_on <= today, Authorization.status.in_(SWEEPABLE))
             .order_by(Authorization.expiry_due_on, Authorization.id)
         )

@@ -531,9 +531,9 @@ async def close(uow: AuthorizationsUnitOfWork, auth: Authorization, *, reason: s
     auth.updated_at = now
     await cancel_timers(uow.session, uow.tables, DECISION_DUE, auth.id)
     history(uow, auth, "closed", actor, now, reason=reason, effective=effective)
-    emit(uow, auth, AuthorizationClosed(authorization_id=auth.id, mcp_code=auth.mcp_code,
-                                        cbo_organization_id=auth.cbo_organization_id, reason=reason,
-                                        effective=effective), parent, now)
+    emit(uow, auth, AuthorizationClosed(authorization_id=auth.id, referral_id=auth.referral_id,
+                                        mcp_code=auth.mcp_code, cbo_organization_id=auth.cbo_organization_id,
+                                        reason=reason, effective=effective), parent, now)
 
 
 async def change_plan(uow: AuthorizationsUnitOfWork, auth: Authorization, new_mcp: str, *, effective: date,
@@ -664,8 +664,8 @@ async def sweep_expiries(uow: AuthorizationsUnitOfWork, *, chunk: int) -> SweepR
     expired = await uow.authorizations.claim_expired(today, chunk)
     for row in expired:
         _emit(uow, row.id, row.member_id, row.correlation_id, AuthorizationExpired(
-            authorization_id=row.id, mcp_code=row.mcp_code, cbo_organization_id=row.cbo_organization_id,
-            period_end=row.period_end), None, now)
+            authorization_id=row.id, referral_id=row.referral_id, mcp_code=row.mcp_code,
+            cbo_organization_id=row.cbo_organization_id, period_end=row.period_end), None, now)
         history_rows.append(_history_row(row.id, now, "expired", AuthorizationStatus.EXPIRED.value,
                                          {"period_end": row.period_end}))
     await uow.authorizations.set_many([r.id for r in expired], status=AuthorizationStatus.EXPIRED.value,

@@ -258,6 +258,7 @@ async def test_eligibility_lost_suspends_regained_resumes_plan_change_moves(harn
                                                     as_of=date(2026, 5, 1)), at=T0, source="eligibility"))
     closed = await wait_published(harness, "authorization.closed")
     assert closed[0]["data"]["reason"] == "plan_changed"
+    assert closed[0]["data"]["referral_id"] == "ref_0001"  # the loop closes even before the link (decision 0127)
     requested = await wait_published(harness, "authorization.requested", 2)  # read by partition, not in order
     moved = next(e for e in requested if e["data"]["origin"] == "plan_change")
     first = next(e for e in requested if e["data"]["origin"] == "referral")
@@ -322,6 +323,7 @@ async def test_expiring_reauthorizes_the_engaged_and_tasks_the_rest_then_expires
     await fire_timers(harness)
     expired = await wait_published(harness, "authorization.expired", 2)
     assert {e["data"]["authorization_id"] for e in expired} == {engaged["id"], idle["id"]}
+    assert {e["data"]["referral_id"] for e in expired} == {"ref_0001", "ref_0002"}
     assert len(await listed(harness, expiring_within_days=200)) == 1
 
 

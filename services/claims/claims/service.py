@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import insert
@@ -129,13 +129,12 @@ from shared.contracts.claims import (
 )
 from shared.contracts.gateway import FileDelivered, FileReceived
 from shared.contracts.values import Program
-from shared.envelope import DataT, Envelope, caused_by, new_event
+from shared.envelope import DataT, Envelope, EventBatch, UuidSequence, caused_by, new_event
 from shared.filestore import FileStore
 from shared.identity import member_id_for
 from shared.reference import codes
 from shared.reference.calendar import PACIFIC
 from shared.scheduler import Clock
-from shared.telemetry import current_traceparent
 from shared.uow import encode_outbox_rows, insert_outbox_rows
 from shared.x12.envelope import Party
 from shared.x12.segments import X12SyntaxError
@@ -1079,24 +1078,9 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_{uuid7().hex}"
 
 
-class _IdSequence:
-    """Time-ordered unique ids for the rows of one bulk write: one UUIDv7, its low 32 bits replaced by a counter
-    (uuid7() costs ~50 µs; a month-end file needs a few hundred thousand ids)."""
-
-    def __init__(self) -> None:
-        self._base = uuid7().int & ~0xFFFFFFFF
-        self._hex = f"{self._base:032x}"[:24]
-        self._next = 0
-
-    def uuid(self) -> UUID:
-        """The next id as a UUID."""
-        self._next += 1
-        return UUID(int=self._base | self._next)
-
-    def text(self, prefix: str) -> str:
-        """The next id as `<prefix>_<32 hex>` (the same bits as `uuid()` would give)."""
-        self._next += 1
-        return f"{prefix}_{self._hex}{self._next:08x}"
+def _row_id(ids: UuidSequence, prefix: str) -> str:
+    """The next id of a bulk write as `<prefix>_<32 hex>` (time-ordered, like `_new_id`)."""
+    return f"{prefix}_{ids.next().hex}"
 
 
 def _q(amount: Decimal) -> Decimal:
@@ -1112,28 +1096,6 @@ def _adjustments_json(adjustments: Sequence[Any]) -> list[dict[str, str]]:
 
 def _procedure_text(procedure: Any) -> str:
     return ":".join((procedure.code, *procedure.modifiers))
-
-
-_ENVELOPES: dict[type[Any], type[Envelope[Any]]] = {}
-
-
-def _bulk_event(data: Any, *, subject: str, member_id: str | None, parent: Envelope[Any] | None, now: datetime,
-                ids: _IdSequence, traceparent: str | None, correlation_id: UUID | None = None) -> Envelope[Any]:
-    """What `caused_by(parent, ...)` (or `new_event`) builds, for tens of thousands of events in one posting: the
-    parametrized envelope class is cached, the payload (a validated model) is not validated again and the ids
-    come from the posting's sequence. new_event costs ~100 µs an event (class lookup, uuid7); this ~10 µs.
-    `correlation_id` continues a claim's own lineage (the parent stays the cause)."""
-    kind = _ENVELOPES.get(type(data))
-    if kind is None:
-        # The same parametrization new_event uses, looked up once per payload class.
-        kind = _ENVELOPES[type(data)] = cast("type[Envelope[Any]]", Envelope.__class_getitem__(type(data)))
-    event_id = ids.uuid()
-    return kind.model_construct(
-        id=event_id, type=data.event_type, schema_version=data.schema_version, time=now.astimezone(UTC),
-        source=SOURCE, subject=subject,
-        member_id=member_id if member_id is not None else (parent.member_id if parent is not None else None),
-        correlation_id=correlation_id or (parent.correlation_id if parent is not None else event_id),
-        causation_id=parent.id if parent is not None else None, traceparent=traceparent, data=data)
 
 
 # Settlement state -> claim status (docs/decisions/0075): money received or a $0 reporting-only adjudication is
@@ -1320,7 +1282,7 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
     uow.session.add(remittance)
     await uow.flush()  # the unique payment key stops a concurrent post of the same payment here; events so far
 
-    ids = _IdSequence()
+    ids = UuidSequence()
     rows = _posting_rows(plan, states, remittance.id, mcp_code, now, ids)
 
     async def write_postings() -> None:
@@ -1343,7 +1305,7 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
         posted_at=now, file_id=file_row.id, payment_date=plan.payment_date, payment_method=plan.payment_method,
         exceptions=len(plan.exceptions), exception_amount=_q(plan.exception_amount),
         provider_adjustment_amount=_q(remittance.provider_adjustment_amount)), remittance.id, None, None)]
-    traceparent = current_traceparent()
+    batch = EventBatch(source=SOURCE, time=now, parent=parent)
 
     async def write_settlements() -> None:
         await repo.update_by_id(Claim.__table__, _CLAIM_UPDATE_COLUMNS, settled.claims)
@@ -1352,8 +1314,7 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
     # The events go straight to the outbox, encoded while the claims are updated (their order is kept: what
     # was recorded before was flushed above).
     outbox = await _alongside(lambda: encode_outbox_rows(
-        _bulk_event(data, subject=subject, member_id=member_id, parent=parent, now=now, ids=ids,
-                    traceparent=traceparent, correlation_id=correlation_id)
+        batch.event(data, subject=subject, member_id=member_id, correlation_id=correlation_id)
         for data, subject, member_id, correlation_id in events), write_settlements())
     await insert_outbox_rows(uow.session, uow.tables, outbox)
     await record_audit(uow.session, audit_table, action="remittance.posted", resource_type="remittance",
@@ -1381,7 +1342,7 @@ async def _alongside(work: Callable[[], Built], writes: Awaitable[None]) -> Buil
 
 
 def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittance_id: str, mcp_code: str,
-                  now: datetime, ids: _IdSequence) -> _PostingRows:
+                  now: datetime, ids: UuidSequence) -> _PostingRows:
     """The rows of one payment's postings (pure); brings each claim's active postings up to date in `states`."""
     rows = _PostingRows()
     trace_number, paid_on = plan.trace_number, plan.payment_date
@@ -1391,7 +1352,7 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
         state = states[posting.claim_id]
         claim_id = posting.claim_id
         reversal = posting.kind is PostingKind.REVERSAL
-        payment_id = ids.text("pay")
+        payment_id = _row_id(ids, "pay")
         rows.payment_of[posting.position] = payment_id
         payments.append((
             payment_id, remittance_id, claim_id, mcp_code, posting.cbo_organization_id, posting.position,
@@ -1422,7 +1383,7 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
             denied = sum((line.charge - line.paid for line in posting.lines if line.outcome is LineOutcome.DENIED),
                          Decimal(0)) if posting.outcome is ClaimOutcome.PARTIALLY_DENIED and posting.lines \
                 else posting.charge - posting.paid
-            denial_id = ids.text("den")
+            denial_id = _row_id(ids, "den")
             rows.denial_of[payment_id] = denial_id
             why = posting.denial
             rows.denials.append((
@@ -1433,14 +1394,14 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
     # One PLB segment carries up to six adjustments: an exception finds its row by position, reference and reason.
     adjustment_at: dict[tuple[int, str, str], str] = {}
     for adjustment in plan.provider_adjustments:
-        adjustment_id = ids.text("plb")
+        adjustment_id = _row_id(ids, "plb")
         adjustment_at.setdefault((adjustment.position, adjustment.reference, adjustment.reason), adjustment_id)
         rows.adjustments.append((
             adjustment_id, remittance_id, mcp_code, adjustment.position, adjustment.provider_id,
             adjustment.fiscal_period_date, adjustment.reason, adjustment.kind.value, adjustment.reference,
             adjustment.amount, adjustment.claim_id, adjustment.cbo_organization_id, paid_on, trace_number, None, now))
     rows.exceptions = [(
-        ids.text("exc"), remittance_id, mcp_code, e.reason.value, e.position, e.amount, e.patient_control_number,
+        _row_id(ids, "exc"), remittance_id, mcp_code, e.reason.value, e.position, e.amount, e.patient_control_number,
         e.payer_claim_number, e.status_code, e.charge, e.patient._asdict() if e.patient is not None else None,
         e.service_from, e.service_to, e.procedures, e.claim_id,
         adjustment_at.get((e.position, e.patient_control_number, e.detail.get("plb_reason", "")))
@@ -1450,7 +1411,7 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
 
 
 def _settle_claims(plan: RemittancePlan, states: dict[str, ClaimState], rows: _PostingRows, remittance_id: str,
-                   mcp_code: str, now: datetime, actor: Actor, ids: _IdSequence) -> _Settlements:
+                   mcp_code: str, now: datetime, actor: Actor, ids: UuidSequence) -> _Settlements:
     """Each touched claim's status and totals over its active postings, one history row per posting, and the
     claim.paid / claim.denied / claim.reversed payloads (pure; updates `states`)."""
     out = _Settlements()
@@ -1485,7 +1446,7 @@ def _settle_claims(plan: RemittancePlan, states: dict[str, ClaimState], rows: _P
         for posting in postings:
             action = "reversal_posted" if posting.kind is PostingKind.REVERSAL else f"{posting.kind.value}_posted"
             history.append((
-                ids.uuid(), claim_id, now, actor_label, actor_key_id,
+                ids.next(), claim_id, now, actor_label, actor_key_id,
                 action if allowed else f"{action}_status_ignored", current.value, new_status.value,
                 {"remittance_id": remittance_id, "payment_id": payment_of[posting.position],
                  "trace_number": trace_number, "status_code": posting.status_code,

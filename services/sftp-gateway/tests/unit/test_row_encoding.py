@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from sftp_gateway import row_encoding
 from sftp_gateway.domain.tabular import Row
-from sftp_gateway.row_encoding import encode_rows, event_ids, member_id
-from uuid6 import uuid7
+from sftp_gateway.row_encoding import encode_rows, member_id
 
 from shared.bus.message import IncomingMessage, decode
 from shared.contracts.gateway import FileKind, FileReceived
@@ -93,15 +92,3 @@ def test_member_id_matches_the_shared_identity() -> None:
     secret = member_id_secret()
     assert member_id("90000001A", secret) == member_id_for("90000001A", secret)
     assert member_id("90000001A", b"other") == member_id_for("90000001A", b"other")
-
-
-def test_event_ids_are_unique_version_7_and_ordered_with_uuid6() -> None:
-    before = uuid7()
-    ids = event_ids(4096)
-    after = uuid7()
-    assert len(set(ids)) == 4096
-    assert all(i.version == 7 and i.variant == "specified in RFC 4122" for i in ids)
-    assert before < ids[0] and ids == sorted(ids) and ids[-1] < after
-    assert event_ids(0) == []
-    with pytest.raises(ValueError, match="4096"):
-        event_ids(4097)

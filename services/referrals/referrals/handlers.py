@@ -89,7 +89,8 @@ async def mark_accepted(event: Envelope[AuthorizationApproved], uow: ReferralsUn
     referral = await service.locate(uow, referral_id=data.referral_id, authorization_id=data.authorization_id)
     if referral is None:
         return _not_ours(event)
-    await service.link_authorization(uow, referral, data.authorization_id, at=data.decided_at, cause=event)
+    await service.link_authorization(uow, referral, data.authorization_id, at=data.decided_at, cause=event,
+                                     previous_authorization_id=data.previous_authorization_id)
     await service.move(uow, referral, ReferralStatus.ACCEPTED, at=data.decided_at, cause=event,
                        detail={"authorization_id": data.authorization_id, "modified": data.modified,
                                "presumptive": data.presumptive})
@@ -128,13 +129,17 @@ async def mark_in_service(event: Envelope[EncounterRecorded], uow: ReferralsUnit
 async def mark_closed(event: Envelope[Any], uow: ReferralsUnitOfWork) -> None:
     """The referral's current authorization ended: the loop is `closed` with the reason.
 
-    An authorization a reauthorization has replaced ends without closing anything.
+    An authorization a reauthorization has replaced ends without closing anything. The end names its referral
+    (decision 0127), so it closes the loop even when it arrives before the request that links the two (a dead
+    letter replayed later): the authorization is linked here. An end written before it named the referral is
+    found through the link only.
     """
     data = event.data
-    referral = await service.locate(uow, referral_id=None, authorization_id=data.authorization_id)
+    referral = await service.locate(uow, referral_id=data.referral_id, authorization_id=data.authorization_id)
     if referral is None:
         return _not_ours(event)
     at = service.as_utc(event.time)
+    await service.link_authorization(uow, referral, data.authorization_id, at=at, cause=event)
     if referral.authorization_id != data.authorization_id:
         await service.move(uow, referral, ReferralStatus(referral.status), at=at, cause=event,
                            detail={"authorization_id": data.authorization_id, "superseded": True})

@@ -95,6 +95,9 @@ class ReferralAuthorization(Base):
     authorization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     referral_id: Mapped[str] = mapped_column(String(40), index=True)
     linked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The authorization this one continues (a reauthorization's predecessor; migration 0003): with it the current
+    # authorization is the newest of the chain whatever order the links arrive in (domain.succession).
+    previous_authorization_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class MemberPlan(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
+from referrals.domain.succession import AuthorizationLink
 from referrals.models import MemberPlan, Referral, ReferralAuthorization, ReferralTimeline, audit_event, webhooks
 from shared.auth import Caller
 from shared.contracts.referrals import ReferralStatus
@@ -126,14 +127,28 @@ class ReferralRepository:
         found = (await self.session.execute(query)).scalar_one_or_none()
         return found
 
-    async def link_authorization(self, authorization_id: str, referral_id: str, at: datetime) -> bool:
-        """Record that an authorization belongs to a referral; False if it was already linked."""
+    async def link_authorization(self, authorization_id: str, referral_id: str, at: datetime,
+                                 previous_authorization_id: str | None = None) -> bool:
+        """Record that an authorization belongs to a referral, and which one it continues when known; False if
+        it was already linked (a predecessor it did not name yet is still recorded)."""
         existing = await self.session.get(ReferralAuthorization, authorization_id)
         if existing is not None:
+            if existing.previous_authorization_id is None:
+                existing.previous_authorization_id = previous_authorization_id
             return False
         self.session.add(ReferralAuthorization(authorization_id=authorization_id, referral_id=referral_id,
-                                               linked_at=at))
+                                               linked_at=at, previous_authorization_id=previous_authorization_id))
         return True
+
+    async def authorization_links(self, referral_id: str) -> list[AuthorizationLink]:
+        """The referral's authorizations (initial and reauthorizations), with what each continues."""
+        await self.session.flush()  # sessions do not autoflush: a link made in this unit must be seen
+        rows = await self.session.execute(select(
+            ReferralAuthorization.authorization_id, ReferralAuthorization.previous_authorization_id,
+            ReferralAuthorization.linked_at).where(ReferralAuthorization.referral_id == referral_id))
+        return [AuthorizationLink(r.authorization_id, r.previous_authorization_id,
+                                  r.linked_at if r.linked_at.tzinfo else r.linked_at.replace(tzinfo=UTC))
+                for r in rows]
 
     async def waiting_for_plan(self, member_id: str) -> Sequence[Referral]:
         """The member's referrals in needs_plan, oldest first, locked for routing."""

@@ -17,6 +17,7 @@ from uuid6 import uuid7
 from referrals.domain.intake import ReferralDraft
 from referrals.domain.routing import NeedsPlan, Routed, decide_route
 from referrals.domain.status import closure_reason_for, decide_move, is_open
+from referrals.domain.succession import current_authorization
 from referrals.models import MemberPlan, Referral, ReferralTimeline
 from referrals.repository import ReferralsUnitOfWork
 from shared.auth import Caller
@@ -347,13 +348,18 @@ async def learn_plan(uow: ReferralsUnitOfWork, event: Envelope[Any], *, cin: str
 async def link_authorization(uow: ReferralsUnitOfWork, referral: Referral, authorization_id: str, *,
                              at: datetime, cause: Envelope[Any], previous_authorization_id: str | None = None
                              ) -> None:
-    """Tie an authorization (or its reauthorization) to the referral; the newest is the referral's current."""
-    if await uow.referrals.link_authorization(authorization_id, referral.id, at):
-        referral.authorization_id = authorization_id
-        referral.updated_at = at
+    """Tie an authorization (or its reauthorization) to the referral. The referral's current authorization is the
+    newest of the chain its links form (referrals.domain.succession), whatever order they arrive in."""
+    if await uow.referrals.link_authorization(authorization_id, referral.id, at, previous_authorization_id):
         _timeline(uow, referral, kind="authorization_linked", at=at,
                   detail={"authorization_id": authorization_id,
                           "previous_authorization_id": previous_authorization_id}, event_id=cause.id)
+    elif previous_authorization_id is None and referral.authorization_id is not None:
+        return  # linked already, and nothing new about the chain
+    current = current_authorization(await uow.referrals.authorization_links(referral.id))
+    if current != referral.authorization_id:
+        referral.authorization_id = current
+        referral.updated_at = at
 
 
 async def locate(uow: ReferralsUnitOfWork, *, referral_id: str | None,

@@ -96,20 +96,24 @@ NOW = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 ECM = ServiceRequested(program=Program.ECM, pof_codes=("1a",))
 
 
-def requested(referral_id: str | None, authorization_id: str, mcp_code: str = "lacare") -> Envelope[Any]:
-    """authorization.requested for a referral."""
+def requested(referral_id: str | None, authorization_id: str, mcp_code: str = "lacare", *,
+              previous_authorization_id: str | None = None) -> Envelope[Any]:
+    """authorization.requested for a referral (a reauthorization when it names the previous authorization)."""
+    origin = AuthorizationOrigin.REAUTHORIZATION if previous_authorization_id else AuthorizationOrigin.REFERRAL
     return new_event(AuthorizationRequested(
         authorization_id=authorization_id, referral_id=referral_id, member=member(), mcp_code=mcp_code,
-        service=ECM, urgency=Urgency.STANDARD, origin=AuthorizationOrigin.REFERRAL, requested_at=NOW,
-        decision_due=NOW, calendar="us-ca-state"), subject=authorization_id, source="authorizations")
+        service=ECM, urgency=Urgency.STANDARD, origin=origin, requested_at=NOW, decision_due=NOW,
+        calendar="us-ca-state", previous_authorization_id=previous_authorization_id),
+        subject=authorization_id, source="authorizations")
 
 
-def approved(referral_id: str | None, authorization_id: str) -> Envelope[Any]:
+def approved(referral_id: str | None, authorization_id: str, *,
+             previous_authorization_id: str | None = None) -> Envelope[Any]:
     """authorization.approved."""
     return new_event(AuthorizationApproved(
         authorization_id=authorization_id, referral_id=referral_id, mcp_code="lacare", service=ECM,
-        decided_at=NOW, period_start=NOW.date(), period_end=date(2027, 11, 19)),
-        subject=authorization_id, source="authorizations")
+        decided_at=NOW, period_start=NOW.date(), period_end=date(2027, 11, 19),
+        previous_authorization_id=previous_authorization_id), subject=authorization_id, source="authorizations")
 
 
 def denied(referral_id: str | None, authorization_id: str, reason: str = "not in a Population of Focus",
@@ -127,17 +131,19 @@ def reauthorized(authorization_id: str, new_authorization_id: str) -> Envelope[A
         subject=authorization_id, source="authorizations")
 
 
-def expired(authorization_id: str) -> Envelope[Any]:
-    """authorization.expired."""
-    return new_event(AuthorizationExpired(authorization_id=authorization_id, mcp_code="lacare",
-                                          period_end=date(2027, 11, 19)),
+def expired(authorization_id: str, referral_id: str | None = None) -> Envelope[Any]:
+    """authorization.expired (naming its referral, as the authorizations service does since decision 0127)."""
+    return new_event(AuthorizationExpired(authorization_id=authorization_id, referral_id=referral_id,
+                                          mcp_code="lacare", period_end=date(2027, 11, 19)),
                      subject=authorization_id, source="authorizations")
 
 
-def closed(authorization_id: str, reason: str = "member disenrolled") -> Envelope[Any]:
-    """authorization.closed."""
-    return new_event(AuthorizationClosed(authorization_id=authorization_id, mcp_code="lacare", reason=reason,
-                                         effective=NOW.date()), subject=authorization_id, source="authorizations")
+def closed(authorization_id: str, reason: str = "member disenrolled", referral_id: str | None = None,
+           ) -> Envelope[Any]:
+    """authorization.closed (naming its referral, as the authorizations service does since decision 0127)."""
+    return new_event(AuthorizationClosed(authorization_id=authorization_id, referral_id=referral_id,
+                                         mcp_code="lacare", reason=reason, effective=NOW.date()),
+                     subject=authorization_id, source="authorizations")
 
 
 def encounter(authorization_id: str | None, encounter_id: str = "enc_1") -> Envelope[Any]:

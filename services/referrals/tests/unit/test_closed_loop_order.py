@@ -1,0 +1,119 @@
+"""The closed loop ends the same whatever order an authorization's events arrive in (decision 0127): an end that
+arrives before the request linking the authorization to its referral still closes the loop (the end names the
+referral), and the referral's current authorization is the newest of its chain, not the last one linked."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from referrals.domain.succession import AuthorizationLink, current_authorization
+from referrals.testkit import approved, closed, eventually, expired, make_referral, publish, requested
+from sqlalchemy import func, select
+
+from shared.envelope import Envelope
+from shared.testing.app import ServiceHarness
+
+T0 = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
+
+
+def link(authorization_id: str, previous: str | None, days: int) -> AuthorizationLink:
+    return AuthorizationLink(authorization_id, previous, T0 + timedelta(days=days))
+
+
+@pytest.mark.parametrize(("links", "current"), [
+    ([], None),
+    ([link("a1", None, 0)], "a1"),
+    ([link("a1", None, 0), link("a2", "a1", 300), link("a3", "a2", 500)], "a3"),
+    # The reauthorization was linked first (its request replayed before the initial one's): still the newest.
+    ([link("a2", "a1", 0), link("a1", None, 5)], "a2"),
+    # Linked by its end, predecessor not known yet: the latest linked of the unchained ones.
+    ([link("a1", None, 0), link("a2", None, 400)], "a2"),
+    # The initial one linked only by its end, after its reauthorization named it: the reauthorization stays.
+    ([link("a2", "a1", 300), link("a1", None, 360)], "a2"),
+])
+def test_the_current_authorization_is_the_newest_of_the_chain(links: list[AuthorizationLink],
+                                                               current: str | None) -> None:
+    for order in itertools.permutations(links):
+        assert current_authorization(order) == current, order
+
+
+async def submitted(h: ServiceHarness, cin: str) -> str:
+    response = await h.client.post("/v1/referrals", json=make_referral(cin=cin), headers=h.headers("cbo_a"))
+    assert response.status_code == 201, response.text
+    referral_id: str = response.json()["id"]
+    return referral_id
+
+
+async def deliver(h: ServiceHarness, *events: Envelope[Any]) -> None:
+    """Publish each event and wait until the referrals consumer handled it: exactly this order."""
+    runtime = h.runtimes["referrals"]
+    inbox = runtime.definition.tables.inbox
+    for event in events:
+        await publish(h.bus, event)
+
+        async def handled(event_id: Any = event.id) -> bool:
+            async with runtime.sessions() as session:
+                return bool(await session.scalar(select(func.count()).select_from(inbox)
+                                                 .where(inbox.c.event_id == event_id)))
+
+        await eventually(handled)
+
+
+async def loop_of(h: ServiceHarness, referral_id: str) -> tuple[Any, ...]:
+    body = (await h.client.get(f"/v1/referrals/{referral_id}", headers=h.headers("hub"))).json()
+    return body["status"], body["closure_reason_code"], body["status_reason"], body["authorization_id"]
+
+
+async def test_an_end_before_the_request_closes_the_loop_as_told_in_order(harness: ServiceHarness) -> None:
+    in_order, backwards = await submitted(harness, "90000011A"), await submitted(harness, "90000012B")
+    story = {r: [requested(r, f"auth_{r}"), approved(r, f"auth_{r}"),
+                 closed(f"auth_{r}", reason="member moved out of county", referral_id=r)]
+             for r in (in_order, backwards)}
+    await deliver(harness, *story[in_order])
+    await deliver(harness, *reversed(story[backwards]))
+    told = await loop_of(harness, in_order)
+    assert told == ("closed", "authorization_closed", "member moved out of county", f"auth_{in_order}")
+    assert await loop_of(harness, backwards) == (*told[:3], f"auth_{backwards}")
+
+
+async def test_an_expiry_before_the_request_closes_the_loop(harness: ServiceHarness) -> None:
+    rid = await submitted(harness, "90000013C")
+    await deliver(harness, expired("auth_e", referral_id=rid), requested(rid, "auth_e"))
+    assert await loop_of(harness, rid) == ("closed", "authorization_expired", "authorization period ended",
+                                           "auth_e")
+
+
+async def test_a_reauthorization_ended_before_its_links_closes_the_loop(harness: ServiceHarness) -> None:
+    """Approved (auth_1), reauthorized (auth_2) and auth_2 closed: with auth_2's request and approval replayed
+    after its closure, the loop still ends closed on auth_2, as when told in order."""
+    in_order, backwards = await submitted(harness, "90000014D"), await submitted(harness, "90000015E")
+    for r in (in_order, backwards):
+        await deliver(harness, requested(r, f"a1_{r}"), approved(r, f"a1_{r}"))
+    story = {r: [requested(r, f"a2_{r}", previous_authorization_id=f"a1_{r}"),
+                 approved(r, f"a2_{r}", previous_authorization_id=f"a1_{r}"),
+                 closed(f"a2_{r}", reason="discontinued_by_mcp", referral_id=r)] for r in (in_order, backwards)}
+    await deliver(harness, *story[in_order])
+    await deliver(harness, *reversed(story[backwards]))
+    told = await loop_of(harness, in_order)
+    assert told == ("closed", "authorization_closed", "discontinued_by_mcp", f"a2_{in_order}")
+    assert await loop_of(harness, backwards) == (*told[:3], f"a2_{backwards}")
+
+
+async def test_the_replaced_authorization_ends_without_closing_whatever_order_the_links_came_in(
+        harness: ServiceHarness) -> None:
+    """The reauthorization's request arrives before the initial one's (a replayed dead letter): the initial
+    authorization's expiry is still the end of a replaced authorization, and the loop stays open."""
+    rid = await submitted(harness, "90000016F")
+    await deliver(harness, requested(rid, "a2", previous_authorization_id="a1"), requested(rid, "a1"),
+                  approved(rid, "a1"), expired("a1", referral_id=rid))
+    assert await loop_of(harness, rid) == ("accepted", None, None, "a2")
+
+
+async def test_an_end_without_a_referral_for_an_unlinked_authorization_is_not_ours(harness: ServiceHarness) -> None:
+    # Written before decision 0127 (or an MCP assignment): nothing to find the referral by.
+    rid = await submitted(harness, "90000017G")
+    await deliver(harness, closed("a_unlinked"), requested(rid, "a_unlinked"))
+    assert await loop_of(harness, rid) == ("requested", None, None, "a_unlinked")

@@ -120,6 +120,44 @@ def decision_and_end(cluster: Cluster, authorization_id: str, member: Mapping[st
     return story
 
 
+def reauthorization_and_end(cluster: Cluster, authorization_id: str, member: Mapping[str, Any], *,
+                            referral_id: str, cbo_organization_id: str, period_start: date, period_end: date,
+                            ended_on: date, correlation_id: uuid.UUID, mcp_code: str = "lacare",
+                            ) -> tuple[Story, Story]:
+    """An authorization whose request is known is approved (first story); its reauthorization, continuing the
+    same referral and lineage, is requested, approved and closed by the MCP (second story, its own subject)."""
+    member_id = session_member_id(cluster, member["cin"])
+    decision = Story(subject=authorization_id, member_id=member_id, source="authorizations",
+                     correlation_id=correlation_id)
+    decided = datetime.now(UTC)
+    decision.add(AuthorizationApproved(
+        authorization_id=authorization_id, referral_id=referral_id, mcp_code=mcp_code,
+        cbo_organization_id=cbo_organization_id, service=ECM, decided_at=decided,
+        mcp_authorization_number=f"LAC-{authorization_id[-10:]}", period_start=period_start,
+        period_end=period_end), decided)
+    reauthorization_id = f"auth_{uuid7().hex}"
+    story = Story(subject=reauthorization_id, member_id=member_id, source="authorizations",
+                  correlation_id=correlation_id)
+    asked = decided + timedelta(seconds=1)
+    story.add(AuthorizationRequested(
+        authorization_id=reauthorization_id, referral_id=referral_id, member=demographics(member), mcp_code=mcp_code,
+        cbo_organization_id=cbo_organization_id, service=ECM, urgency=Urgency.STANDARD,
+        origin=AuthorizationOrigin.REAUTHORIZATION, previous_authorization_id=authorization_id, requested_at=asked,
+        decision_due=asked + timedelta(days=7), calendar="california_state",
+        deadline_basis="standard_business_days"), asked)
+    story.add(AuthorizationApproved(
+        authorization_id=reauthorization_id, referral_id=referral_id, mcp_code=mcp_code,
+        cbo_organization_id=cbo_organization_id, service=ECM, decided_at=asked + timedelta(seconds=1),
+        mcp_authorization_number=f"LAC-{reauthorization_id[-10:]}", period_start=period_end + timedelta(days=1),
+        period_end=period_end + timedelta(days=180), origin=AuthorizationOrigin.REAUTHORIZATION,
+        previous_authorization_id=authorization_id), asked + timedelta(seconds=1))
+    story.add(AuthorizationClosed(
+        authorization_id=reauthorization_id, referral_id=referral_id, mcp_code=mcp_code,
+        cbo_organization_id=cbo_organization_id, reason="discontinued_by_mcp", effective=ended_on),
+        asked + timedelta(seconds=2))
+    return decision, story
+
+
 def eligibility_story(cluster: Cluster, member: Mapping[str, Any], *, verified_on: date,
                       lost_on: date | None = None, mcp_code: str = "lacare") -> Story:
     """verified (as of `verified_on`) → lost (from `lost_on`), as the eligibility service tells it."""

@@ -43,6 +43,7 @@ from stories import (
     decision_and_end,
     eligibility_story,
     publish,
+    reauthorization_and_end,
     session_member_id,
 )
 
@@ -231,6 +232,52 @@ async def test_an_end_before_its_decision_closes_the_loop_as_told_in_order(live:
     # timeline as ignored (the loop was closed) rather than reopening it.
     assert statuses[0][-2:] == ["accepted", "closed"], statuses
     assert statuses[1][-1] == "closed" and "accepted" not in statuses[1], statuses
+
+
+async def _gateway_referral(cluster: Cluster, referral_id: str) -> dict[str, Any] | None:
+    """The gateway's closed-loop projection of a referral (the RTF's status, date and closure reason), read from
+    its schema, read-only."""
+    rows = await cluster.query(
+        f'SELECT status, changed_at, closure_reason FROM "{cluster.schema("sftp-gateway")}".referral_record '
+        f"WHERE referral_id = :id", id=referral_id)
+    return rows[0] if rows else None
+
+
+async def test_a_reauthorization_ended_before_its_links_closes_the_loop_as_told_in_order(
+        live: Cluster, tenants: Tenants, members: Members, accountant: Accountant) -> None:
+    """Two real referrals are approved, reauthorized, and the MCP discontinues each reauthorization. One story
+    arrives in order; in the other the reauthorization's closure comes first, before the request and approval
+    that link it to the referral (both replayed from the dead letters). The closure names its referral, and the
+    reauthorization is the newest of the referral's chain: both loops end closed on the reauthorization with the
+    MCP's reason, and the gateway reports the same closure on the RTF (decision 0127)."""
+    today = _today()
+    people = [members.next(), members.next()]
+    asked = [await submit_referral(live, tenants, p) for p in people]
+    requested = [await wait_referral_status(live, tenants, a["id"], "requested") for a in asked]
+    told = [reauthorization_and_end(live, r["authorization_id"], p, referral_id=r["id"],
+                                    cbo_organization_id=tenants.cbo_a.organization_id,
+                                    period_start=today - timedelta(days=200), period_end=today - timedelta(days=30),
+                                    ended_on=today - timedelta(days=5),
+                                    correlation_id=UUID(await correlation_of(live, tenants, r["id"])))
+            for r, p in zip(requested, people, strict=True)]
+    decisions, reauthorizations = [d for d, _ in told], [s for _, s in told]
+    await publish(live, [e for d in decisions for e in d.told])
+    for r in requested:
+        await wait_referral_status(live, tenants, r["id"], "accepted")
+    forwards, backwards = reauthorizations
+    await publish(live, forwards.in_order(0, 1, 2) + backwards.in_order(2, 1, 0))
+    await accountant.settle()
+
+    closed = [await wait_referral_status(live, tenants, r["id"], "closed") for r in requested]
+    assert [(c["closure_reason_code"], c["status_reason"], c["authorization_id"]) for c in closed] == [
+        ("authorization_closed", "discontinued_by_mcp", s.subject) for s in reauthorizations], closed
+    statuses = [[t["status"] for t in c["timeline"] if t["kind"] == "status_changed"] for c in closed]
+    assert statuses[0][-2:] == ["accepted", "closed"] and statuses[1] == statuses[0], statuses
+    loops = [await _gateway_referral(live, r["id"]) for r in requested]
+    assert [(lp["status"], lp["changed_at"], lp["closure_reason"]) if lp else None for lp in loops] == [
+        ("closed", s.told[2].time, "discontinued_by_mcp") for s in reauthorizations], loops
+
+    await _accounted_stories(accountant, [*decisions, *reauthorizations], [r["id"] for r in requested])
 
 
 async def _uploaded_mif(cluster: Cluster, tenants: Tenants, rows: list[dict[str, Any]], period: str) -> dict[str, Any]:

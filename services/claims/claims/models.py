@@ -181,6 +181,9 @@ class ClaimLine(Base):
     __table_args__ = (
         UniqueConstraint("claim_id", "line_number"),
         Index("ix_claim_line_encounter_id", "encounter_id"),
+        # Half of each page stays free for the 835 posting's update of the amounts: a heap-only tuple on the
+        # same page, no new index entries (migration claims_0006, docs/decisions/0110).
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
 

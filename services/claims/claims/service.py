@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import insert
@@ -135,7 +135,7 @@ from shared.identity import member_id_for
 from shared.reference import codes
 from shared.reference.calendar import PACIFIC
 from shared.scheduler import Clock
-from shared.uow import encode_outbox_rows, insert_outbox_rows
+from shared.uow import OutboxRow, encode_outbox_rows, insert_outbox_rows
 from shared.x12.envelope import Party
 from shared.x12.segments import X12SyntaxError
 
@@ -1234,7 +1234,6 @@ _LINE_UPDATE_COLUMNS = ("id", "paid_amount", "adjustment_amount")
 _REVERSED_COLUMNS = ("id", "reversed_by")
 
 Row = tuple[Any, ...]
-Built = TypeVar("Built")
 
 
 @dataclass
@@ -1296,8 +1295,9 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
         await repo.insert(ProviderAdjustment.__table__, _ADJUSTMENT_COLUMNS, rows.adjustments)
         await repo.insert(RemittanceExceptionRow.__table__, _EXCEPTION_COLUMNS, rows.exceptions)
 
-    settled = await _alongside(lambda: _settle_claims(plan, states, rows, remittance.id, mcp_code, now, actor, ids),
-                               write_postings())
+    settled = _Settlements()
+    await _alongside(_settle_claims(plan, states, rows, remittance.id, mcp_code, now, actor, ids, settled),
+                     write_postings())
     events = [*settled.events, (RemittancePosted(
         remittance_id=remittance.id, mcp_code=mcp_code, trace_number=plan.trace_number,
         paid_amount=_q(plan.payment_amount), claims_matched=len({p.claim_id for p in plan.postings}),
@@ -1313,9 +1313,8 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
 
     # The events go straight to the outbox, encoded while the claims are updated (their order is kept: what
     # was recorded before was flushed above).
-    outbox = await _alongside(lambda: encode_outbox_rows(
-        batch.event(data, subject=subject, member_id=member_id, correlation_id=correlation_id)
-        for data, subject, member_id, correlation_id in events), write_settlements())
+    outbox: list[OutboxRow] = []
+    await _alongside(_encode_events(batch, events, outbox), write_settlements())
     await insert_outbox_rows(uow.session, uow.tables, outbox)
     await record_audit(uow.session, audit_table, action="remittance.posted", resource_type="remittance",
                        resource_id=remittance.id, caller=actor.caller, occurred_at=now,
@@ -1326,19 +1325,37 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
     return remittance
 
 
-async def _alongside(work: Callable[[], Built], writes: Awaitable[None]) -> Built:
-    """Run pure `work` in a worker thread while `writes` execute on the session: the database runs the
-    statements while Python builds what comes next. Both finish before this returns or raises (the writes'
-    error first)."""
-    building = asyncio.ensure_future(asyncio.to_thread(work))
+_SLICE = 2_000  # claims or events built between two turns of the event loop (a few milliseconds of Python)
+
+
+async def _alongside(work: Iterator[None], writes: Coroutine[Any, Any, None]) -> None:
+    """Run `writes` on the session as a task and step through `work` (pure Python that yields between slices):
+    at every step the event loop sends the next statement if the database has finished the previous one, so
+    PostgreSQL executes while Python builds what comes next. One thread: a worker thread cost more in lock
+    handoffs than it saved. Both have finished when this returns or raises (the writes' error first)."""
+    writing = asyncio.ensure_future(writes)
     try:
-        await writes
+        for _ in work:
+            await asyncio.sleep(0)
+            if writing.done() and not writing.cancelled() and writing.exception() is not None:
+                break  # the transaction is lost: no need to build the rest
     except BaseException:
-        await asyncio.wait([building])
-        if not building.cancelled():
-            building.exception()  # retrieved and dropped: the writes' error is the one to raise
+        await asyncio.wait([writing])
+        if not writing.cancelled():
+            writing.exception()  # retrieved and dropped: the work's error is the one to raise
         raise
-    return await building
+    await writing
+
+
+def _encode_events(batch: EventBatch, events: Sequence[tuple[EventData, str, str | None, UUID | None]],
+                   into: list[OutboxRow]) -> Iterator[None]:
+    """Envelopes for the payloads, encoded as outbox rows into `into`, a slice at a time (each envelope is
+    dropped once encoded)."""
+    for start in range(0, len(events), _SLICE):
+        into.extend(encode_outbox_rows(
+            batch.event(data, subject=subject, member_id=member_id, correlation_id=correlation_id)
+            for data, subject, member_id, correlation_id in events[start:start + _SLICE]))
+        yield
 
 
 def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittance_id: str, mcp_code: str,
@@ -1411,10 +1428,11 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
 
 
 def _settle_claims(plan: RemittancePlan, states: dict[str, ClaimState], rows: _PostingRows, remittance_id: str,
-                   mcp_code: str, now: datetime, actor: Actor, ids: UuidSequence) -> _Settlements:
+                   mcp_code: str, now: datetime, actor: Actor, ids: UuidSequence,
+                   out: _Settlements) -> Iterator[None]:
     """Each touched claim's status and totals over its active postings, one history row per posting, and the
-    claim.paid / claim.denied / claim.reversed payloads (pure; updates `states`)."""
-    out = _Settlements()
+    claim.paid / claim.denied / claim.reversed payloads, into `out`, a slice of claims at a time (pure;
+    updates `states`)."""
     history, events = out.history, out.events
     trace_number, paid_on = plan.trace_number, plan.payment_date
     payment_of = rows.payment_of
@@ -1422,7 +1440,9 @@ def _settle_claims(plan: RemittancePlan, states: dict[str, ClaimState], rows: _P
     for posting in plan.postings:
         by_claim[posting.claim_id].append(posting)
     actor_label, actor_key_id = actor.label, actor.key_id
-    for settlement in plan.settlements:
+    for done, settlement in enumerate(plan.settlements, start=1):
+        if done % _SLICE == 0:
+            yield
         state = states[settlement.claim_id]
         claim_id = state.claim_id
         current = ClaimStatus(state.status)
@@ -1481,7 +1501,6 @@ def _settle_claims(plan: RemittancePlan, states: dict[str, ClaimState], rows: _P
         state.status = new_status.value
         state.version += 1
         state.payer_claim_number = payer_claim_number
-    return out
 
 
 # ------------------------------------------------------------------------------------ exceptions and denials

@@ -92,7 +92,8 @@ _SCRUB_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Any calendar date may be a birth date: ISO, US and the X12 CCYYMMDD form (DMG*D8 carries a birth date).
     (re.compile(rf"(?<![0-9]){_YEAR}-{_MONTH}-{_DAY}(?![0-9])"), "[DATE]"),
     (re.compile(rf"(?<![0-9]){_MONTH}/{_DAY}/{_YEAR}(?![0-9])"), "[DATE]"),
-    (re.compile(rf"(?<![0-9]){_YEAR}{_MONTH}{_DAY}(?![0-9])"), "[DATE]"),
+    # The compact form stands alone (X12 elements, file names); inside a token it is a run of a hex id.
+    (re.compile(rf"(?<![0-9A-Za-z]){_YEAR}{_MONTH}{_DAY}(?![0-9A-Za-z])"), "[DATE]"),
     # North American phone numbers with separators; bare 10-digit runs are NPIs, epoch seconds and offsets.
     (re.compile(r"(?<![\w-])(?:\+?1[-. ]?)?(?:\([0-9]{3}\) ?|[0-9]{3}[-. ])[0-9]{3}[-. ][0-9]{4}(?![\w-])"),
      "[PHONE]"),

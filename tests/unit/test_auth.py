@@ -334,6 +334,10 @@ async def test_audit_events_refuse_phi_in_their_detail(tmp_path: Path) -> None:
         async with db.sessions() as session:
             await record_audit(session, audit, action="member.read", resource_type="member",
                                resource_id="mem_1", caller=caller, detail={"fields": ["eligibility"]})
+            # An id whose hex holds a date-shaped run of digits is an id (refusing it failed real postings).
+            await record_audit(session, audit, action="remittance_file.posted", resource_type="remittance_file",
+                               resource_id="rmf_1", caller=caller,
+                               detail={"duplicate_of": "rmf_019aa3f2c20240115e7d2b9f0a1c4d5e6"})
             for detail in ({"member_name": "Maria"}, {"note": "CIN 91234567A"}, {"dob": "x"},
                            {"reason": phi("Maria")}, {"when": "1984-03-09"}):
                 with pytest.raises(ValueError):
@@ -342,4 +346,5 @@ async def test_audit_events_refuse_phi_in_their_detail(tmp_path: Path) -> None:
             await session.commit()
             rows = (await session.execute(select(audit))).all()
         assert [(r.organization_id, r.actor_key_id, r.action, r.detail) for r in rows] == [
-            ("org_cbo1", "k1", "member.read", {"fields": ["eligibility"]})]
+            ("org_cbo1", "k1", "member.read", {"fields": ["eligibility"]}),
+            ("org_cbo1", "k1", "remittance_file.posted", {"duplicate_of": "rmf_019aa3f2c20240115e7d2b9f0a1c4d5e6"})]

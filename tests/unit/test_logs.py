@@ -149,6 +149,9 @@ def test_database_error_texts_lose_their_parameters() -> None:
     ("call (559) 555-0100 or 559-555-0100 or +1 559.555.0100", "call [PHONE] or [PHONE] or [PHONE]"),
     ("npi 1234567893, offset 1714000000, id 0190f3a2-7c1d-7e2a-8f00-1b2c3d4e5f60",
      "npi 1234567893, offset 1714000000, id 0190f3a2-7c1d-7e2a-8f00-1b2c3d4e5f60"),
+    # A hex id may hold a date-shaped run of digits: it is an id, not a birth date (the audit guard refused it).
+    ("file rmf_019aa3f2c20240115e7d2b9f0a1c4d5e6", "file rmf_019aa3f2c20240115e7d2b9f0a1c4d5e6"),
+    ("MIF_LAC_20241101.csv", "MIF_LAC_[DATE].csv"),
 ])
 def test_scrub_catches_identifiers_and_spares_operational_numbers(text: str, expected: str) -> None:
     assert scrub(text) == expected

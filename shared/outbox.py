@@ -84,6 +84,7 @@ class OutboxRelay:
         # One pass at a time per process: two concurrent passes would both hold the (same) lease and
         # publish the same rows twice.
         self._pass_lock = asyncio.Lock()
+        self._lease_until = 0.0  # time.monotonic() until which the lease is held without renewing it
 
     def notify(self) -> None:
         """Wake the relay (called after a unit of work commits)."""
@@ -98,10 +99,23 @@ class OutboxRelay:
         async with self._pass_lock:
             return await self._publish_pending()
 
+    async def _hold_lease(self, session: AsyncSession) -> bool:
+        # Renewed once half its TTL has passed, not on every pass: a busy service runs many passes a second, and
+        # each renewal is an UPDATE and a COMMIT. The lease still expires `lease_ttl` after the last renewal,
+        # and this instance stops relying on it at half that.
+        now = time.monotonic()
+        if now < self._lease_until:
+            return True
+        if not await acquire_lease(session, self.tables, f"outbox-relay:{self.service}", self.holder,
+                                   self.lease_ttl):
+            self._lease_until = 0.0
+            return False
+        self._lease_until = now + self.lease_ttl.total_seconds() / 2
+        return True
+
     async def _publish_pending(self) -> int:
         async with self.sessions() as session:
-            if not await acquire_lease(session, self.tables, f"outbox-relay:{self.service}", self.holder,
-                                       self.lease_ttl):
+            if not await self._hold_lease(session):
                 return 0
             total = 0
             rows = await self._next_batch(session, after=None)

@@ -101,13 +101,21 @@ IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
 
 def request_hash(method: str, path: str, body: bytes) -> str:
     """SHA-256 hex of method, path and body; a JSON body is canonicalised (key order, whitespace)."""
-    canonical = body
     if body:
         try:
-            canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"),
-                                   ensure_ascii=False).encode()
+            return json_request_hash(method, path, json.loads(body))
         except (ValueError, UnicodeDecodeError):
-            canonical = body
+            pass
+    return _digest(method, path, body)
+
+
+def json_request_hash(method: str, path: str, document: Any) -> str:
+    """`request_hash` of a JSON body the route has already parsed (the same value, without parsing it again)."""
+    return _digest(method, path, json.dumps(document, sort_keys=True, separators=(",", ":"),
+                                            ensure_ascii=False).encode())
+
+
+def _digest(method: str, path: str, canonical: bytes) -> str:
     digest = hashlib.sha256()
     digest.update(method.upper().encode() + b"\n" + path.encode() + b"\n")
     digest.update(canonical)

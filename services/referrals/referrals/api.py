@@ -23,7 +23,7 @@ from shared.idempotency import (
     IdempotencyKey,
     IdempotencyKeyTaken,
     IdempotentResponse,
-    hash_request,
+    json_request_hash,
     key_in_progress,
     produced_response,
     record_values,
@@ -331,18 +331,19 @@ async def json_body(request: Request) -> Any:
                                  ) from None
 
 
-async def intake(request: Request, caller: Caller, key: str | None, raw: Any, *, channel: str,
+async def intake(request: Request, caller: Caller, key: str | None, body: Any, raw: Any, *, channel: str,
                  render: Callable[[ReferralsUnitOfWork, Referral], Awaitable[tuple[Any, dict[str, str]]]],
                  rename: Callable[[str], str] | None = None,
                  pre_violations: Sequence[Violation] = ()) -> Response:
     """Check, store and answer a submission once per Idempotency-Key (JSON API and FHIR alike).
 
-    The answer is rendered from memory before anything is written, and stored with the referral (one
-    statement on PostgreSQL). A request that fails, or whose key turns out taken, answers the key's stored
-    answer when there is one. `render` answers JSON-able data or ready JSON bytes (stored as they are)."""
+    `body` is the request's parsed JSON (its fingerprint for the key), `raw` the submission it maps to. The
+    answer is rendered from memory before anything is written, and stored with the referral (one statement on
+    PostgreSQL). A request that fails, or whose key turns out taken, answers the key's stored answer when
+    there is one. `render` answers JSON-able data or ready JSON bytes (stored as they are)."""
     runtime = referrals_runtime(request)
-    # The fingerprint only matters for a keyed request (canonicalising the body costs a parse and a dump).
-    fingerprint = await hash_request(request) if key is not None else ""
+    # The fingerprint only matters for a keyed request (canonicalising the body costs a dump).
+    fingerprint = json_request_hash(request.method, request.url.path, body) if key is not None else ""
     uow = runtime.uow()
     assert isinstance(uow, ReferralsUnitOfWork)
     async with uow:
@@ -413,7 +414,7 @@ async def submit_referral(request: Request, caller: Writer, key: IdempotencyKey)
     async def render(uow: ReferralsUnitOfWork, referral: Referral) -> tuple[bytes, dict[str, str]]:
         return _render_new(uow, referral), {"Location": f"/v1/referrals/{referral.id}"}
 
-    return await intake(request, caller, key, raw, channel="api", render=render)
+    return await intake(request, caller, key, raw, raw, channel="api", render=render)
 
 
 @router.get("/v1/referrals/{referral_id}", response_model=ReferralOut, summary="A referral and its timeline",

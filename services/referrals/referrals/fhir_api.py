@@ -72,7 +72,7 @@ async def submit_service_request(request: Request, caller: Writer, key: Idempote
             "content-type": FHIR_MEDIA_TYPE,
         }
 
-    return await intake(request, caller, key, submission, channel="fhir", render=render, rename=fhir_path,
+    return await intake(request, caller, key, payload, submission, channel="fhir", render=render, rename=fhir_path,
                         pre_violations=violations)
 
 

@@ -66,8 +66,13 @@ def _table(model: type[Referral] | type[ReferralTimeline]) -> Table:
 
 
 def _row_of(instance: Referral | ReferralTimeline, table: Table) -> dict[str, Any]:
-    """A mapped object's column values (attribute names are the column names in these models)."""
-    return {column.name: getattr(instance, column.name) for column in table.columns}
+    """A new mapped object's column values (attribute names are the column names in these models).
+
+    Read from the instance's `__dict__`, where the ORM keeps the values set on it (a new object has every
+    column set): instrumented attribute access costs several times as much, per column and per request."""
+    values = instance.__dict__
+    return {column.name: values[column.name] if column.name in values else getattr(instance, column.name)
+            for column in table.columns}
 
 
 class ReferralRepository:

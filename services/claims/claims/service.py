@@ -1283,8 +1283,18 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
 
     ids = UuidSequence()
     rows = _posting_rows(plan, states, remittance.id, mcp_code, now, ids)
+    settled = _Settlements()
+    outbox: list[OutboxRow] = []
+    claims_settled, events_encoded = asyncio.Event(), asyncio.Event()
+    posted = RemittancePosted(
+        remittance_id=remittance.id, mcp_code=mcp_code, trace_number=plan.trace_number,
+        paid_amount=_q(plan.payment_amount), claims_matched=len({p.claim_id for p in plan.postings}),
+        claims_unmatched=sum(1 for e in plan.exceptions if e.reason is not ExceptionReason.UNATTRIBUTED_ADJUSTMENT),
+        posted_at=now, file_id=file_row.id, payment_date=plan.payment_date, payment_method=plan.payment_method,
+        exceptions=len(plan.exceptions), exception_amount=_q(plan.exception_amount),
+        provider_adjustment_amount=_q(remittance.provider_adjustment_amount))
 
-    async def write_postings() -> None:
+    async def write() -> None:
         await repo.insert(ClaimPayment.__table__, _PAYMENT_COLUMNS, rows.payments)
         await repo.insert(LinePayment.__table__, _LINE_COLUMNS, rows.lines)
         rows.payments, rows.lines = [], []  # written: tens of megabytes at month end, not needed again
@@ -1294,28 +1304,21 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
         await repo.update_by_id(ClaimLine.__table__, _LINE_UPDATE_COLUMNS, list(rows.line_updates.values()))
         await repo.insert(ProviderAdjustment.__table__, _ADJUSTMENT_COLUMNS, rows.adjustments)
         await repo.insert(RemittanceExceptionRow.__table__, _EXCEPTION_COLUMNS, rows.exceptions)
-
-    settled = _Settlements()
-    await _alongside(_settle_claims(plan, states, rows, remittance.id, mcp_code, now, actor, ids, settled),
-                     write_postings())
-    events = [*settled.events, (RemittancePosted(
-        remittance_id=remittance.id, mcp_code=mcp_code, trace_number=plan.trace_number,
-        paid_amount=_q(plan.payment_amount), claims_matched=len({p.claim_id for p in plan.postings}),
-        claims_unmatched=sum(1 for e in plan.exceptions if e.reason is not ExceptionReason.UNATTRIBUTED_ADJUSTMENT),
-        posted_at=now, file_id=file_row.id, payment_date=plan.payment_date, payment_method=plan.payment_method,
-        exceptions=len(plan.exceptions), exception_amount=_q(plan.exception_amount),
-        provider_adjustment_amount=_q(remittance.provider_adjustment_amount)), remittance.id, None, None)]
-    batch = EventBatch(source=SOURCE, time=now, parent=parent)
-
-    async def write_settlements() -> None:
+        await claims_settled.wait()
         await repo.update_by_id(Claim.__table__, _CLAIM_UPDATE_COLUMNS, settled.claims)
         await repo.insert(ClaimHistory.__table__, _HISTORY_COLUMNS, settled.history)
+        await events_encoded.wait()
+        # Straight to the outbox, in order (what was recorded before this payment was flushed above).
+        await insert_outbox_rows(uow.session, uow.tables, outbox)
 
-    # The events go straight to the outbox, encoded while the claims are updated (their order is kept: what
-    # was recorded before was flushed above).
-    outbox: list[OutboxRow] = []
-    await _alongside(_encode_events(batch, events, outbox), write_settlements())
-    await insert_outbox_rows(uow.session, uow.tables, outbox)
+    def build() -> Iterator[None]:
+        yield from _settle_claims(plan, states, rows, remittance.id, mcp_code, now, actor, ids, settled)
+        claims_settled.set()
+        yield from _encode_events(EventBatch(source=SOURCE, time=now, parent=parent),
+                                  [*settled.events, (posted, remittance.id, None, None)], outbox)
+        events_encoded.set()
+
+    await _alongside(build(), write())
     await record_audit(uow.session, audit_table, action="remittance.posted", resource_type="remittance",
                        resource_id=remittance.id, caller=actor.caller, occurred_at=now,
                        detail={"file_id": file_row.id, "mcp_code": mcp_code, "claims_posted": len(plan.postings),
@@ -1331,15 +1334,17 @@ _SLICE = 2_000  # claims or events built between two turns of the event loop (a 
 async def _alongside(work: Iterator[None], writes: Coroutine[Any, Any, None]) -> None:
     """Run `writes` on the session as a task and step through `work` (pure Python that yields between slices):
     at every step the event loop sends the next statement if the database has finished the previous one, so
-    PostgreSQL executes while Python builds what comes next. One thread: a worker thread cost more in lock
-    handoffs than it saved. Both have finished when this returns or raises (the writes' error first)."""
+    PostgreSQL executes while Python builds what the later statements write (they wait for it). One thread: a
+    worker thread cost more in lock handoffs than it saved. Both have finished when this returns or raises; if
+    the work fails the writes are cancelled (the transaction is lost anyway)."""
     writing = asyncio.ensure_future(writes)
     try:
         for _ in work:
             await asyncio.sleep(0)
-            if writing.done() and not writing.cancelled() and writing.exception() is not None:
-                break  # the transaction is lost: no need to build the rest
+            if writing.done():
+                break  # failed (it waits for the work otherwise): no need to build the rest
     except BaseException:
+        writing.cancel()
         await asyncio.wait([writing])
         if not writing.cancelled():
             writing.exception()  # retrieved and dropped: the work's error is the one to raise

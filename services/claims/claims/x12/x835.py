@@ -9,11 +9,11 @@ Balancing and matching are not done here: see claims.domain.remittance.
 
 from __future__ import annotations
 
-import gc
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Final, NamedTuple
 
+from shared.collector import collector_paused
 from shared.x12.segments import X12SyntaxError, detect_delimiters
 
 IMPLEMENTATION: Final = "005010X221A1"
@@ -680,13 +680,8 @@ def parse_835(text: str) -> RemittanceFile:
     # The parse allocates hundreds of thousands of small immutable tuples and no reference cycles; the cyclic
     # collector would repeatedly rescan them all for nothing (about a third of the time on a 50,000-claim file,
     # see docs/decisions/0070). It is paused for the parse only and restored as it was.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return _parse(text)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _parse(text: str) -> RemittanceFile:

@@ -7,9 +7,7 @@ segment positions and rules, never element values: those are PHI.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -282,20 +280,3 @@ def check_nm1(segment: Segment | None, *, loop: str, entities: frozenset[str],
                             f"NM108 must be one of {', '.join(sorted(qualifiers))}", loop))
     if bool(qualifier) != bool(identifier):
         issues.append(Issue(segment.position, "NM1", "nm1_id_pair", "NM108 and NM109 are used together", loop))
-
-
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large file is turned into objects.
-
-    A 100,000-member 271 makes millions of small acyclic objects; every generation-2 pass rescans all of them,
-    which made reading superlinear (19 s instead of 7 s at 100,000 members, bench/eligibility.py). Reference
-    counting still frees garbage; the collector is re-enabled (if it was on) as soon as the file is read.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

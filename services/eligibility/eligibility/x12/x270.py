@@ -26,12 +26,12 @@ from eligibility.x12.loops import (
     check_bht,
     check_dtp,
     check_nm1,
-    cyclic_gc_paused,
     parse_d8,
     parse_period,
     split_level,
     walk,
 )
+from shared.collector import collector_paused
 from shared.reference.identifiers import cin_problem, npi_problem
 from shared.x12.envelope import EnvelopeSpec, TransactionSet, build_interchange, parse_interchange
 from shared.x12.segments import Delimiters, Segment, X12SyntaxError
@@ -146,7 +146,7 @@ def build_270(envelope: EnvelopeSpec, batch: InquiryBatch, *, line_breaks: bool 
     """The 270 interchange for a batch. Raises ValueError for an empty batch or an envelope for another set."""
     if envelope.functional_code != codes.INQUIRY_FUNCTIONAL_CODE or envelope.version != codes.IMPLEMENTATION:
         raise ValueError("a 270 envelope needs GS01 HS and version 005010X279A1")
-    with cyclic_gc_paused():
+    with collector_paused():
         bodies: list[Any] = transaction_bodies(batch)
         if delimiters is None:
             return build_interchange(envelope, bodies, line_breaks=line_breaks)

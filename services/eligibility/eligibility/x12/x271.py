@@ -21,12 +21,12 @@ from eligibility.x12.loops import (
     check_bht,
     check_dtp,
     check_nm1,
-    cyclic_gc_paused,
     parse_d8,
     parse_period,
     split_level,
     walk,
 )
+from shared.collector import collector_paused
 from shared.x12.envelope import Interchange, TransactionSet, parse_interchange
 from shared.x12.segments import Segment, X12SyntaxError
 
@@ -296,7 +296,7 @@ def _checked(text: str) -> tuple[Interchange | None, list[tuple[TransactionSet, 
 
 def validate_271(text: str) -> list[Issue]:
     """Every implementation-guide rule a 271 breaks (envelope first); empty when valid."""
-    with cyclic_gc_paused():
+    with collector_paused():
         return _checked(text)[2]
 
 
@@ -356,7 +356,7 @@ def _named(level: Level) -> tuple[Segment, list[Rejection]]:
 
 def read_271(text: str) -> Response271:
     """The typed answers of a valid 271. Raises X279Invalid listing every broken rule (envelope included)."""
-    with cyclic_gc_paused():
+    with collector_paused():
         return _read(text)
 
 

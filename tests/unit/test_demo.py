@@ -146,7 +146,7 @@ async def test_demo_seeds_the_whole_cycle_once(tmp_path: Path) -> None:
     # A restart on the same data directory: the seeds find their work done and create nothing.
     async def second(client: httpx.AsyncClient) -> dict[str, Any]:
         await asyncio.sleep(3)  # let anything a second seeding would publish travel through the bus
-        again: dict[str, Any] = await eventually(lambda: settled(client), within=30, what="the demo again")
+        again: dict[str, Any] = await eventually(lambda: settled(client), within=90, what="the demo again")
         return again
 
     again = await run_demo(tmp_path, second)

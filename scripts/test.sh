@@ -16,7 +16,9 @@ if [ "$#" -eq 0 ]; then
   echo "== ruff"
   python3 -m ruff check .
   echo "== mypy"
-  python3 -m mypy shared calhub
+  # Every package: the platform, the CLI and each service (service packages live in services/<folder>/).
+  MYPYPATH="$(printf '%s:' services/*/ | sed 's/:$//')" python3 -m mypy -p shared -p calhub \
+    -p referrals -p authorizations -p claims -p eligibility -p sftp_gateway -p ops
   echo "== tests (parallel part)"
   # End-to-end tests start six service processes each, so they run on their own; tests that stop the broker
   # or restart PostgreSQL run alone at the end, so they cannot disturb the others.

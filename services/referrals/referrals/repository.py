@@ -295,7 +295,7 @@ class ReferralsUnitOfWork(UnitOfWork):
         # Each write is a CTE; every one after the first inserts "FROM new_referral", i.e. nothing on a duplicate.
         writes = {"new_referral": insert_rows_sql(connection, referral_table, [_row_of(referral, referral_table)],
                                                   binds, suffix=" ON CONFLICT (open_key) DO NOTHING RETURNING id")}
-        dependent: list[tuple[str, Table, list[Mapping[str, Any]]]] = [
+        dependent: list[tuple[str, Table, Sequence[Mapping[str, Any]]]] = [
             ("timeline", timeline_table, [_row_of(e, timeline_table) for e in self.referrals.unwritten_timeline]),
             ("events", self.tables.outbox, outbox_values(encode_outbox_rows(self.recorded))),
             ("audit", self.audit, [audit] if audit is not None else []),

@@ -66,10 +66,14 @@ async def snapshot(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def settled(client: httpx.AsyncClient) -> dict[str, Any] | None:
-    """The snapshot once the whole cycle has run and every hop back has landed (see `assert_cycle`)."""
+    """The snapshot once the whole cycle has run, every hop back has landed (see `assert_cycle`) and nothing
+    more arrives: the counts must hold still for a second (some files follow the checked ones by a hop)."""
     state = await snapshot(client)
     assert_cycle(state)
-    return state
+    await asyncio.sleep(1.0)
+    later = await snapshot(client)
+    assert counts(later) == counts(state), "the demo is still moving"
+    return later
 
 
 def assert_cycle(state: dict[str, Any]) -> None:

@@ -14,13 +14,15 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Final
 
+from shared.ordering import ForwardLifecycle, newest_decision_wins
+
 ONE_DAY: Final = timedelta(days=1)
 
 # Progress along an authorization's lifecycle. A status only moves to a higher rank: a late `requested` never
 # undoes a decision, a late `approved` never reopens an authorization that ended. `approved` outranks `denied`
 # because an overturned denial is approved afterwards, while an approval is never denied later (the MCP
 # discontinues it instead: `closed`).
-_RANK: Final[dict[str, int]] = {"requested": 0, "denied": 1, "approved": 2, "expired": 3, "closed": 3}
+_LIFECYCLE: Final = ForwardLifecycle({"requested": 0, "denied": 1, "approved": 2, "expired": 3, "closed": 3})
 
 # A suspension interval as stored: [first day suspended, last day suspended]; None at the end while it runs,
 # None at the start for a resumption whose suspension has not arrived yet (it suspends nothing on its own).
@@ -32,18 +34,13 @@ def next_status(current: str | None, incoming: str) -> str:
 
     Raises KeyError for a status the lifecycle does not know.
     """
-    if current is None:
-        return incoming
-    return incoming if _RANK[incoming] > _RANK[current] else current
+    return _LIFECYCLE.next(current, incoming)
 
 
 def approval_supersedes(decided_at: datetime, standing: datetime | None) -> bool:
     """Whether an approval decided at `decided_at` sets the period (and what comes with it) over the approval that
-    set it, decided at `standing` (None: no approval applied yet, or one projected before decision times were
-    kept). The newest decision wins whatever order the two arrive in; one decided at the same instant wins as
-    before, by arriving later (decision 0125: equal times keep the consumption order).
-    """
-    return standing is None or decided_at >= standing
+    set it, decided at `standing`: the newest decision wins whatever order the two arrive in."""
+    return newest_decision_wins(decided_at, standing)
 
 
 def with_suspension(suspensions: Sequence[Interval], start: date) -> list[Interval]:

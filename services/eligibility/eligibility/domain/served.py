@@ -13,8 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from shared.ordering import ForwardLifecycle, newest_decision_wins
+
 # `active` outranks `denied`: an overturned denial is approved afterwards, an approval is never denied later.
-_RANK: Final[dict[str, int]] = {"requested": 0, "denied": 1, "active": 2, "expired": 3, "closed": 3}
+_LIFECYCLE: Final = ForwardLifecycle({"requested": 0, "denied": 1, "active": 2, "expired": 3, "closed": 3})
 
 
 def tracked_status(current: str | None, incoming: str) -> str:
@@ -22,13 +24,10 @@ def tracked_status(current: str | None, incoming: str) -> str:
 
     Raises KeyError for a status the lifecycle does not know.
     """
-    if current is None:
-        return incoming
-    return incoming if _RANK[incoming] > _RANK[current] else current
+    return _LIFECYCLE.next(current, incoming)
 
 
 def period_supersedes(decided_at: datetime, standing: datetime | None) -> bool:
-    """Whether the period of an approval decided at `decided_at` replaces the one kept, decided at `standing`
-    (None: no approval kept yet, or one projected before decision times were kept). Equal times: the later
-    arrival wins, as before (decision 0125)."""
-    return standing is None or decided_at >= standing
+    """Whether the period of an approval decided at `decided_at` replaces the one kept, decided at `standing`:
+    the newest decision wins whatever order the two arrive in."""
+    return newest_decision_wins(decided_at, standing)

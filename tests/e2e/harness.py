@@ -710,6 +710,9 @@ class Accountant:
 
     async def read(self, referral_ids: Sequence[str], *, correlation_ids: Sequence[str] = (),
                    claim_ids: Sequence[str] = ()) -> Ledger:
+        """Every service's state and the journal of these flows, once outboxes are drained and every consumer
+        (the ops journal included) has caught up: a state read before that would race the last events."""
+        await self.settle()
         hub = self.tenants.hub.key
         async with self.cluster.client("referrals", hub) as referrals, \
                 self.cluster.client("authorizations", hub) as authorizations, \

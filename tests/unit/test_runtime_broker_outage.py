@@ -5,13 +5,12 @@ publishes what was accepted meanwhile. Runs the referrals service on SQLite with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from referrals.bootstrap import definition
-from referrals.testkit import callers, make_referral
+from referrals.testkit import callers, eventually, make_referral
 
 import shared.runtime
 from shared.bus.base import BusUnavailable, Consumer, OutgoingMessage, RetryPolicy, Subscription
@@ -48,16 +47,6 @@ class OutageBus(InProcessBus):
         return await super().subscribe(group, topics, consumer, policy=policy)
 
 
-async def until(probe: Callable[[], Awaitable[Any]], *, within: float = 20.0) -> Any:
-    """Poll the probe until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not (value := await probe()):
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-    return value
-
-
 async def test_a_service_started_during_a_broker_outage_serves_and_catches_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shared.runtime, "BROKER_RETRY_FIRST", 0.05)
@@ -85,7 +74,7 @@ async def test_a_service_started_during_a_broker_outage_serves_and_catches_up(
             ready = await runtime.readiness()
             return bool(ready["ready"]) and await runtime.relay.backlog() == 0
 
-        await until(caught_up)
+        await eventually(caught_up, within=20)
         assert (await runtime.readiness())["consumer"] == "running"
         assert runtime.joining_bus is not None and runtime.joining_bus.done()
         topic = EVENT_TYPES.get("referral.received").topic.name

@@ -45,9 +45,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from uuid6 import uuid7
 
 from shared.db import create_engine, is_sqlite, service_metadata, session_factory
+from shared.ids import uuid7
 from shared.logs import Phi, is_phi_key, scrub
 from shared.problems import Problem
 

@@ -1,23 +1,21 @@
 """The one envelope every CalHub event travels in, and the constructors that keep lineage intact.
 
 `new_event` and `caused_by` validate and build one envelope; `EventBatch` builds the same envelopes for a burst
-(a month-end file's tens of thousands of events) from already-validated payloads, with ids from one
-`UuidSequence`.
+(a month-end file's tens of thousands of events) from already-validated payloads, with ids from
+`shared.ids.uuid7`.
 """
 
 from __future__ import annotations
 
-import os
-import struct
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from uuid6 import uuid7
 
 from shared.contracts.base import EventData
+from shared.ids import uuid7
 
 DataT = TypeVar("DataT", bound=EventData)
 
@@ -118,75 +116,33 @@ def envelope_type(data_type: type[DataT]) -> type[Envelope[DataT]]:
     return cast("type[Envelope[DataT]]", Envelope.__class_getitem__(data_type))
 
 
-_COUNTER_LIMIT = 1 << 12  # rand_a: 12 bits
-_VERSION_AND_VARIANT = 0x7 << 76 | 0b10 << 62
-_RAND_B = (1 << 62) - 1
-_RANDOMS = 64  # random rand_b values fetched from the OS at a time
-
-
-class UuidSequence:
-    """Time-ordered, unique UUIDv7s for one batch (events or rows made at one moment), ~1 µs an id.
-
-    RFC 9562 section 6.2, method 1: under one 48-bit millisecond stamp, the 12-bit `rand_a` field is a counter
-    from 0 (monotonic within the stamp) and `rand_b` is 62 random bits from the OS. Every 4,096 ids take a new
-    stamp from uuid6's `uuid7()`, which is strictly greater than any stamp that process handed out before (it
-    steps a millisecond ahead when called faster), so a sequence's ids are monotonic, and ordered after every
-    `uuid7()` (or `new_event`) made before them and before every one made after them. Not thread-safe: one
-    sequence per batch, drawn by one thread at a time.
-    """
-
-    __slots__ = ("_counter", "_randoms", "_stamp")
-
-    def __init__(self) -> None:
-        self._stamp = 0
-        self._counter = _COUNTER_LIMIT  # the first id takes a stamp
-        self._randoms: list[int] = []
-
-    def next(self) -> UUID:
-        """The next id."""
-        if self._counter == _COUNTER_LIMIT:
-            self._stamp = (uuid7().int >> 80) << 80 | _VERSION_AND_VARIANT
-            self._counter = 0
-        if not self._randoms:
-            self._randoms = list(struct.unpack(f"<{_RANDOMS}Q", os.urandom(8 * _RANDOMS)))
-        value = self._stamp | self._counter << 64 | self._randoms.pop() & _RAND_B
-        self._counter += 1
-        return UUID(int=value)
-
-    def take(self, count: int) -> list[UUID]:
-        """The next `count` ids, in order."""
-        return [self.next() for _ in range(count)]
-
-
 class EventBatch:
     """Envelopes for a burst of events made at one moment by one source, optionally caused by one parent.
 
     `event()` gives the fields `caused_by(parent, ...)` (or `new_event(...)` without a parent) would give,
     without their per-event cost (~100 µs → ~5 µs): the payload must already be a validated model (it is not
-    validated again), the envelope class comes from `envelope_type`, the id from the batch's `UuidSequence`,
+    validated again), the envelope class comes from `envelope_type`, the id from `shared.ids.uuid7`,
     and time and trace context are read once for the batch.
     """
 
-    def __init__(self, *, source: str, time: datetime | None = None, parent: Envelope[Any] | None = None,
-                 ids: UuidSequence | None = None) -> None:
+    def __init__(self, *, source: str, time: datetime | None = None, parent: Envelope[Any] | None = None) -> None:
         moment = time or datetime.now(UTC)
         if moment.tzinfo is None:
             raise ValueError("event time must be timezone-aware")
         self.source = source
         self.time = moment.astimezone(UTC)
         self.parent = parent
-        self.ids = ids or UuidSequence()
         self.traceparent = _current_traceparent()
 
     def event(self, data: DataT, *, subject: str, member_id: str | None = None,
               correlation_id: UUID | None = None, event_id: UUID | None = None) -> Envelope[DataT]:
         """One envelope around an already-validated payload. `member_id` defaults to the parent's;
         `correlation_id` continues another lineage than the parent's (the parent stays the cause); `event_id`
-        defaults to the next id of the batch. Raises ValueError for an empty subject."""
+        defaults to a new id. Raises ValueError for an empty subject."""
         if not subject:
             raise ValueError("an event's subject must not be empty")
         parent = self.parent
-        identity = event_id or self.ids.next()
+        identity = event_id or uuid7()
         return envelope_type(type(data)).model_construct(
             id=identity, type=data.event_type, schema_version=data.schema_version, time=self.time,
             source=self.source, subject=subject,

@@ -18,9 +18,9 @@ from uuid import UUID
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from sqlalchemy import Select, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from uuid6 import uuid7
 
 from shared.bus.message import PermanentError
+from shared.ids import uuid7
 from shared.platform_tables import PlatformTables
 from shared.polling import PollingLoop
 from shared.uow import UnitOfWork

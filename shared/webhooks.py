@@ -53,10 +53,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from uuid6 import uuid7
 
 from shared.auth import Caller, require_scopes
 from shared.db import Binds, DriverConnection
+from shared.ids import uuid7
 from shared.polling import PollingLoop
 from shared.problems import FieldError, Problem, problem_responses, validation_problem
 from shared.runtime import Background, ServiceRuntime

@@ -12,7 +12,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from harness import Cluster
-from uuid6 import uuid7
 
 from shared.bus.message import encode
 from shared.contracts.authorizations import (
@@ -29,6 +28,7 @@ from shared.contracts.eligibility import EligibilityLost, EligibilitySource, Eli
 from shared.contracts.values import MemberDemographics, ServiceRequested, Urgency
 from shared.envelope import Envelope, new_event
 from shared.identity import member_id_for
+from shared.ids import uuid7
 
 ECM = ServiceRequested(program="ecm", pof_codes=("1a", "3"))
 

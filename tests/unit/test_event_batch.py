@@ -6,14 +6,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import pytest
-from uuid6 import uuid7
 
 from shared.bus.message import encode
 from shared.contracts.claims import ClaimPaid, RemittancePosted
-from shared.envelope import Envelope, EventBatch, UuidSequence, caused_by, envelope_type, new_event
+from shared.envelope import Envelope, EventBatch, caused_by, envelope_type, new_event
+from shared.ids import uuid7
 
 NOW = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 
@@ -81,25 +80,3 @@ def test_batch_time_is_utc_and_must_be_aware() -> None:
 def test_the_envelope_class_is_built_once_per_payload_class() -> None:
     assert envelope_type(ClaimPaid) is envelope_type(ClaimPaid) is type(new_event(paid(), subject="x", source="y"))
     assert envelope_type(ClaimPaid) is not envelope_type(RemittancePosted)
-
-
-def test_sequence_ids_are_unique_ordered_version_7_and_rfc_variant_across_many_stamps() -> None:
-    before = uuid7()
-    sequence = UuidSequence()
-    ids = [sequence.next() for _ in range(5000)] + sequence.take(5000)
-    after = uuid7()
-    assert len(set(ids)) == 10_000
-    assert all(i.version == 7 and i.variant == "specified in RFC 4122" for i in ids)
-    assert before < ids[0] and ids == sorted(ids) and ids[-1] < after
-    stamps = sorted({i.int >> 80 for i in ids})
-    assert len(stamps) == 3  # 4,096 ids per millisecond stamp (12-bit counter in rand_a)
-    first = [i for i in ids if i.int >> 80 == stamps[0]]
-    assert [(i.int >> 64) & 0xFFF for i in first] == list(range(4096))
-    now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    assert abs(now_ms - stamps[0]) < 60_000  # the stamp is the Unix time in milliseconds
-
-
-def test_sequence_ids_of_two_batches_differ_in_their_random_bits() -> None:
-    first, second = UuidSequence().take(100), UuidSequence().take(100)
-    assert {i.int & ((1 << 62) - 1) for i in first}.isdisjoint({i.int & ((1 << 62) - 1) for i in second})
-    assert isinstance(first[0], UUID) and first[-1] < second[0]

@@ -16,7 +16,6 @@ from uuid import UUID
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from uuid6 import uuid7
 
 from authorizations.domain.deadlines import Deadline, decision_due, escalation_at, pend_extension, service_key
 from authorizations.domain.mif import (
@@ -68,6 +67,7 @@ from shared.contracts.gateway import MemberInformationReceived
 from shared.contracts.values import MemberDemographics, Program, ServiceRequested, Urgency
 from shared.envelope import Envelope, new_event
 from shared.identity import member_id_for
+from shared.ids import uuid7
 from shared.reference.calendar import PACIFIC
 from shared.scheduler import Clock, schedule
 from shared.scheduler import cancel as cancel_timers

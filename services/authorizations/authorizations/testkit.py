@@ -146,6 +146,6 @@ def approved_row(n: int, *, now: datetime, period_start: date, period_end: date,
 
 def new_event_id() -> UUID:
     """A fresh time-ordered id."""
-    from uuid6 import uuid7
+    from shared.ids import uuid7
 
     return uuid7()

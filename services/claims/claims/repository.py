@@ -863,7 +863,7 @@ def new_history(claim_id: str, *, action: str, actor: str, from_status: str | No
                 detail: dict[str, Any] | None = None, actor_key_id: str | None = None,
                 at: datetime | None = None) -> ClaimHistory:
     """A claim history entry (ids, codes and amounts in detail, never member data)."""
-    from uuid6 import uuid7
+    from shared.ids import uuid7
 
     return ClaimHistory(id=uuid7(), claim_id=claim_id, occurred_at=at or datetime.now(UTC), actor=actor,
                         actor_key_id=actor_key_id, action=action, from_status=from_status, to_status=to_status,

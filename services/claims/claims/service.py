@@ -17,7 +17,6 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import insert
-from uuid6 import uuid7
 
 from claims.domain.claims import (
     REPLACEABLE,
@@ -129,9 +128,10 @@ from shared.contracts.claims import (
 )
 from shared.contracts.gateway import FileDelivered, FileReceived
 from shared.contracts.values import Program
-from shared.envelope import DataT, Envelope, EventBatch, UuidSequence, caused_by, new_event
+from shared.envelope import DataT, Envelope, EventBatch, caused_by, new_event
 from shared.filestore import FileStore
 from shared.identity import member_id_for
+from shared.ids import uuid7
 from shared.reference import codes
 from shared.reference.calendar import PACIFIC
 from shared.scheduler import Clock
@@ -1078,11 +1078,6 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_{uuid7().hex}"
 
 
-def _row_id(ids: UuidSequence, prefix: str) -> str:
-    """The next id of a bulk write as `<prefix>_<32 hex>` (time-ordered, like `_new_id`)."""
-    return f"{prefix}_{ids.next().hex}"
-
-
 def _q(amount: Decimal) -> Decimal:
     """Money to cents (X12 amounts arrive as 350 or 350.5)."""
     return amount.quantize(Decimal("0.01"))
@@ -1281,8 +1276,7 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
     uow.session.add(remittance)
     await uow.flush()  # the unique payment key stops a concurrent post of the same payment here; events so far
 
-    ids = UuidSequence()
-    rows = _posting_rows(plan, states, remittance.id, mcp_code, now, ids)
+    rows = _posting_rows(plan, states, remittance.id, mcp_code, now)
     settled = _Settlements()
     outbox: list[OutboxRow] = []
     claims_settled, events_encoded = asyncio.Event(), asyncio.Event()
@@ -1312,7 +1306,7 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
         await insert_outbox_rows(uow.session, uow.tables, outbox)
 
     def build() -> Iterator[None]:
-        yield from _settle_claims(plan, states, rows, remittance.id, mcp_code, now, actor, ids, settled)
+        yield from _settle_claims(plan, states, rows, remittance.id, mcp_code, now, actor, settled)
         claims_settled.set()
         yield from _encode_events(EventBatch(source=SOURCE, time=now, parent=parent),
                                   [*settled.events, (posted, remittance.id, None, None)], outbox)
@@ -1364,7 +1358,7 @@ def _encode_events(batch: EventBatch, events: Sequence[tuple[EventData, str, str
 
 
 def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittance_id: str, mcp_code: str,
-                  now: datetime, ids: UuidSequence) -> _PostingRows:
+                  now: datetime) -> _PostingRows:
     """The rows of one payment's postings (pure); brings each claim's active postings up to date in `states`."""
     rows = _PostingRows()
     trace_number, paid_on = plan.trace_number, plan.payment_date
@@ -1374,7 +1368,7 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
         state = states[posting.claim_id]
         claim_id = posting.claim_id
         reversal = posting.kind is PostingKind.REVERSAL
-        payment_id = _row_id(ids, "pay")
+        payment_id = _new_id("pay")
         rows.payment_of[posting.position] = payment_id
         payments.append((
             payment_id, remittance_id, claim_id, mcp_code, posting.cbo_organization_id, posting.position,
@@ -1405,7 +1399,7 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
             denied = sum((line.charge - line.paid for line in posting.lines if line.outcome is LineOutcome.DENIED),
                          Decimal(0)) if posting.outcome is ClaimOutcome.PARTIALLY_DENIED and posting.lines \
                 else posting.charge - posting.paid
-            denial_id = _row_id(ids, "den")
+            denial_id = _new_id("den")
             rows.denial_of[payment_id] = denial_id
             why = posting.denial
             rows.denials.append((
@@ -1416,14 +1410,14 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
     # One PLB segment carries up to six adjustments: an exception finds its row by position, reference and reason.
     adjustment_at: dict[tuple[int, str, str], str] = {}
     for adjustment in plan.provider_adjustments:
-        adjustment_id = _row_id(ids, "plb")
+        adjustment_id = _new_id("plb")
         adjustment_at.setdefault((adjustment.position, adjustment.reference, adjustment.reason), adjustment_id)
         rows.adjustments.append((
             adjustment_id, remittance_id, mcp_code, adjustment.position, adjustment.provider_id,
             adjustment.fiscal_period_date, adjustment.reason, adjustment.kind.value, adjustment.reference,
             adjustment.amount, adjustment.claim_id, adjustment.cbo_organization_id, paid_on, trace_number, None, now))
     rows.exceptions = [(
-        _row_id(ids, "exc"), remittance_id, mcp_code, e.reason.value, e.position, e.amount, e.patient_control_number,
+        _new_id("exc"), remittance_id, mcp_code, e.reason.value, e.position, e.amount, e.patient_control_number,
         e.payer_claim_number, e.status_code, e.charge, e.patient._asdict() if e.patient is not None else None,
         e.service_from, e.service_to, e.procedures, e.claim_id,
         adjustment_at.get((e.position, e.patient_control_number, e.detail.get("plb_reason", "")))
@@ -1433,7 +1427,7 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
 
 
 def _settle_claims(plan: RemittancePlan, states: dict[str, ClaimState], rows: _PostingRows, remittance_id: str,
-                   mcp_code: str, now: datetime, actor: Actor, ids: UuidSequence,
+                   mcp_code: str, now: datetime, actor: Actor,
                    out: _Settlements) -> Iterator[None]:
     """Each touched claim's status and totals over its active postings, one history row per posting, and the
     claim.paid / claim.denied / claim.reversed payloads, into `out`, a slice of claims at a time (pure;
@@ -1471,7 +1465,7 @@ def _settle_claims(plan: RemittancePlan, states: dict[str, ClaimState], rows: _P
         for posting in postings:
             action = "reversal_posted" if posting.kind is PostingKind.REVERSAL else f"{posting.kind.value}_posted"
             history.append((
-                ids.next(), claim_id, now, actor_label, actor_key_id,
+                uuid7(), claim_id, now, actor_label, actor_key_id,
                 action if allowed else f"{action}_status_ignored", current.value, new_status.value,
                 {"remittance_id": remittance_id, "payment_id": payment_of[posting.position],
                  "trace_number": trace_number, "status_code": posting.status_code,

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from uuid6 import uuid7
 
 from eligibility import models
 from eligibility.domain.enrollment import MemberState, ProgramFlag, Source, Span, Status
@@ -16,6 +15,7 @@ from eligibility.domain.rules import Program, ServicePeriod
 from eligibility.domain.schedule import PACIFIC, AuthorizedPeriod
 from eligibility.settings import EligibilitySettings
 from shared.filestore import FileStore
+from shared.ids import uuid7
 from shared.scheduler import Clock, SystemClock, TimerStatus
 from shared.uow import UnitOfWork
 

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from uuid6 import uuid7
-
 from eligibility.domain.enrollment import (
     Change,
     ChangeKind,
@@ -57,6 +55,7 @@ from shared.contracts.values import FileReference, MemberDemographics
 from shared.envelope import Envelope, caused_by, new_event
 from shared.filestore import FileCorrupted, FileNotStored
 from shared.identity import member_id_for
+from shared.ids import uuid7
 from shared.reference.identifiers import bic_problem, cin_from_bic, cin_problem
 from shared.reference.plans import plan_by_code, plan_named, plans_in_county
 from shared.scheduler import schedule

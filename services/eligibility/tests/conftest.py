@@ -16,7 +16,6 @@ import pytest
 from eligibility.bootstrap import EligibilityScheduler, definition
 from eligibility.repository import EligibilityUnitOfWork
 from eligibility.x12.x270 import parse_270
-from uuid6 import uuid7
 
 from shared.bus.message import decode, encode
 from shared.contracts.authorizations import AuthorizationApproved, AuthorizationRequested
@@ -26,6 +25,7 @@ from shared.contracts.values import MemberDemographics, Program, ServiceRequeste
 from shared.envelope import Envelope, new_event
 from shared.filestore import FileStore
 from shared.identity import member_id_for
+from shared.ids import uuid7
 from shared.runtime import ServiceRuntime
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness

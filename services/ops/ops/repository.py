@@ -12,7 +12,6 @@ from uuid import UUID
 
 from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from uuid6 import uuid7
 
 from ops import models as m
 from ops.domain.alerts import AlertRule, AlertStatus, Comparator, KeyState, Metric, Transition
@@ -28,6 +27,7 @@ from ops.domain.projections import (
     Projection,
     merge,
 )
+from shared.ids import uuid7
 from shared.uow import UnitOfWork
 
 

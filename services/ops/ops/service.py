@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, insert, select, update
-from uuid6 import uuid7
 
 from ops import models as m
 from ops.domain.alerts import METRICS, AlertRule, Comparator, Metric, Transition, evaluate
@@ -23,6 +22,7 @@ from shared.auth import Caller, record_audit
 from shared.bus.message import IncomingMessage, OutgoingMessage
 from shared.bus.replay import HEADER_REPLAYED_FROM, replay_message
 from shared.identity import member_id_for
+from shared.ids import uuid7
 from shared.problems import FieldError, Problem, validation_problem
 from shared.webhooks import Audience, check_url, enqueue_webhook, new_secret
 

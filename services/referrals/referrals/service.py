@@ -12,8 +12,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from uuid6 import uuid7
-
 from referrals.domain.intake import ReferralDraft
 from referrals.domain.routing import NeedsPlan, Routed, decide_route
 from referrals.domain.status import closure_reason_for, decide_move, is_open
@@ -31,6 +29,7 @@ from shared.contracts.referrals import (
 from shared.contracts.values import MemberDemographics, ServiceRequested, Urgency
 from shared.envelope import Envelope, caused_by, new_event
 from shared.identity import member_id_for
+from shared.ids import uuid7
 from shared.reference.calendar import PACIFIC
 from shared.scheduler import Clock, SystemClock
 from shared.webhooks import Audience, WebhookNotice

@@ -33,6 +33,7 @@ from shared.contracts.gateway import FileKind, MemberInformationReceived, Member
 from shared.contracts.values import Address, MemberDemographics
 from shared.envelope import Envelope, EventBatch
 from shared.identity import member_id_secret
+from shared.ids import uuid7
 from shared.uow import OutboxRow
 
 log = logging.getLogger("calhub.sftp_gateway")
@@ -133,7 +134,7 @@ def encode_rows(parent: Envelope[Any], kind: FileKind, file_id: str, mcp_code: s
     out: list[OutboxRow] = []
     problems: list[Problem] = []
     # The header JSON of every row differs only by the event id: a template from the shared encoder.
-    ids = chunk.batch.ids.take(len(rows))
+    ids = [uuid7() for _ in rows]
     first = rows[0]
     first_id = ids[0]
     first_subject = member_id(first.values["cin"], secret)

@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from uuid6 import uuid7
 
 from sftp_gateway.domain.calendar import is_out_of_order, period_bounds
 from sftp_gateway.domain.profile import Profile, is_encrypted_name, strip_encryption_suffix
@@ -44,6 +43,7 @@ from shared.contracts.gateway import (
 from shared.contracts.values import FileReference
 from shared.envelope import Envelope, caused_by, new_event
 from shared.filestore import SCHEME
+from shared.ids import uuid7
 from shared.reference.calendar import PACIFIC
 from shared.uow import OutboxRow, insert_outbox_rows
 from shared.x12.envelope import parse_interchange

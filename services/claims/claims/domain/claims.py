@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from uuid6 import uuid7
+from shared.ids import uuid7
 
 MAX_LINES = 50  # 005010X222A1: loop 2400 repeats at most 50 times
 MAX_DIAGNOSES = 12  # HI in loop 2300

@@ -16,13 +16,13 @@ import pytest
 from claims import testkit
 from claims.bootstrap import definition
 from claims.models import AuthorizationCoverage, Claim
-from uuid6 import uuid7
 
 from shared.bus.inprocess import InProcessBus
 from shared.bus.message import encode
 from shared.contracts.gateway import FileDelivered, FileKind
 from shared.envelope import Envelope, new_event
 from shared.filestore import FileStore
+from shared.ids import uuid7
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness
 

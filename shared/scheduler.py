@@ -162,6 +162,26 @@ async def cancel(session: AsyncSession, tables: PlatformTables, kind: str, subje
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def hold_pending(session: AsyncSession, tables: PlatformTables, kind: str, subject: str) -> UUID | None:
+    """Lock a pending timer of this kind and subject until the caller's transaction ends and return its id; None
+    when there is none to count on (the caller schedules one).
+
+    For timers that collect queued work (referral files, 270s of queued checks), the run must read the queue
+    after the caller's rows commit. "Is one pending?" does not promise that: the scheduler may have claimed the
+    timer and read the queue already, and the row reads pending until it commits. A held timer is skipped by
+    the scheduler until the caller commits; one being fired is locked by the scheduler and skipped here.
+    """
+    timer = tables.timer
+    query = (select(timer.c.id)
+             .where(timer.c.kind == kind, timer.c.subject == subject, timer.c.status == TimerStatus.PENDING.value)
+             .limit(1))
+    if session.get_bind().dialect.name == "postgresql":
+        # SQLite needs nothing: BEGIN IMMEDIATE already keeps the scheduler out until the caller commits.
+        query = query.with_for_update(skip_locked=True)
+    found: UUID | None = await session.scalar(query)
+    return found
+
+
 async def retry_failed(session: AsyncSession, tables: PlatformTables, timer_id: UUID) -> bool:
     """Put a failed timer back to pending with a fresh attempt budget (ops, after a fix); False if not failed.
     """

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from shared.contracts.base import EventData, EventTypeRegistry, Topic
 from shared.db import create_engine, session_factory
 from shared.envelope import new_event
-from shared.scheduler import DueTimer, FixedClock, Scheduler, TimerHandlerRegistry, schedule
+from shared.scheduler import DueTimer, FixedClock, Scheduler, TimerHandlerRegistry, hold_pending, schedule
 from shared.testing.database import ServiceDatabase
 from shared.uow import UnitOfWork
 
@@ -158,6 +158,39 @@ async def test_crash_mid_batch_then_restart_misses_and_doubles_nothing(db: Servi
     assert await effect_counts(db) == (300, 300)
     assert await count_rows(db, db.tables.outbox) == 300
     assert await count_rows(db, timer, timer.c.status == "fired") == 300
+
+
+async def test_a_held_timer_fires_only_once_its_holder_committed(db: ServiceDatabase) -> None:
+    # The holder queues work for the timer's run: a run that started before the commit could not see it.
+    [held] = await make_due_timers(db, 1)
+    async with instance_engine(db) as engine:
+        scheduler = make_scheduler(db, engine, effect_recorder(db, "a"))
+        async with UnitOfWork(db.sessions, db.tables) as holder:
+            assert await hold_pending(holder.session, holder.tables, DECISION, "auth-0") == held
+            assert await scheduler.fire_due() == 0
+            await holder.commit()
+        assert await scheduler.fire_due() == 1
+    assert await effect_counts(db) == (1, 1)
+
+
+async def test_a_timer_being_fired_is_not_held(db: ServiceDatabase) -> None:
+    # It has read what it collects already and reads pending until it commits: the caller needs its own timer.
+    await make_due_timers(db, 1)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def fire_slowly(timer: DueTimer, uow: UnitOfWork) -> None:
+        started.set()
+        await release.wait()
+
+    async with instance_engine(db) as engine:
+        firing = asyncio.create_task(make_scheduler(db, engine, fire_slowly).fire_due())
+        await asyncio.wait_for(started.wait(), timeout=30)
+        try:
+            async with UnitOfWork(db.sessions, db.tables) as uow:
+                assert await hold_pending(uow.session, uow.tables, DECISION, "auth-0") is None
+        finally:
+            release.set()  # a failed assertion must not leave the firing transaction (and its locks) open
+        assert await firing == 1
 
 
 async def test_timer_due_in_the_repeated_dst_hour_fires_once_at_its_utc_instant(db: ServiceDatabase) -> None:

@@ -23,6 +23,7 @@ from shared.scheduler import (
     SystemClock,
     TimerHandlerRegistry,
     cancel,
+    hold_pending,
     retry_failed,
     schedule,
 )
@@ -188,6 +189,19 @@ async def test_cancel_touches_only_pending_timers(db: ServiceDatabase) -> None:
     assert (rows[fired].status, rows[pending].status) == ("fired", "cancelled")
     scheduler.clock = FixedClock(T0 + timedelta(days=2))
     assert await scheduler.fire_due() == 0
+
+
+async def test_hold_pending_finds_only_a_pending_timer_of_the_kind_and_subject(db: ServiceDatabase) -> None:
+    fired = await make_timer(db, due_at=T0 - timedelta(days=1))
+    await make_scheduler(db, make_registry({DECISION: record_effect})).fire_due()
+    await make_timer(db, kind=EXPIRY, due_at=T0 + timedelta(days=1))
+    await make_timer(db, subject="auth-2", due_at=T0 + timedelta(days=1))
+
+    async with UnitOfWork(db.sessions, db.tables) as uow:
+        assert await hold_pending(uow.session, uow.tables, DECISION, "auth-1") is None  # fired is not pending
+    pending = await make_timer(db, due_at=T0 + timedelta(days=1))
+    async with UnitOfWork(db.sessions, db.tables) as uow:
+        assert await hold_pending(uow.session, uow.tables, DECISION, "auth-1") == pending != fired
 
 
 async def test_scheduled_timer_rolls_back_with_the_callers_transaction(db: ServiceDatabase) -> None:

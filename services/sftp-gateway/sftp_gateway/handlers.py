@@ -103,7 +103,9 @@ async def record_authorization_request(event: Envelope[AuthorizationRequested], 
     profile = ports.profiles.get(data.mcp_code)
     if profile is None or profile.outbound.referral_channel != "sftp":
         return
-    if await uow.pending_timer(REFERRAL_FLUSH, data.mcp_code):
+    # Held, not merely seen: a flush already reading the queue would miss this request, which would then wait
+    # for the next one (or the next day's batch) to be sent.
+    if await uow.hold_pending_timer(REFERRAL_FLUSH, data.mcp_code):
         return
     now = ports.clock.now()
     due: datetime = now if profile.outbound.referral_batch == "immediate" else \

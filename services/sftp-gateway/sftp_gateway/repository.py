@@ -22,7 +22,7 @@ from sftp_gateway.models import (
     remote_status,
 )
 from shared.auth import TenantScope
-from shared.scheduler import TimerStatus
+from shared.scheduler import hold_pending
 from shared.uow import UnitOfWork
 
 # Inbound statuses of a file whose content was used (its rows went out, in whole or in part).
@@ -282,10 +282,8 @@ class SftpGatewayUnitOfWork(UnitOfWork):
         self.projections = ProjectionRepository(self.session)
         self.remotes = RemoteRepository(self.session)
 
-    async def pending_timer(self, kind: str, subject: str) -> bool:
-        """True if a pending timer of this kind and subject exists."""
-        timer = self.tables.timer
-        found = await self.session.scalar(select(func.count()).select_from(timer).where(
-            timer.c.kind == kind, timer.c.subject == subject, timer.c.status == TimerStatus.PENDING.value))
-        return bool(found)
+    async def hold_pending_timer(self, kind: str, subject: str) -> bool:
+        """True if a pending timer of this kind and subject will fire only after this transaction commits (it is
+        held until then: shared.scheduler.hold_pending)."""
+        return await hold_pending(self.session, self.tables, kind, subject) is not None
 

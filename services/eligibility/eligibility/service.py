@@ -58,7 +58,7 @@ from shared.identity import member_id_for
 from shared.ids import uuid7
 from shared.reference.identifiers import bic_problem, cin_from_bic, cin_problem
 from shared.reference.plans import plan_by_code, plan_named, plans_in_county
-from shared.scheduler import schedule
+from shared.scheduler import hold_pending, schedule
 from shared.x12.envelope import EnvelopeSpec, Party
 
 log = logging.getLogger("calhub.eligibility")
@@ -228,7 +228,8 @@ async def queue_check(uow: EligibilityUnitOfWork, *, member_id: str, mcp_code: s
     await uow.checks.add(check_id=check_id, member_id=member_id, mcp_code=mcp_code, reason=reason,
                          status="queued", service_date=service_date, referral_id=referral_id, job_id=job_id,
                          requested_at=now)
-    if await pending_timer(uow.session, uow, FLUSH_TIMER, mcp_code) is None:
+    # Held, not merely seen: a flush already reading the queue would leave this check queued with no timer.
+    if await hold_pending(uow.session, uow.tables, FLUSH_TIMER, mcp_code) is None:
         delay = timedelta(minutes=uow.settings.realtime_flush_minutes)
         await schedule(uow.session, uow.tables, kind=FLUSH_TIMER, subject=mcp_code, due_at=now + delay,
                        payload={})

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from eligibility import models
-from eligibility.handlers import timers
+from eligibility.handlers import answer_which_plan, timers
 from eligibility.service import MONTHLY_TIMER
 from eligibility.x12.x270 import validate_270
 from sqlalchemy import select
@@ -62,6 +62,23 @@ async def test_two_schedulers_firing_at_once_send_one_batch(pg_kit: Any) -> None
         failed = (await uow.session.execute(select(uow.tables.timer).where(
             uow.tables.timer.c.status == "failed"))).all()
     assert len(pending) == 1 and failed == []
+
+
+async def test_a_check_queued_while_the_flush_fires_goes_out_with_the_next_270(pg_kit: Any) -> None:
+    kit = pg_kit
+    await kit.deliver(kit.referral(cin="90000005A", mcp="lacare", referral_id="ref_a"))  # queued, flush pending
+    scheduler = Scheduler(kit.runtime.uow, timers, clock=FixedClock(kit.clock.now() + timedelta(hours=1)))
+    async with kit.uow() as uow:
+        await answer_which_plan(kit.referral(cin="90000006A", mcp="lacare", referral_id="ref_b"), uow)
+        # The flush due now runs before this check commits: it cannot see it.
+        await scheduler.fire_due()
+        await uow.commit()
+
+    await scheduler.fire_due()
+    async with kit.uow() as uow:
+        assert await uow.checks.queued("lacare") == []
+    batches = await kit.events_of("eligibility_batch.created", "eligibility.eligibility_batch.v1")
+    assert sum(b.data.members for b in batches) == 2
 
 
 async def test_api_on_postgres(pg_kit: Any) -> None:

@@ -109,10 +109,14 @@ async def read_outbound(cluster: Cluster, name: str, mcp: str = "lacare") -> str
 
 async def wait_referral_file_lists(cluster: Cluster, cins: Sequence[str], *, within: float = 60.0) -> str:
     """The MCP picks up the referral file(s) from /outbound until every CIN was requested; returns the text."""
-    async def probe() -> str | None:
+    async def probe() -> str:
         texts = [await read_outbound(cluster, n) for n in await outbound_names(cluster) if "REFERRAL" in n]
         joined = "\n".join(texts)
-        return joined if all(cin in joined for cin in cins) else None
+        missing = sum(cin not in joined for cin in cins)
+        if missing:
+            # Counts only (no CIN in a failure message): says whether nothing or only part of it was sent.
+            raise AssertionError(f"{missing} of {len(cins)} members in none of the {len(texts)} referral files")
+        return joined
 
     return await eventually(probe, within=within, what="referral file in L.A. Care's /outbound")
 

@@ -37,6 +37,12 @@ def log_output(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
     saved_handlers, saved_level = list(root.handlers), root.level
     for handler in saved_handlers:
         root.removeHandler(handler)
+    # A uvicorn started by an earlier test in this process (log_level="warning") leaves its loggers' levels set;
+    # these tests log through them at INFO, so they start from no level of their own.
+    uvicorn_loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved_uvicorn_levels = [logger.level for logger in uvicorn_loggers]
+    for logger in uvicorn_loggers:
+        logger.setLevel(logging.NOTSET)
     buffer = io.StringIO()
     handler = configure_logging("DEBUG", request.param, stream=buffer)
     try:
@@ -46,6 +52,8 @@ def log_output(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
         for saved in saved_handlers:
             root.addHandler(saved)
         root.setLevel(saved_level)
+        for logger, level in zip(uvicorn_loggers, saved_uvicorn_levels, strict=True):
+            logger.setLevel(level)
 
 
 def assert_no_phi(text: str) -> None:

@@ -28,7 +28,6 @@ from typing import Any
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid, func, select, text  # noqa: E402
 from sqlalchemy.orm import registry as mapper_registry  # noqa: E402
@@ -42,6 +41,7 @@ from shared.envelope import Envelope, caused_by, new_event  # noqa: E402
 from shared.outbox import OutboxRelay  # noqa: E402
 from shared.telemetry import BusMetrics  # noqa: E402
 from shared.testing.database import service_database  # noqa: E402
+from shared.testing.kafka import delete_topics  # noqa: E402
 from shared.uow import UnitOfWork  # noqa: E402
 
 ORDERS = Topic("bench", "order")
@@ -217,7 +217,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         hop = await bench_hop(bus, args.database_url, args.n, args)
     finally:
         await bus.stop()
-        await _drop_topics(args.kafka, prefix)
+        await delete_topics(args.kafka, prefix)
     ratio = hop["events_per_s"] / raw["messages_per_s"]
     return {
         "n": args.n,
@@ -236,17 +236,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     "aiokafka": version("aiokafka"), "sqlalchemy": version("sqlalchemy"), "asyncpg": version("asyncpg"),
                     "postgres": await _postgres_version(args.database_url)},
     }
-
-
-async def _drop_topics(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await admin.start()
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 async def _postgres_version(url: str) -> str:

@@ -35,6 +35,7 @@ from shared.contracts.base import EventData, Topic, event
 from shared.envelope import Envelope, new_event
 from shared.telemetry import BusMetrics
 from shared.testing.database import ServiceDatabase, service_database, sqlite_url
+from shared.testing.kafka import delete_topics
 from shared.uow import UnitOfWork
 
 WIDGETS = Topic("contracttest", "widget")
@@ -121,21 +122,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 60
         await asyncio.sleep(0.1)
 
 
-async def delete_kafka_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    try:
-        await admin.start()
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway prefix
-        pass
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(params=["inprocess", pytest.param("kafka", marks=pytest.mark.integration)])
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     if request.param == "kafka":
@@ -160,7 +146,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
                 await subscription.stop()
             await bus.stop()
             if request.param == "kafka":
-                await delete_kafka_topics(bootstrap, prefix)
+                await delete_topics(bootstrap, prefix)
 
 
 # ---------------------------------------------------------------- consumers

@@ -30,6 +30,7 @@ from shared.envelope import Envelope, new_event
 from shared.outbox import OutboxRelay
 from shared.telemetry import BusMetrics
 from shared.testing.database import ServiceDatabase, service_database, sqlite_url
+from shared.testing.kafka import delete_topics
 from shared.uow import UnitOfWork
 
 GADGETS = Topic("outboxtest", "gadget")
@@ -72,21 +73,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 60
 
 def published(metrics: CollectorRegistry) -> float:
     return metrics.get_sample_value("calhub_outbox_published_total", {"service": "outboxtest"}) or 0.0
-
-
-async def delete_kafka_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    try:
-        await admin.start()
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway prefix
-        pass
-    finally:
-        await admin.close()
 
 
 @dataclass
@@ -135,7 +121,7 @@ async def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         finally:
             await bus.stop()
             if request.param == "kafka":
-                await delete_kafka_topics(bootstrap, prefix)
+                await delete_topics(bootstrap, prefix)
 
 
 async def test_rolled_back_unit_of_work_publishes_nothing(outbox: Outbox) -> None:
@@ -314,7 +300,7 @@ async def test_events_written_while_the_broker_is_down_arrive_once_per_group(
             await relay.stop()
             await consuming.stop()
             await producing.bus.stop()
-            await delete_kafka_topics(kafka_bootstrap, prefix)
+            await delete_topics(kafka_bootstrap, prefix)
 
 
 async def consumer_db_count(db: ServiceDatabase, seen: Table, group: str) -> int:

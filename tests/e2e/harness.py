@@ -407,18 +407,6 @@ class Cluster:
         finally:
             await engine.dispose()
 
-    async def delete_topics(self) -> None:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka, request_timeout_ms=10000)
-        await admin.start()
-        try:
-            topics = [t for t in await admin.list_topics() if t.startswith(self.topic_prefix)]
-            if topics:
-                await admin.delete_topics(topics)
-        finally:
-            await admin.close()
-
 
 def _dev_services(command: str) -> None:
     result = subprocess.run([str(DEV_SERVICES), command], capture_output=True, text=True, timeout=300,  # noqa: S603

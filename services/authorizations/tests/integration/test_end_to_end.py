@@ -37,6 +37,7 @@ from shared.contracts.values import Program
 from shared.identity import member_id_for
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness
+from shared.testing.kafka import delete_topics
 
 pytestmark = pytest.mark.integration
 
@@ -146,19 +147,4 @@ async def test_on_kafka_referral_request_mif_approval_expiring_reauthorization(p
             assert all(member(1).cin not in (m.key or b"").decode() for m in await bus.read(TOPIC))
     finally:
         await bus.stop()
-        await _delete_topics(kafka_bootstrap, prefix)
-
-
-async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    try:
-        await admin.start()
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway prefix
-        pass
-    finally:
-        await admin.close()
+        await delete_topics(kafka_bootstrap, prefix)

@@ -33,6 +33,7 @@ import sftp_gateway.service as gateway_service  # noqa: E402
 from gateway_testing import HN_MIF_HEADER, hn_mif_row, running_gateway  # noqa: E402
 
 from shared.bus.kafka import KafkaBus  # noqa: E402
+from shared.testing.kafka import delete_topics  # noqa: E402
 
 MIF_TOPIC = "sftp-gateway.member_information.v1"
 FILE_TOPIC = "sftp-gateway.file.v1"
@@ -173,6 +174,7 @@ async def run(rows: int, uploads: int, upload_mb: int) -> dict[str, object]:
             }
     finally:
         monkeypatch.undo()
+        await delete_topics(kafka, bus.topic_prefix)  # the gateway (and with it the bus) has stopped
     return result
 
 

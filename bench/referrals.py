@@ -405,9 +405,10 @@ def main() -> int:
         sys.stderr.write("run `eval \"$(scripts/dev-services.sh env)\"` first\n")
         return 2
     suffix = f"_b{uuid.uuid4().hex[:8]}"
+    topic_prefix = f"bench{suffix}."
     key = asyncio.run(_make_key(database_url))
     env = {**os.environ, "CALHUB_MODE": "distributed", "CALHUB_DATABASE_URL": database_url,
-           "CALHUB_KAFKA_BOOTSTRAP_SERVERS": kafka, "CALHUB_TOPIC_PREFIX": f"bench{suffix}.",
+           "CALHUB_KAFKA_BOOTSTRAP_SERVERS": kafka, "CALHUB_TOPIC_PREFIX": topic_prefix,
            "CALHUB_SCHEMA_SUFFIX": suffix, "CALHUB_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
            "CALHUB_MEMBER_ID_SECRET": os.environ.get("CALHUB_MEMBER_ID_SECRET", f"bench-secret{suffix}")}
     service_port, bare_port = _free_port(), _free_port()
@@ -433,6 +434,10 @@ def main() -> int:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()  # its producer must not recreate topics being deleted below
+        from shared.testing.kafka import delete_topics
+
+        asyncio.run(delete_topics(kafka, topic_prefix))
         asyncio.run(_drop_schema(database_url, "referrals" + suffix))
     result = {
         "benchmark": "referrals.intake",

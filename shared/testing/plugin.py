@@ -8,6 +8,7 @@ CI run can never pass by skipping the real-infrastructure tests.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,6 +36,16 @@ def postgres_url() -> str:
 def kafka_bootstrap() -> str:
     """Bootstrap servers of the real Kafka test broker."""
     return _required_env("CALHUB_TEST_KAFKA")
+
+
+@pytest.fixture
+async def kafka_topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
+    """A unique topic prefix for one test; every topic under it is deleted after the test (and its bus)."""
+    from shared.testing.kafka import delete_topics  # aiokafka only for the tests that use Kafka
+
+    prefix = f"t{uuid.uuid4().hex[:12]}."
+    yield prefix
+    await delete_topics(kafka_bootstrap, prefix)
 
 
 @pytest.fixture

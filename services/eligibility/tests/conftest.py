@@ -244,12 +244,12 @@ async def pg_kit(tmp_path: Path, postgres_url: str) -> AsyncIterator[Kit]:
 
 
 @pytest.fixture
-async def kafka_kit(tmp_path: Path, postgres_url: str, kafka_bootstrap: str) -> AsyncIterator[Kit]:
-    """The eligibility service on real PostgreSQL and real Kafka (topics under a unique prefix)."""
+async def kafka_kit(tmp_path: Path, postgres_url: str, kafka_bootstrap: str,
+                    kafka_topic_prefix: str) -> AsyncIterator[Kit]:
+    """The eligibility service on real PostgreSQL and real Kafka (topics under a unique prefix, deleted after)."""
     from shared.bus.kafka import KafkaBus
 
-    prefix = f"t{uuid7().hex[-10:]}."
-    bus = KafkaBus(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, client_id="eligibility-test")
+    bus = KafkaBus(bootstrap_servers=kafka_bootstrap, topic_prefix=kafka_topic_prefix, client_id="eligibility-test")
     async with service_harness([definition()], tmp_path, keys=KEYS, database_url=postgres_url, bus=bus) as harness:
         clock = FixedClock(NOW)
         harness.runtimes["eligibility"].ports["clock"] = clock

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,10 @@ async def get(h: ServiceHarness, path: str, **params: Any) -> Any:
 
 
 async def test_lag_dead_letters_and_replay_on_real_kafka(tmp_path: Path, ops_env: None, postgres_url: str,
-                                                         kafka_bootstrap: str) -> None:
+                                                         kafka_bootstrap: str, kafka_topic_prefix: str) -> None:
     from shared.bus.kafka import KafkaBus
 
-    bus = KafkaBus(kafka_bootstrap, topic_prefix=f"opstest{uuid.uuid4().hex[:8]}.", client_id="calhub-ops-test",
+    bus = KafkaBus(kafka_bootstrap, topic_prefix=kafka_topic_prefix, client_id="calhub-ops-test",
                    partitions=3)
     async with service_harness([definition()], tmp_path, keys=callers(), bus=bus,
                                database_url=postgres_url) as h:

@@ -4,7 +4,6 @@ topic (the authorization half of this flow is covered by the end-to-end tests)."
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -46,13 +45,12 @@ async def test_intake_duplicates_tenancy_and_loop_on_postgres(postgres_url: str,
 
 
 async def test_a_posted_referral_is_routed_on_real_kafka(postgres_url: str, kafka_bootstrap: str,
-                                                         tmp_path: Path) -> None:
+                                                         kafka_topic_prefix: str, tmp_path: Path) -> None:
     try:
         from shared.bus.kafka import KafkaBus
     except ImportError as exc:  # the Kafka bus is another engineer's work in progress
         pytest.fail(f"shared.bus.kafka is not importable: {exc}")
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    bus = KafkaBus(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, client_id="referrals-test")
+    bus = KafkaBus(bootstrap_servers=kafka_bootstrap, topic_prefix=kafka_topic_prefix, client_id="referrals-test")
     async with service_harness([definition()], tmp_path, keys=callers(), database_url=postgres_url, bus=bus) as h:
         response = await h.client.post("/v1/referrals", json=make_referral(), headers=h.headers("cbo_a"))
         assert response.status_code == 201, response.text

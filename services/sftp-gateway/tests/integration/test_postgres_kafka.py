@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,8 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 async def test_upload_rows_reach_kafka_and_ledger_is_in_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                postgres_url: str, kafka_bootstrap: str) -> None:
-    bus = KafkaBus(kafka_bootstrap, topic_prefix=f"gwtest{uuid.uuid4().hex[:8]}.", client_id="gateway-test")
+                                                                postgres_url: str, kafka_bootstrap: str,
+                                                                kafka_topic_prefix: str) -> None:
+    bus = KafkaBus(kafka_bootstrap, topic_prefix=kafka_topic_prefix, client_id="gateway-test")
     async with running_gateway(tmp_path, monkeypatch, database_url=postgres_url, bus=bus) as gateway:
         await gateway.upload("healthnet", "HN_ECM_MIF_202610.csv", hn_mif(25))
         # A claim batch published on Kafka by "claims" is consumed and delivered.

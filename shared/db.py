@@ -10,11 +10,12 @@ import functools
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, Column, MetaData, Table, event
+from sqlalchemy import JSON, MetaData, Table, event
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeEngine
-from sqlalchemy.util import await_only
+from sqlalchemy.util import await_only, greenlet_spawn
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -168,6 +169,21 @@ async def driver_connection(session: AsyncSession) -> DriverConnection:
     return DriverConnection(driver=raw.driver_connection, schemas=options.get("schema_translate_map") or {})
 
 
+@asynccontextmanager
+async def pooled_driver_connection(engine: AsyncEngine) -> AsyncIterator[DriverConnection]:
+    """A PostgreSQL connection of the engine's pool at driver level, with no session or transaction around it:
+    for a statement that is its own transaction. It goes back to the pool when the block ends.
+
+    The session's machinery (its transaction, the Connection around the pooled one) costs more than the one
+    statement it would carry; the pool's checkout check still runs."""
+    raw = await engine.raw_connection()
+    try:
+        yield DriverConnection(driver=raw.driver_connection,
+                               schemas=engine.get_execution_options().get("schema_translate_map") or {})
+    finally:
+        await greenlet_spawn(raw.close)
+
+
 _TYPMOD = re.compile(r"\([0-9, ]*\)")
 _POSTGRESQL = PGDialect()  # type: ignore[no-untyped-call]
 
@@ -179,9 +195,31 @@ def _cast(column_type: TypeEngine[Any]) -> str:
     return _TYPMOD.sub("", column_type.compile(dialect=_POSTGRESQL))
 
 
-def _driver_value(column: Column[Any], value: Any) -> Any:
-    # asyncpg takes JSON as text (SQLAlchemy registers a text codec for `json` on every connection).
-    return json.dumps(value) if isinstance(column.type, JSON) and value is not None else value
+@dataclass(frozen=True)
+class _InsertShape:
+    sql: str
+    json_columns: tuple[bool, ...]  # per column: asyncpg takes JSON as text (SQLAlchemy registers a text codec)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_shape(table: Table, qualified_name: str, names: tuple[str, ...], many: bool, first_parameter: int,
+                  source: str | None, suffix: str) -> _InsertShape:
+    # Identifiers come from the Table (`table.c` refuses any other name); every value is a parameter. The text
+    # depends only on these arguments, so it is built once per shape (not per request) and stays byte-identical
+    # for the driver's prepared-statement cache.
+    columns = [table.c[name] for name in names]
+    quoted = ", ".join(f'"{name}"' for name in names)
+    into = f"INSERT INTO {qualified_name} ({quoted})"
+    json_columns = tuple(isinstance(c.type, JSON) for c in columns)
+    placeholders = [f"${first_parameter + n}::{_cast(c.type)}{'[]' if many else ''}"
+                    for n, c in enumerate(columns, start=1)]
+    if not many:  # scalars: an array per column costs the driver several times as much to encode
+        sql = f"{into} SELECT {', '.join(placeholders)}{f' FROM {source}' if source else ''}{suffix}"  # noqa: S608
+        return _InsertShape(sql, json_columns)
+    selected = ", ".join(f'r."{name}"' for name in names)
+    sql = (f"{into} SELECT {selected} FROM {f'{source}, ' if source else ''}unnest({', '.join(placeholders)}) "  # noqa: S608
+           f"WITH ORDINALITY AS r({quoted}, ordinal) ORDER BY r.ordinal{suffix}")
+    return _InsertShape(sql, json_columns)
 
 
 def insert_rows_sql(connection: DriverConnection, table: Table, rows: Sequence[Mapping[str, Any]], binds: Binds,
@@ -193,17 +231,16 @@ def insert_rows_sql(connection: DriverConnection, table: Table, rows: Sequence[M
     yields, that is not at all when it is empty: the dependent writes of a guarded insert. Rows go in in the
     order given (an outbox `seq` follows it). `suffix` is appended (`ON CONFLICT ...`, `RETURNING ...`).
     """
-    # Identifiers come from the Table (`table.c` refuses any other name); every value is a parameter.
-    names = list(rows[0])
-    columns = [table.c[name] for name in names]
-    quoted = ", ".join(f'"{name}"' for name in names)
-    into = f"INSERT INTO {connection.name_of(table)} ({quoted})"
-    if len(rows) == 1:  # scalars: an array per column costs the driver several times as much to encode
+    names = tuple(rows[0])
+    many = len(rows) > 1
+    shape = _insert_shape(table, connection.name_of(table), names, many, len(binds.values), source, suffix)
+    dumps = json.dumps
+    if many:
+        for name, is_json in zip(names, shape.json_columns, strict=True):
+            column = [row[name] for row in rows]
+            binds.values.append([None if v is None else dumps(v) for v in column] if is_json else column)
+    else:
         row = rows[0]
-        values = ", ".join(binds(_driver_value(c, row[c.name]), _cast(c.type)) for c in columns)
-        return f"{into} SELECT {values}{f' FROM {source}' if source else ''}{suffix}"  # noqa: S608
-    arrays = ", ".join(binds([_driver_value(c, row[c.name]) for row in rows], _cast(c.type) + "[]")
-                       for c in columns)
-    selected = ", ".join(f'r."{name}"' for name in names)
-    return (f"{into} SELECT {selected} FROM {f'{source}, ' if source else ''}unnest({arrays}) "  # noqa: S608
-            f"WITH ORDINALITY AS r({quoted}, ordinal) ORDER BY r.ordinal{suffix}")
+        binds.values.extend(dumps(row[name]) if is_json and row[name] is not None else row[name]
+                            for name, is_json in zip(names, shape.json_columns, strict=True))
+    return shape.sql

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from referrals import service
 from referrals.domain.intake import MAX_REASON, Violation, check_referral
-from referrals.models import Referral, ReferralTimeline
-from referrals.repository import ReferralsUnitOfWork, can_see
+from referrals.models import Referral
+from referrals.repository import ReferralsUnitOfWork, TimelineRecord, can_see
 from shared.app import runtime_of
 from shared.auth import Caller, audit_values, record_audit, require_scopes
 from shared.contracts.referrals import ReferralStatus, RoutingBasis
@@ -258,7 +258,7 @@ def summary_of(referral: Referral) -> dict[str, Any]:
     return ReferralSummary(**_summary_fields(referral)).model_dump(mode="json")
 
 
-def _detail(referral: Referral, timeline: Sequence[ReferralTimeline]) -> ReferralOut:
+def _detail(referral: Referral, timeline: Sequence[TimelineRecord]) -> ReferralOut:
     # Built in one validation from the row (not summary → dict → model again: that doubled the work).
     return ReferralOut(
         **_summary_fields(referral), member=referral.member, requested_mcp_code=referral.requested_mcp_code,
@@ -271,12 +271,12 @@ def _detail(referral: Referral, timeline: Sequence[ReferralTimeline]) -> Referra
                                 reason=t.reason, detail=t.detail) for t in timeline])
 
 
-def detail_of(referral: Referral, timeline: Sequence[ReferralTimeline]) -> dict[str, Any]:
+def detail_of(referral: Referral, timeline: Sequence[TimelineRecord]) -> dict[str, Any]:
     """The full referral (PHI) with its timeline, as JSON-ready data."""
     return _detail(referral, timeline).model_dump(mode="json")
 
 
-def detail_json(referral: Referral, timeline: Sequence[ReferralTimeline]) -> bytes:
+def detail_json(referral: Referral, timeline: Sequence[TimelineRecord]) -> bytes:
     """`detail_of` rendered as JSON bytes by pydantic's serializer (no dict + jsonable_encoder + json.dumps)."""
     return _detail(referral, timeline).model_dump_json().encode()
 

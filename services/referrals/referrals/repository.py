@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import ColumnElement, Select, Table, false, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
 from referrals.domain.succession import AuthorizationLink
 from referrals.models import MemberPlan, Referral, ReferralAuthorization, ReferralTimeline, audit_event, webhooks
 from shared.auth import Caller
 from shared.contracts.referrals import ReferralStatus
-from shared.db import Binds, driver_connection, insert_rows_sql
+from shared.db import Binds, DriverConnection, driver_connection, insert_rows_sql, pooled_driver_connection
 from shared.idempotency import IdempotencyKeyTaken, is_key_taken, store_response
 from shared.uow import UnitOfWork, encode_outbox_rows, outbox_values
 from shared.webhooks import WebhookNotice, enqueue_notice, fan_out_sql
@@ -65,7 +67,7 @@ def _table(model: type[Referral] | type[ReferralTimeline]) -> Table:
     return table
 
 
-def _row_of(instance: Referral | ReferralTimeline, table: Table) -> dict[str, Any]:
+def _row_of(instance: Referral, table: Table) -> dict[str, Any]:
     """A new mapped object's column values (attribute names are the column names in these models).
 
     Read from the instance's `__dict__`, where the ORM keeps the values set on it (a new object has every
@@ -75,14 +77,40 @@ def _row_of(instance: Referral | ReferralTimeline, table: Table) -> dict[str, An
             for column in table.columns}
 
 
+@dataclass(frozen=True, slots=True)
+class StagedTimelineEntry:
+    """A timeline entry made in this unit of work: the `referral_timeline` row's values, kept as plain data (the
+    columns' names) until the unit writes it. A mapped object would cost the ORM's bookkeeping per entry for a
+    row that is written by one INSERT and never changed."""
+
+    id: UUID
+    referral_id: str
+    occurred_at: datetime
+    kind: str
+    status: str | None
+    previous_status: str | None
+    reason: str | None
+    detail: dict[str, Any]
+    event_id: UUID | None
+
+    def row(self) -> dict[str, Any]:
+        """The row's values by column name."""
+        return {"id": self.id, "referral_id": self.referral_id, "occurred_at": self.occurred_at, "kind": self.kind,
+                "status": self.status, "previous_status": self.previous_status, "reason": self.reason,
+                "detail": self.detail, "event_id": self.event_id}
+
+
+TimelineRecord = ReferralTimeline | StagedTimelineEntry  # a stored entry or one staged in this unit
+
+
 class ReferralRepository:
     """Referrals, their timelines and their authorization links."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         # Timeline entries staged in this unit of work, so a new referral renders without reading them back.
-        self.staged_timeline: list[ReferralTimeline] = []
-        self.unwritten_timeline: list[ReferralTimeline] = []
+        self.staged_timeline: list[StagedTimelineEntry] = []
+        self.unwritten_timeline: list[StagedTimelineEntry] = []
 
     def _locking(self, query: Select[Any]) -> Select[Any]:
         # PostgreSQL: two consumers (authorizations, claims topics) may move the same referral at once; the
@@ -163,17 +191,17 @@ class ReferralRepository:
         found: Sequence[Referral] = (await self.session.execute(self._locking(query))).scalars().all()
         return found
 
-    def add_timeline(self, entry: ReferralTimeline) -> None:
+    def add_timeline(self, entry: StagedTimelineEntry) -> None:
         """Stage a timeline entry (written when the unit flushes, or with a new referral)."""
         self.staged_timeline.append(entry)
         self.unwritten_timeline.append(entry)
 
-    def take_unwritten_timeline(self) -> list[ReferralTimeline]:
+    def take_unwritten_timeline(self) -> list[StagedTimelineEntry]:
         """The staged entries not yet written, which the caller now writes."""
         entries, self.unwritten_timeline = self.unwritten_timeline, []
         return entries
 
-    def staged_timeline_of(self, referral_id: str) -> list[ReferralTimeline]:
+    def staged_timeline_of(self, referral_id: str) -> list[StagedTimelineEntry]:
         """The timeline entries of a referral staged in this unit, in `timeline()` order (UUIDv7 ids).
 
         For a referral created in this unit that is its whole timeline, without a read.
@@ -254,7 +282,9 @@ class ReferralsUnitOfWork(UnitOfWork):
 
     async def flush(self) -> None:
         """Write staged timeline entries, queue staged webhook notices, then events and pending changes."""
-        self.session.add_all(self.referrals.take_unwritten_timeline())
+        staged = self.referrals.take_unwritten_timeline()
+        if staged:
+            await self.session.execute(insert(_table(ReferralTimeline)), [entry.row() for entry in staged])
         notices, self.notices = self.notices, []
         for notice in notices:
             self.webhooks_queued += await enqueue_notice(self.session, self.webhooks, notice)
@@ -289,14 +319,23 @@ class ReferralsUnitOfWork(UnitOfWork):
 
     async def _create_in_one_statement(self, referral: Referral, audit: Mapping[str, Any] | None,
                                        answer: Mapping[str, Any] | None) -> bool:
-        connection = await driver_connection(self.session)
+        engine = self.session.bind
+        if self.session.in_transaction() or not isinstance(engine, AsyncEngine):
+            # The unit read something first (or its session is bound to one connection): write on the same one.
+            return await self._send_one_statement(await driver_connection(self.session), referral, audit, answer)
+        # Nothing read yet (the usual case): a pooled connection without the session's transaction machinery.
+        async with pooled_driver_connection(engine) as connection:
+            return await self._send_one_statement(connection, referral, audit, answer)
+
+    async def _send_one_statement(self, connection: DriverConnection, referral: Referral,
+                                  audit: Mapping[str, Any] | None, answer: Mapping[str, Any] | None) -> bool:
         binds = Binds()
         referral_table, timeline_table = _table(Referral), _table(ReferralTimeline)
         # Each write is a CTE; every one after the first inserts "FROM new_referral", i.e. nothing on a duplicate.
         writes = {"new_referral": insert_rows_sql(connection, referral_table, [_row_of(referral, referral_table)],
                                                   binds, suffix=" ON CONFLICT (open_key) DO NOTHING RETURNING id")}
         dependent: list[tuple[str, Table, Sequence[Mapping[str, Any]]]] = [
-            ("timeline", timeline_table, [_row_of(e, timeline_table) for e in self.referrals.unwritten_timeline]),
+            ("timeline", timeline_table, [e.row() for e in self.referrals.unwritten_timeline]),
             ("events", self.tables.outbox, outbox_values(encode_outbox_rows(self.recorded))),
             ("audit", self.audit, [audit] if audit is not None else []),
             ("answer", self.tables.idempotency_record, [answer] if answer is not None else []),

@@ -16,8 +16,8 @@ from referrals.domain.intake import ReferralDraft
 from referrals.domain.routing import NeedsPlan, Routed, decide_route
 from referrals.domain.status import closure_reason_for, decide_move, is_open
 from referrals.domain.succession import current_authorization
-from referrals.models import MemberPlan, Referral, ReferralTimeline
-from referrals.repository import ReferralsUnitOfWork
+from referrals.models import MemberPlan, Referral
+from referrals.repository import ReferralsUnitOfWork, StagedTimelineEntry
 from shared.auth import Caller
 from shared.contracts.referrals import (
     ReferralReceived,
@@ -111,7 +111,7 @@ def audience_of(referral: Referral) -> Audience:
 def _timeline(uow: ReferralsUnitOfWork, referral: Referral, *, kind: str, at: datetime,
               status: str | None = None, previous: str | None = None, reason: str | None = None,
               detail: dict[str, Any] | None = None, event_id: UUID | None = None) -> None:
-    uow.referrals.add_timeline(ReferralTimeline(
+    uow.referrals.add_timeline(StagedTimelineEntry(
         id=uuid7(), referral_id=referral.id, occurred_at=at, kind=kind, status=status, previous_status=previous,
         reason=reason, detail=detail or {}, event_id=event_id))
 

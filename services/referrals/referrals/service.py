@@ -27,6 +27,7 @@ from shared.contracts.referrals import (
     RoutingBasis,
 )
 from shared.contracts.values import MemberDemographics, ServiceRequested, Urgency
+from shared.db import new_transient
 from shared.envelope import Envelope, caused_by, new_event
 from shared.identity import member_id_for
 from shared.ids import uuid7
@@ -156,8 +157,8 @@ async def new_referral(uow: ReferralsUnitOfWork, draft: ReferralDraft, caller: C
         cbo_organization_id=draft.cbo_organization_id, county=draft.county, mcp_code=draft.mcp_code,
         received_at=now, expedited_reason=_expedited_reason(draft), channel=channel)
     received_event = new_event(received, subject=referral_id, source=SOURCE, member_id=member_id, time=now)
-    referral = Referral(
-        id=referral_id, member_id=member_id, member=draft.member.model_dump(mode="json"),
+    referral = new_transient(
+        Referral, id=referral_id, member_id=member_id, member=draft.member.model_dump(mode="json"),
         program=draft.service.program.value, service=draft.service.model_dump(mode="json"),
         urgency=draft.urgency.value, expedited_reason=_expedited_reason(draft), county=draft.county,
         requested_mcp_code=draft.mcp_code, mcp_code=None, routing_basis=None,

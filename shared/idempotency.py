@@ -75,6 +75,9 @@ class IdempotentResponse:
                         media_type=media_type)
 
 
+_KEY_DESCRIPTION = "Client-chosen key (1-255 chars) that makes a retry of this request return the first response."
+
+
 def validate_idempotency_key(key: str | None) -> str | None:
     """The key if usable (None if absent); raises a 400 problem if empty or longer than 255 characters."""
     if key is None:
@@ -88,15 +91,28 @@ def validate_idempotency_key(key: str | None) -> str | None:
 
 
 async def idempotency_key(
-    key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER,
-                                      description="Client-chosen key (1-255 chars) that makes a retry "
-                                                  "of this request return the first response.")] = None,
+    key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, description=_KEY_DESCRIPTION)] = None,
 ) -> str | None:
     """FastAPI dependency: the request's Idempotency-Key header (None if absent); 400 problem if invalid."""
     return validate_idempotency_key(key)
 
 
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    """What `IdempotencyKey` gives, read from the request directly (a route too hot for FastAPI's dependency
+    resolution); the route documents the header with `IDEMPOTENCY_KEY_PARAMETER` in `openapi_extra`."""
+    return validate_idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+
+
+# The OpenAPI parameter `IdempotencyKey` documents.
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+    "description": _KEY_DESCRIPTION,
+    "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": _KEY_DESCRIPTION,
+               "title": IDEMPOTENCY_HEADER},
+}
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:

@@ -16,13 +16,14 @@ from referrals.domain.intake import MAX_REASON, Violation, check_referral
 from referrals.models import Referral
 from referrals.repository import ReferralsUnitOfWork, TimelineRecord, can_see
 from shared.app import runtime_of
-from shared.auth import Caller, audit_values, record_audit, require_scopes
+from shared.auth import API_KEY_SECURITY, Caller, audit_values, caller_requiring, record_audit, require_scopes
 from shared.contracts.referrals import ReferralStatus, RoutingBasis
 from shared.contracts.values import Program, Urgency
 from shared.idempotency import (
-    IdempotencyKey,
+    IDEMPOTENCY_KEY_PARAMETER,
     IdempotencyKeyTaken,
     IdempotentResponse,
+    idempotency_key_of,
     json_request_hash,
     key_in_progress,
     produced_response,
@@ -400,15 +401,23 @@ def _render_new(uow: ReferralsUnitOfWork, referral: Referral) -> bytes:
 
 # ---------------------------------------------------------------------------------------------- routes
 
+_writer_of = caller_requiring("referrals:write")
+
+
+# The busiest route: the caller and the key are read by plain functions, not FastAPI dependencies (the same
+# checks and problems as `Writer` and `IdempotencyKey`; the same OpenAPI, from `openapi_extra`).
 @router.post("/v1/referrals", status_code=201, response_model=ReferralOut, summary="Submit a referral",
-             openapi_extra=_request_body(ReferralSubmission, EXAMPLES, "application/json"),
+             openapi_extra={**_request_body(ReferralSubmission, EXAMPLES, "application/json"),
+                            "security": API_KEY_SECURITY, "parameters": [IDEMPOTENCY_KEY_PARAMETER]},
              responses=problem_responses(400, 401, 403, 409, 413, 422))
-async def submit_referral(request: Request, caller: Writer, key: IdempotencyKey) -> Response:
+async def submit_referral(request: Request) -> Response:
     """Validate a referral (every error at once), store it, route it to the member's MCP and emit events.
 
     The same `Idempotency-Key` returns the first answer; an open referral for the same member and service
     answers 409 pointing at it.
     """
+    caller = await _writer_of(request)
+    key = idempotency_key_of(request)
     raw = await json_body(request)
 
     async def render(uow: ReferralsUnitOfWork, referral: Referral) -> tuple[bytes, dict[str, str]]:

@@ -129,9 +129,35 @@ async def test_a_body_that_is_not_a_referral_object_is_refused(harness: ServiceH
 
 
 async def test_authentication_and_scope_are_required(harness: ServiceHarness) -> None:
-    assert (await harness.client.post("/v1/referrals", json=make_referral())).status_code == 401
-    assert (await submit(harness, make_referral(), "noscope")).status_code == 403
-    assert (await submit(harness, make_referral(), "reader")).status_code == 403
+    # Intake reads the key and the scopes without FastAPI dependencies: the same answers as every other route.
+    post = harness.client.post
+    missing = await post("/v1/referrals", json=make_referral())
+    assert missing.status_code == 401 and missing.json()["type"].endswith("/unauthenticated")
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="calhub"'
+    wrong_scheme = await post("/v1/referrals", json=make_referral(), headers={"Authorization": "Basic hub"})
+    assert wrong_scheme.status_code == 401 and wrong_scheme.json()["type"].endswith("/unauthenticated")
+    unknown = await post("/v1/referrals", json=make_referral(), headers={"Authorization": "Bearer nobody"})
+    assert unknown.status_code == 401 and unknown.json()["type"].endswith("/invalid-api-key")
+    assert "nobody" not in unknown.text
+    for key in ("noscope", "reader"):
+        refused = await submit(harness, make_referral(), key)
+        assert refused.status_code == 403 and refused.json()["missing_scopes"] == ["referrals:write"]
+        assert 'scope="referrals:write"' in refused.headers["WWW-Authenticate"]
+    # Either scheme, as documented: a bearer token (any case) or X-API-Key.
+    assert (await post("/v1/referrals", json=make_referral("90000011A"),
+                       headers={"authorization": "bearer cbo_a"})).status_code == 201
+    assert (await post("/v1/referrals", json=make_referral("90000012A"),
+                       headers={"X-API-Key": "cbo_a"})).status_code == 201
+    spec = (await harness.client.get("/openapi.json")).json()["paths"]["/v1/referrals"]["post"]
+    assert spec["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert [p["name"] for p in spec["parameters"]] == ["Idempotency-Key"]
+
+
+async def test_an_empty_or_overlong_idempotency_key_is_refused_naming_the_header(harness: ServiceHarness) -> None:
+    for key in (" ", "k" * 256):
+        refused = await submit(harness, make_referral(), **{"Idempotency-Key": key})
+        assert refused.status_code == 400
+        assert refused.json()["errors"][0]["field"] == "header.Idempotency-Key"
 
 
 @ON_BOTH_DATABASES

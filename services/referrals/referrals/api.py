@@ -239,47 +239,52 @@ class WithdrawIn(BaseModel):
 
 # ------------------------------------------------------------------------------------------- rendering
 
-def _summary_fields(referral: Referral) -> dict[str, Any]:
+def _instant(moment: datetime) -> str:
+    # As pydantic writes an aware UTC datetime (ReferralOut's documented format): ISO 8601 ending in Z.
+    return service.as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
+def _summary_data(referral: Referral) -> dict[str, Any]:
+    # JSON-ready, field for field in `ReferralSummary`'s order: the row's values are what the model would hold
+    # (statuses, programs and urgencies are stored as their enum values).
     return {
-        "id": referral.id, "status": ReferralStatus(referral.status),
-        "status_changed_at": service.as_utc(referral.status_changed_at),
-        "status_date": service.pacific_date(referral.status_changed_at), "status_reason": referral.status_reason,
-        "closure_reason_code": referral.closure_reason_code, "member_id": referral.member_id,
-        "program": Program(referral.program), "service": referral.service, "urgency": Urgency(referral.urgency),
-        "county": referral.county, "mcp_code": referral.mcp_code,
-        "routing_basis": RoutingBasis(referral.routing_basis) if referral.routing_basis else None,
+        "id": referral.id, "status": referral.status, "status_changed_at": _instant(referral.status_changed_at),
+        "status_date": service.pacific_date(referral.status_changed_at).isoformat(),
+        "status_reason": referral.status_reason, "closure_reason_code": referral.closure_reason_code,
+        "member_id": referral.member_id, "program": referral.program, "service": referral.service,
+        "urgency": referral.urgency, "county": referral.county, "mcp_code": referral.mcp_code,
+        "routing_basis": referral.routing_basis or None,
         "referring_organization_id": referral.referring_organization_id,
         "cbo_organization_id": referral.cbo_organization_id, "authorization_id": referral.authorization_id,
-        "channel": referral.channel, "created_at": service.as_utc(referral.created_at), "links": _links(referral),
+        "channel": referral.channel, "created_at": _instant(referral.created_at), "links": _links(referral),
     }
 
 
 def summary_of(referral: Referral) -> dict[str, Any]:
-    """The PHI-free summary of a referral as JSON-ready data."""
-    return ReferralSummary(**_summary_fields(referral)).model_dump(mode="json")
-
-
-def _detail(referral: Referral, timeline: Sequence[TimelineRecord]) -> ReferralOut:
-    # Built in one validation from the row (not summary → dict → model again: that doubled the work).
-    return ReferralOut(
-        **_summary_fields(referral), member=referral.member, requested_mcp_code=referral.requested_mcp_code,
-        expedited_reason=referral.expedited_reason, referring_npi=referral.referring_npi,
-        referring=referral.referring, notes=referral.notes, consent=referral.consent,
-        external_identifiers=referral.external_identifiers,
-        timeline=[TimelineEntry(at=service.as_utc(t.occurred_at), kind=t.kind,
-                                status=ReferralStatus(t.status) if t.status else None,
-                                previous_status=ReferralStatus(t.previous_status) if t.previous_status else None,
-                                reason=t.reason, detail=t.detail) for t in timeline])
+    """The PHI-free summary of a referral as JSON-ready data (`ReferralSummary`)."""
+    return _summary_data(referral)
 
 
 def detail_of(referral: Referral, timeline: Sequence[TimelineRecord]) -> dict[str, Any]:
-    """The full referral (PHI) with its timeline, as JSON-ready data."""
-    return _detail(referral, timeline).model_dump(mode="json")
+    """The full referral (PHI) with its timeline, as JSON-ready data (`ReferralOut`).
+
+    Written out directly rather than built as `ReferralOut` and dumped: intake renders one per referral, and
+    the model's validation and serialization cost a twentieth of it. Tests hold it to the model (it must
+    validate as `ReferralOut` and dump back to itself)."""
+    return {
+        **_summary_data(referral), "member": referral.member, "requested_mcp_code": referral.requested_mcp_code,
+        "expedited_reason": referral.expedited_reason, "referring_npi": referral.referring_npi,
+        "referring": referral.referring, "notes": referral.notes, "consent": referral.consent,
+        "external_identifiers": referral.external_identifiers,
+        "timeline": [{"at": _instant(t.occurred_at), "kind": t.kind, "status": t.status or None,
+                      "previous_status": t.previous_status or None, "reason": t.reason, "detail": t.detail}
+                     for t in timeline],
+    }
 
 
 def detail_json(referral: Referral, timeline: Sequence[TimelineRecord]) -> bytes:
-    """`detail_of` rendered as JSON bytes by pydantic's serializer (no dict + jsonable_encoder + json.dumps)."""
-    return _detail(referral, timeline).model_dump_json().encode()
+    """`detail_of` as UTF-8 JSON bytes."""
+    return json.dumps(detail_of(referral, timeline), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _links(referral: Referral) -> dict[str, str]:

@@ -361,6 +361,37 @@ async def test_the_published_examples_are_accepted(harness: ServiceHarness, name
     assert response.status_code == 201, response.text
 
 
+def assert_is_the_documented_shape(body: dict[str, Any]) -> None:
+    from referrals.api import ReferralOut
+
+    # The renderer writes JSON by hand: it must be exactly what the documented model makes of it.
+    assert ReferralOut.model_validate(body).model_dump(mode="json") == body
+
+
+@ON_BOTH_DATABASES
+@pytest.mark.parametrize("name", ["ecm", "cs", "chw"])
+async def test_a_referral_renders_as_its_documented_model_when_created_read_and_withdrawn(
+        harness: ServiceHarness, name: str) -> None:
+    from referrals.api import EXAMPLES
+
+    created = (await submit(harness, EXAMPLES[name]["value"], **{"Idempotency-Key": f"shape-{name}"})).json()
+    assert_is_the_documented_shape(created)
+    assert created["timeline"] and all(e["at"].endswith("Z") for e in created["timeline"])
+    path = f"/v1/referrals/{created['id']}"
+    read = (await harness.client.get(path, headers=harness.headers("hub"))).json()
+    assert_is_the_documented_shape(read)
+    assert read == created  # the staged timeline renders as the stored one
+    replayed = (await submit(harness, EXAMPLES[name]["value"], **{"Idempotency-Key": f"shape-{name}"})).json()
+    assert replayed == created
+    withdrawn = (await harness.client.post(f"{path}/withdraw", json={"reason": "member moved away"},
+                                           headers=harness.headers("hub"))).json()
+    assert_is_the_documented_shape(withdrawn)
+    assert withdrawn["status"] == "withdrawn" and withdrawn["closure_reason_code"] is not None
+    listed = (await harness.client.get("/v1/referrals", headers=harness.headers("hub"))).json()["items"]
+    assert [item["id"] for item in listed] == [created["id"]]
+    assert {k: v for k, v in listed[0].items()} == {k: withdrawn[k] for k in listed[0]}
+
+
 @ON_BOTH_DATABASES
 async def test_the_demo_seed_is_idempotent(harness: ServiceHarness) -> None:
     from referrals.demo import seed

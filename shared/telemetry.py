@@ -12,6 +12,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 _propagator = TraceContextTextMapPropagator()
+_TRACE_CONTEXT_HEADERS = frozenset({b"traceparent", b"tracestate"})
 tracer = trace.get_tracer("calhub")
 
 
@@ -129,7 +130,10 @@ class TracingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        # Only the two trace-context headers are read (ASGI names are lower-case bytes): decoding every header of
+        # every request into a dict cost more than the span.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])
+                   if k in _TRACE_CONTEXT_HEADERS}
         parent = _propagator.extract(headers)
         method = scope.get("method", "GET")
         with tracer.start_as_current_span(f"{method}", context=parent, kind=trace.SpanKind.SERVER,

@@ -39,3 +39,25 @@ def test_a_continued_trace_keeps_its_trace_id() -> None:
     assert made is not None and made.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
     assert made.split("-")[2] != "b7ad6b7169203331"  # our own span, child of the incoming one
     assert trace.get_current_span().get_span_context().is_valid is False
+
+
+async def test_a_request_continues_the_trace_its_traceparent_header_names() -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from shared.telemetry import TracingMiddleware
+
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(current_traceparent() or "")
+
+    app = TracingMiddleware(Starlette(routes=[Route("/echo", echo)]))
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        continued = await client.get("/echo", headers={"TraceParent": incoming, "X-Other": "ignored"})
+        fresh = await client.get("/echo")
+    assert continued.text.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    assert continued.headers["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    assert "0af7651916cd43dd8448eb211c80319c" not in fresh.text

@@ -180,7 +180,7 @@ async def new_referral(uow: ReferralsUnitOfWork, draft: ReferralDraft, caller: C
     _timeline(uow, referral, kind="received", at=now, status=ReferralStatus.RECEIVED.value,
               detail={"channel": channel, "expedited_by_rule": draft.expedited_by_rule},
               event_id=received_event.id)
-    await apply_route(uow, referral, decision, at=now, cause=received_event, log_change=False)
+    await apply_route(uow, referral, decision, at=now, cause=received_event, log_change=False, draft=draft)
     return referral
 
 
@@ -217,10 +217,12 @@ def _expedited_reason(draft: ReferralDraft) -> str | None:
 
 
 async def apply_route(uow: ReferralsUnitOfWork, referral: Referral, decision: Routed | NeedsPlan, *,
-                      at: datetime, cause: Envelope[Any] | None, log_change: bool = True) -> None:
+                      at: datetime, cause: Envelope[Any] | None, log_change: bool = True,
+                      draft: ReferralDraft | None = None) -> None:
     """Record a routing decision: referral.routed and a move to routed, or a move to needs_plan.
 
     `log_change=False` leaves the status-change log line to the caller (intake logs it once the row is in).
+    `draft` (at intake) gives the member and service as already validated, instead of from the row again.
     """
     if isinstance(decision, NeedsPlan):
         await move(uow, referral, ReferralStatus.NEEDS_PLAN, at=at, cause=cause, reason=decision.reason,
@@ -229,7 +231,8 @@ async def apply_route(uow: ReferralsUnitOfWork, referral: Referral, decision: Ro
     referral.mcp_code = decision.mcp_code
     referral.routing_basis = decision.basis.value
     routed = ReferralRouted(
-        referral_id=referral.id, member=member_of(referral), service=service_of(referral),
+        referral_id=referral.id, member=draft.member if draft else member_of(referral),
+        service=draft.service if draft else service_of(referral),
         urgency=Urgency(referral.urgency), expedited_reason=referral.expedited_reason, mcp_code=decision.mcp_code,
         basis=decision.basis, county=referral.county, referring_organization_id=referral.referring_organization_id,
         cbo_organization_id=referral.cbo_organization_id, received_at=as_utc(referral.created_at),

@@ -66,6 +66,10 @@ class AuthorizationApproved(_Decided):
     assigned_provider_npi: str | None = Field(
         default=None, description="The ECM provider the MCP assigned (MIF), so the CBO can be notified.")
     previous_authorization_id: str | None = None
+    # Added within major 1: approvals written before it carry none.
+    member: MemberDemographics | None = Field(
+        default=None, description="The member, on an MCP assignment only (origin mcp_assignment): no "
+        "authorization.requested carried it, and the RTF must still report the member.")
 
 
 @event("authorization.denied", AUTHORIZATION)

@@ -256,7 +256,11 @@ def approved_event(auth: Authorization, now: datetime, *, presumptive: bool = Fa
         decided_at=aware(auth.decided_at) or now, mcp_authorization_number=auth.mcp_authorization_number,
         period_start=auth.period_start, period_end=auth.period_end, modified=modified, presumptive=presumptive,
         origin=AuthorizationOrigin(auth.origin), review_flags=tuple(auth.review_flags),
-        assigned_provider_npi=auth.assigned_provider_npi, previous_authorization_id=auth.previous_authorization_id)
+        assigned_provider_npi=auth.assigned_provider_npi, previous_authorization_id=auth.previous_authorization_id,
+        # An MCP assignment has no authorization.requested: its approvals carry the member instead, or the
+        # gateway could never put the assigned member on the RTF.
+        member=MemberDemographics.model_validate(auth.member)
+        if auth.origin == AuthorizationOrigin.MCP_ASSIGNMENT.value else None)
 
 
 async def sweep_now(uow: AuthorizationsUnitOfWork, now: datetime) -> None:

@@ -28,6 +28,7 @@ from shared.contracts.claims import ClaimBatchCreated, EncounterRecorded
 from shared.contracts.eligibility import EligibilityBatchCreated
 from shared.contracts.gateway import FileKind
 from shared.contracts.referrals import ReferralStatusChanged
+from shared.contracts.values import MemberDemographics
 from shared.envelope import Envelope
 from shared.filestore import FileCorrupted, FileNotStored
 from shared.identity import member_id_for
@@ -85,16 +86,9 @@ async def deliver_eligibility_batch(event: Envelope[EligibilityBatchCreated], uo
 async def record_authorization_request(event: Envelope[AuthorizationRequested], uow: SftpGatewayUnitOfWork) -> None:
     """Keep the request for RTF rows and, for MCPs that take referral files over SFTP, queue it for one."""
     data = event.data
-    member = data.member
-    address = member.address
     stored = await _record(uow, event, data.authorization_id, {
         "mcp_code": data.mcp_code, "cbo_organization_id": data.cbo_organization_id, "referral_id": data.referral_id,
-        "member_id": member_id_for(member.cin), "cin": member.cin, "last_name": member.last_name,
-        "first_name": member.first_name, "middle_name": member.middle_name, "birth_date": member.birth_date,
-        "sex": (member.sex or None) and member.sex[:1], "phone": member.phone,
-        "address_line1": address.line1 if address else None, "address_line2": address.line2 if address else None,
-        "city": address.city if address else None, "state": address.state if address else None,
-        "zip": address.zip if address else None, "program": data.service.program.value,
+        **_member_columns(data.member), "program": data.service.program.value,
         "pof_codes": list(data.service.pof_codes), "cs_code": data.service.cs_code, "urgency": data.urgency.value,
         "status": "requested", "requested_at": data.requested_at, "decision_due": data.decision_due})
     if stored != "requested":
@@ -114,18 +108,29 @@ async def record_authorization_request(event: Envelope[AuthorizationRequested], 
                    payload={"mcp_code": data.mcp_code})
 
 
+def _member_columns(member: MemberDemographics) -> dict[str, Any]:
+    """The projection's member columns (PHI: written to the database only, to fill the MCP's files)."""
+    address = member.address
+    return {"member_id": member_id_for(member.cin), "cin": member.cin, "last_name": member.last_name,
+            "first_name": member.first_name, "middle_name": member.middle_name, "birth_date": member.birth_date,
+            "sex": (member.sex or None) and member.sex[:1], "phone": member.phone,
+            "address_line1": address.line1 if address else None,
+            "address_line2": address.line2 if address else None, "city": address.city if address else None,
+            "state": address.state if address else None, "zip": address.zip if address else None}
+
+
 async def _record(uow: SftpGatewayUnitOfWork, event: Envelope[Any], authorization_id: str,
                   values: dict[str, Any]) -> str:
     """Fold one authorization event into the projection (sftp_gateway.domain.projection); returns the status
     the authorization stands at afterwards."""
     row = await uow.projections.authorization(authorization_id)
     stored = None if row is None else {**row._mapping, "updated_at": aware(row.updated_at),
-                                       "decided_at": aware(row.decided_at)}
+                                       "decided_at": aware(row.decided_at), "requested_at": aware(row.requested_at)}
     changes = authorization_changes(stored, values, event.time)
     if stored is None:
         if values.get("cin") is None:
-            # A decision or lifecycle event before the request (a replayed dead letter, or an MCP assignment
-            # that never had one): kept, so the request that may follow does not reopen it.
+            # A decision or lifecycle event before the request (a replayed dead letter, or an end of an MCP
+            # assignment before its approval): kept, so the request or approval that follows fills it in.
             log.info("authorization event before its request kept", extra={"authorization_id": authorization_id,
                                                                            "event_type": event.type})
         await uow.projections.add_authorization({"authorization_id": authorization_id,
@@ -149,10 +154,14 @@ async def _decided(uow: SftpGatewayUnitOfWork, event: Envelope[Any], **values: A
 
 @registry.handles(AuthorizationApproved)
 async def record_approval(event: Envelope[AuthorizationApproved], uow: SftpGatewayUnitOfWork) -> None:
-    """Approved period for RTF enrollment dates."""
+    """Approved period for RTF enrollment dates; an MCP assignment's approval also brings the member."""
     d = event.data
+    # An MCP assignment (a MIF row with no referral) has no authorization.requested: its approval carries the
+    # member, and the assignment itself is when the hub took the member on (the RTF reports from that month).
+    # Approvals written before the field existed carry none; such a row stays unreported, as before.
+    assigned = {**_member_columns(d.member), "requested_at": d.decided_at} if d.member is not None else {}
     await _decided(uow, event, status="approved", decided_at=d.decided_at, period_start=d.period_start,
-                   period_end=d.period_end, mcp_authorization_number=d.mcp_authorization_number)
+                   period_end=d.period_end, mcp_authorization_number=d.mcp_authorization_number, **assigned)
 
 
 @registry.handles(AuthorizationDenied)

@@ -88,8 +88,8 @@ received_content = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
-# A decision that arrives before its request (a replayed dead letter, an MCP assignment that never had one) is
-# kept with the member and request columns empty until the request fills them (migration 0003).
+# A decision that arrives before its request (a replayed dead letter) is kept with the member and request columns
+# empty until the request fills them (migration 0003); an MCP assignment has no request: its approval fills them.
 authorization_record = Table(
     "authorization_record",
     metadata,

@@ -187,8 +187,8 @@ class ProjectionRepository:
         return bool(getattr(result, "rowcount", 0))
 
     async def authorizations(self, mcp_code: str) -> list[AuthorizationView]:
-        """Every authorization of an MCP whose request the gateway knows (a decision kept before its request
-        names no member yet: there is nothing to report about it)."""
+        """Every authorization of an MCP whose member the gateway knows, from its request or, for an MCP
+        assignment, its approval (a decision kept before its request names no member yet: nothing to report)."""
         rows = await self.session.execute(select(authorization_record).where(
             authorization_record.c.mcp_code == mcp_code, authorization_record.c.cin.is_not(None)))
         return [authorization_view(r) for r in rows]

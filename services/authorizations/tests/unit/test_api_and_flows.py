@@ -221,6 +221,8 @@ async def test_mif_rows_that_match_nothing_are_kept(tmp_path: Path, clock: Fixed
             ("None", "approved"), ("org_cbo_harbor", "approved")]
         approved = await wait_published(h, "authorization.approved", 2)
         assert {e["data"]["assigned_provider_npi"] for e in approved} == {"1234567893", "1679576722"}
+        # No request carried these members: the approval does, so the gateway can report them on the RTF.
+        assert {e["data"]["member"]["cin"] for e in approved} == {"90000006A", "90000007A"}
         assert len(await wait_published(h, "authorization.mif_exception_recorded", 3)) == 3
         # The gateway republishes the same file: no second outcome, no second assignment.
         await publish(h.bus, envelope(mif_row(6, row=2, number="LAC-6", start=date(2026, 3, 1), npi="1234567893"),

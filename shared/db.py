@@ -7,7 +7,6 @@ its own database file and the schema name is translated away, so the same models
 from __future__ import annotations
 
 import functools
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -25,6 +24,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import await_only, greenlet_spawn
+
+from shared.json_encoding import to_json_text
 
 _Mapped = TypeVar("_Mapped")
 
@@ -260,7 +261,7 @@ def insert_rows_sql(connection: DriverConnection, table: Table, rows: Sequence[M
     names = tuple(rows[0])
     many = len(rows) > 1
     shape = _insert_shape(table, connection.name_of(table), names, many, len(binds.values), source, suffix)
-    dumps = json.dumps
+    dumps = to_json_text
     if many:
         for name, is_json in zip(names, shape.json_columns, strict=True):
             column = [row[name] for row in rows]

@@ -30,6 +30,7 @@ from shared.idempotency import (
     record_values,
     stored_response,
 )
+from shared.json_encoding import to_json_bytes
 from shared.problems import FieldError, Problem, problem_responses, validation_problem
 from shared.runtime import ServiceRuntime
 
@@ -284,7 +285,7 @@ def detail_of(referral: Referral, timeline: Sequence[TimelineRecord]) -> dict[st
 
 def detail_json(referral: Referral, timeline: Sequence[TimelineRecord]) -> bytes:
     """`detail_of` as UTF-8 JSON bytes."""
-    return json.dumps(detail_of(referral, timeline), ensure_ascii=False, separators=(",", ":")).encode()
+    return to_json_bytes(detail_of(referral, timeline))
 
 
 def _links(referral: Referral) -> dict[str, str]:

@@ -46,10 +46,20 @@ class UnitOfWork:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        if self._untouched():
+            self._events = []
+            return
         try:
             await self.rollback()
         finally:
             await self.session.close()
+
+    def _untouched(self) -> bool:
+        # A session that never began a transaction and holds no object has nothing to flush, commit, roll back
+        # or close. Asking it anyway costs a greenlet switch each (SQLAlchemy's async bridge): a tenth of a
+        # request that wrote through the driver alone (the referral intake's one statement).
+        session = self.session
+        return not session.in_transaction() and not session.identity_map and not session.new
 
     def record(self, *events: Envelope[Any]) -> None:
         """Queue events to be written to the outbox when this unit commits."""
@@ -71,19 +81,22 @@ class UnitOfWork:
         if self._events:
             await write_outbox(self.session, self.tables, self._events)
             self._events = []
-        await self.session.flush()
+        if not self._untouched():
+            await self.session.flush()
 
     async def commit(self) -> None:
         """Write recorded events to the outbox and commit everything in one transaction."""
         await self.flush()
-        await self.session.commit()
+        if not self._untouched():
+            await self.session.commit()
         if self._on_commit is not None:
             self._on_commit()
 
     async def rollback(self) -> None:
         """Discard changes and recorded events."""
         self._events = []
-        await self.session.rollback()
+        if not self._untouched():
+            await self.session.rollback()
 
 
 OutboxRow = tuple[UUID, str, bytes | None, bytes, str, datetime]

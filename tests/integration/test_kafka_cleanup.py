@@ -35,6 +35,12 @@ async def test_delete_topics_removes_the_prefix_and_nothing_that_merely_starts_a
     finally:
         await admin.close()
     try:
+        # A new topic reaches the broker's metadata a moment after the controller created it: wait until all
+        # three are listed, or the neighbour's absence below would prove nothing (and fail on a fresh broker).
+        deadline = asyncio.get_running_loop().time() + 30
+        while await topics_on(kafka_bootstrap, prefix[:-1]) != set(names):
+            assert asyncio.get_running_loop().time() < deadline, "created topics not listed within 30 s"
+            await asyncio.sleep(0.2)
         await delete_topics(kafka_bootstrap, prefix)
         deadline = asyncio.get_running_loop().time() + 30
         while await topics_on(kafka_bootstrap, prefix):  # metadata may trail the controller briefly

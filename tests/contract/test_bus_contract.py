@@ -36,6 +36,7 @@ from shared.envelope import Envelope, new_event
 from shared.telemetry import BusMetrics
 from shared.testing.database import ServiceDatabase, service_database, sqlite_url
 from shared.testing.kafka import delete_topics
+from shared.testing.polling import eventually
 from shared.uow import UnitOfWork
 
 WIDGETS = Topic("contracttest", "widget")
@@ -112,14 +113,6 @@ class Harness:
 
 def has_stopped(subscription: Any) -> bool:
     return not subscription.healthy  # readiness reports a crashed member through this
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 60.0, what: str = "") -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what or check}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture(params=["inprocess", pytest.param("kafka", marks=pytest.mark.integration)])
@@ -217,7 +210,7 @@ async def wait_split(h: Harness, members: Sequence[Any], partitions: int = 6) ->
         flat = [tp for a in held for tp in a]
         return all(held) and len(flat) == partitions and len(set(flat)) == partitions
 
-    await eventually(split, within=60, what="the group to split the partitions")
+    await eventually(split, within=60, what="the group to split the partitions", interval=0.1)
 
 
 def publish_widgets(h: Harness, envelopes: Sequence[Envelope[Any]]) -> Awaitable[None]:
@@ -243,7 +236,7 @@ async def test_each_key_arrives_in_order(harness: Harness) -> None:
     async def all_seen() -> bool:
         return await h.count(orderly) == len(events)
 
-    await eventually(all_seen, what="600 events")
+    await eventually(all_seen, what="600 events", within=60.0, interval=0.1)
     rows = await h.rows(orderly)
     for key in keys:
         assert [r.seq for r in rows if r.widget_id == key] == list(range(200))
@@ -262,7 +255,7 @@ async def test_two_members_split_the_partitions(harness: Harness) -> None:
     async def all_seen() -> bool:
         return await h.count(splitters) == len(events)
 
-    await eventually(all_seen, what="300 events")
+    await eventually(all_seen, what="300 events", within=60.0, interval=0.1)
     await asyncio.sleep(0.5)  # anything extra would show up now
     rows = await h.rows(splitters)
     assert len(rows) == len(events)
@@ -289,12 +282,12 @@ async def test_crash_before_offset_commit_is_redelivered_and_deduplicated(harnes
     async def all_seen() -> bool:
         return await h.count(crashers) == len(events)
 
-    await eventually(all_seen, what="every event handled after the crash")
+    await eventually(all_seen, what="every event handled after the crash", within=60.0, interval=0.1)
 
     async def crashed() -> bool:
         return has_stopped(crashing)
 
-    await eventually(crashed, what="the crashed member to stop")
+    await eventually(crashed, what="the crashed member to stop", within=60.0, interval=0.1)
     assert doomed.crashed_ids, "the crashing member never handled a batch"
 
     # The crashed batch reached the survivor again and its inbox skipped it: one side effect per event.
@@ -304,7 +297,7 @@ async def test_crash_before_offset_commit_is_redelivered_and_deduplicated(harnes
             survivor_metrics, "calhub_events_duplicate_total", group=crashers,
             event_type="widget.created") >= len(doomed.crashed_ids)
 
-    await eventually(redelivered, what="the crashed batch to be redelivered")
+    await eventually(redelivered, what="the crashed batch to be redelivered", within=60.0, interval=0.1)
     await asyncio.sleep(0.5)
     rows = await h.rows(crashers)
     assert len(rows) == len(events)
@@ -321,12 +314,12 @@ async def test_poison_message_goes_to_dead_letters_and_its_neighbours_are_handle
     async def dead_lettered() -> bool:
         return len(await h.read(WIDGETS.dead_letters)) == 1
 
-    await eventually(dead_lettered, what="the poison message in the dead-letter topic")
+    await eventually(dead_lettered, what="the poison message in the dead-letter topic", within=60.0, interval=0.1)
 
     async def neighbours_seen() -> bool:
         return await h.count(picky) == 5
 
-    await eventually(neighbours_seen, what="the other five events")
+    await eventually(neighbours_seen, what="the other five events", within=60.0, interval=0.1)
     [dead] = await h.read(WIDGETS.dead_letters)
     assert dead.topic == WIDGETS.dead_letters
     assert dead.key == b"w-same"
@@ -355,7 +348,7 @@ async def test_replayed_dead_letter_is_handled_once_and_skipped_by_groups_that_h
         return (await h.count(fixable) == 2 and await h.count(healthy) == 3
                 and len(await h.read(WIDGETS.dead_letters)) == 1)
 
-    await eventually(settled, what="the dead letter and the healthy group's three events")
+    await eventually(settled, what="the dead letter and the healthy group's three events", within=60.0, interval=0.1)
 
     broken = False  # the fix is deployed
     [dead] = await h.read(WIDGETS.dead_letters)
@@ -366,7 +359,7 @@ async def test_replayed_dead_letter_is_handled_once_and_skipped_by_groups_that_h
                 and sample(healthy_metrics, "calhub_events_duplicate_total", group=healthy,
                            event_type="widget.created") == 1)
 
-    await eventually(replayed, what="the replayed event to be handled by the fixed group")
+    await eventually(replayed, what="the replayed event to be handled by the fixed group", within=60.0, interval=0.1)
     await asyncio.sleep(0.5)
     fixed_rows, healthy_rows = await h.rows(fixable), await h.rows(healthy)
     assert [r.seq for r in fixed_rows] == [0, 2, 1]
@@ -390,7 +383,7 @@ async def test_schema_violation_is_dead_lettered_at_once(harness: Harness) -> No
     async def settled() -> bool:
         return await h.count(strict) == 1 and len(await h.read(WIDGETS.dead_letters)) == 1
 
-    await eventually(settled, within=30, what="the bad event dead-lettered and the good one handled")
+    await eventually(settled, within=30, what="the bad event dead-lettered and the good one handled", interval=0.1)
     [dead] = await h.read(WIDGETS.dead_letters)
     assert dead.header(HEADER_DLQ_ERROR_TYPE) == "MalformedEvent"
     assert dead.header(HEADER_DLQ_ATTEMPTS) == "1"
@@ -415,7 +408,7 @@ async def test_unknown_event_type_is_skipped_and_counted(harness: Harness) -> No
     async def handled_after() -> bool:
         return await h.count(curious) == 1
 
-    await eventually(handled_after, what="the event after the unknown one")
+    await eventually(handled_after, what="the event after the unknown one", within=60.0, interval=0.1)
     assert [r.event_id for r in await h.rows(curious)] == [after.id]
     assert sample(metrics, "calhub_events_unknown_type_total", group=curious, topic=WIDGETS.name) == 1
     assert await h.read(WIDGETS.dead_letters) == []
@@ -436,7 +429,7 @@ async def test_kafka_group_ids_carry_the_deployment_prefix(harness: Harness) -> 
     async def seen() -> bool:
         return await h.count(group) == 1
 
-    await eventually(seen, what="one event")
+    await eventually(seen, what="one event", within=60.0, interval=0.1)
     admin = AIOKafkaAdminClient(bootstrap_servers=h.bus.bootstrap_servers, request_timeout_ms=10000)
     await admin.start()
     try:
@@ -451,4 +444,4 @@ async def test_kafka_group_ids_carry_the_deployment_prefix(harness: Harness) -> 
     async def committed() -> bool:
         return sum((await h.bus.committed(group, WIDGETS.name)).values()) == 1
 
-    await eventually(committed, what="the group's commit read back through the logical name")
+    await eventually(committed, what="the group's commit read back through the logical name", within=60.0, interval=0.1)

@@ -11,7 +11,7 @@ import json
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from shared.outbox import OutboxRelay
 from shared.telemetry import BusMetrics
 from shared.testing.database import ServiceDatabase, service_database, sqlite_url
 from shared.testing.kafka import delete_topics
+from shared.testing.polling import eventually
 from shared.uow import UnitOfWork
 
 GADGETS = Topic("outboxtest", "gadget")
@@ -61,14 +62,6 @@ def make_gadget(gadget_id: str, n: int) -> Envelope[GadgetAssembled]:
 
 def event_id(message: IncomingMessage) -> str:
     return str(json.loads(message.value)["id"])
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 60.0, what: str = "") -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what or check}")
-        await asyncio.sleep(0.2)
 
 
 def published(metrics: CollectorRegistry) -> float:
@@ -169,7 +162,7 @@ async def test_two_relays_publish_each_event_once_in_seq_order(outbox: Outbox) -
         async def drained() -> bool:
             return await relays[0].backlog() == 0 and len(await outbox.read(GADGETS.name)) >= len(written)
 
-        await eventually(drained, what="the outbox to drain")
+        await eventually(drained, what="the outbox to drain", within=60.0, interval=0.2)
         await asyncio.sleep(0.3)  # a second publisher would show up now
     finally:
         for relay in relays:
@@ -230,7 +223,7 @@ async def test_events_written_while_the_broker_is_down_arrive_once_per_group(
             async def assigned() -> bool:
                 return all(len(m.assignment) == 6 for m in members)
 
-            await eventually(assigned, what="both groups to be assigned")
+            await eventually(assigned, what="both groups to be assigned", within=60.0, interval=0.2)
             relay.start()
 
             async def handled(group: str) -> list[Any]:
@@ -255,7 +248,7 @@ async def test_events_written_while_the_broker_is_down_arrive_once_per_group(
             async def warm() -> bool:
                 return [await consumer_db_count(consumer_db, seen, g) for g in groups] == [50, 50]
 
-            await eventually(warm, what="the first 50 events")
+            await eventually(warm, what="the first 50 events", within=60.0, interval=0.2)
 
             broker_stopped = True  # set first: a half-failed stop must still be undone in `finally`
             await dev_services("kafka-stop")
@@ -273,7 +266,7 @@ async def test_events_written_while_the_broker_is_down_arrive_once_per_group(
                 counts = [await consumer_db_count(consumer_db, seen, g) for g in groups]
                 return counts == [len(written)] * len(groups) and await relay.backlog() == 0
 
-            await eventually(all_handled, within=240, what="1,050 events in both groups")
+            await eventually(all_handled, within=240, what="1,050 events in both groups", interval=0.2)
             await asyncio.sleep(1)  # late duplicates would show up now
 
             expected = {g.id for g in written}

@@ -34,6 +34,7 @@ from sqlalchemy import text
 
 from shared.auth import AuthStore, create_auth_schema
 from shared.db import create_engine
+from shared.testing import polling
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_SERVICES = REPO / "scripts" / "dev-services.sh"
@@ -66,26 +67,18 @@ def calhub_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "calhub.cli"]
 
 
+# What a probe may raise while the cluster converges (a service restarting refuses connections): "not yet".
+NOT_YET: tuple[type[BaseException], ...] = (httpx.HTTPError, OSError, AssertionError, KeyError)
+
+
 async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 60.0, interval: float = 0.5,
                      what: str = "condition") -> T:
-    """Poll `probe` until it returns a truthy value (returned) or `within` seconds pass (AssertionError).
+    """`shared.testing.polling.eventually` with the scenarios' defaults: poll `probe` every `interval` seconds
+    until it returns a truthy value (returned) or `within` seconds pass (AssertionError).
 
-    Exceptions from the probe count as "not yet" (a service restarting refuses connections); the last one is
-    reported if time runs out.
+    Exceptions in NOT_YET count as "not yet"; the last one (or the last falsy value) is reported if time runs out.
     """
-    deadline = time.monotonic() + within
-    last: object = None
-    while True:
-        try:
-            value = await probe()
-            if value:
-                return value
-            last = value
-        except (httpx.HTTPError, OSError, AssertionError, KeyError) as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {within:.0f}s; last: {last!r}")
-        await asyncio.sleep(interval)
+    return await polling.eventually(probe, within=within, interval=interval, what=what, retry_on=NOT_YET)
 
 
 # ------------------------------------------------------------------------------------------------ processes

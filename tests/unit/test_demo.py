@@ -15,26 +15,9 @@ import pytest
 from calhub.demo import credentials_path, seed_demo
 from calhub.embedded import create_embedded_app
 from shared.settings import PlatformSettings
+from shared.testing.polling import eventually
 
 DEMO_CINS = ("90000101A", "90000102B", "90000103C", "90000104D", "90000105E")
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], *, within: float, what: str) -> Any:
-    """Poll until the probe returns something truthy without failing an assertion (events flow asynchronously);
-    on timeout, report the probe's last failed assertion."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    last: AssertionError | None = None
-    while True:
-        try:
-            value = await probe()
-        except AssertionError as failed:
-            value, last = None, failed
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last check: {last}") from last
-        await asyncio.sleep(0.25)
 
 
 async def items(client: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
@@ -142,7 +125,8 @@ def _no_sftp_port(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_demo_seeds_the_whole_cycle_once(tmp_path: Path) -> None:
     async def first(client: httpx.AsyncClient) -> dict[str, Any]:
-        state: dict[str, Any] = await eventually(lambda: settled(client), within=90, what="the demo cycle")
+        state: dict[str, Any] = await eventually(lambda: settled(client), within=90, interval=0.25,
+                                                 what="the demo cycle", retry_on=(AssertionError,))
         return state
 
     state = await run_demo(tmp_path, first)
@@ -150,7 +134,8 @@ async def test_demo_seeds_the_whole_cycle_once(tmp_path: Path) -> None:
     # A restart on the same data directory: the seeds find their work done and create nothing.
     async def second(client: httpx.AsyncClient) -> dict[str, Any]:
         await asyncio.sleep(3)  # let anything a second seeding would publish travel through the bus
-        again: dict[str, Any] = await eventually(lambda: settled(client), within=90, what="the demo again")
+        again: dict[str, Any] = await eventually(lambda: settled(client), within=90, interval=0.25,
+                                                 what="the demo again", retry_on=(AssertionError,))
         return again
 
     again = await run_demo(tmp_path, second)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from referrals.bootstrap import definition
-from referrals.testkit import callers, eventually, make_referral
+from referrals.testkit import callers, make_referral
 
 import shared.runtime
 from shared.bus.base import BusUnavailable, Consumer, OutgoingMessage, RetryPolicy, Subscription
@@ -18,6 +18,7 @@ from shared.bus.inprocess import InProcessBus
 from shared.bus.message import HEADER_EVENT_TYPE
 from shared.contracts import EVENT_TYPES
 from shared.testing.app import service_harness
+from shared.testing.polling import eventually
 
 
 class OutageBus(InProcessBus):
@@ -74,7 +75,7 @@ async def test_a_service_started_during_a_broker_outage_serves_and_catches_up(
             ready = await runtime.readiness()
             return bool(ready["ready"]) and await runtime.relay.backlog() == 0
 
-        await eventually(caught_up, within=20)
+        await eventually(caught_up, within=20, interval=0.02)
         assert (await runtime.readiness())["consumer"] == "running"
         assert runtime.joining_bus is not None and runtime.joining_bus.done()
         topic = EVENT_TYPES.get("referral.received").topic.name

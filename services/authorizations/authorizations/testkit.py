@@ -4,13 +4,12 @@ harness, waiting helpers. Synthetic data only: CINs 9000000nA, surnames Testpers
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from authorizations.bootstrap import definition
@@ -24,8 +23,8 @@ from shared.contracts.values import MemberDemographics, Program, ServiceRequeste
 from shared.envelope import Envelope, new_event
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness
+from shared.testing.polling import eventually
 
-T = TypeVar("T")
 HUB = "hub-token"
 MCP_LACARE = "lacare-token"
 MCP_HEALTHNET = "healthnet-token"
@@ -81,19 +80,6 @@ async def publish(bus: Bus, *events: Envelope[Any]) -> None:
     await bus.publish([encode(e) for e in events])
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 15.0,
-                     interval: float = 0.05) -> T:
-    """Poll until the probe returns something truthy; fail after `within` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(interval)
-
-
 def published(harness: ServiceHarness, event_type: str) -> list[dict[str, Any]]:
     """Envelopes (as JSON) of one of our event types that reached the in-process bus."""
     return [json.loads(m.value) for m in harness.bus.read("authorizations.authorization.v1")  # type: ignore[attr-defined]
@@ -115,7 +101,7 @@ async def wait_published(harness: ServiceHarness, event_type: str, count: int = 
         found = published(harness, event_type)
         return found if len(found) >= count else []
 
-    return await eventually(probe)
+    return await eventually(probe, within=15.0)
 
 
 async def fire_timers(harness: ServiceHarness) -> int:

@@ -6,7 +6,7 @@ Synthetic data only: CINs 9000000xA, surname Testperson.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from shared.ids import uuid7
 from shared.runtime import ServiceRuntime
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness
+from shared.testing.polling import eventually
 from shared.x12.envelope import EnvelopeSpec, Party, build_interchange
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -95,7 +96,7 @@ class Kit:
                     tables.inbox.c.event_id == envelope.id))).first()
             return row is not None
 
-        await eventually(handled, what=f"{envelope.type} handled")
+        await eventually(handled, what=f"{envelope.type} handled", within=15.0)
 
     async def events(self, topic: str = "eligibility.eligibility.v1") -> list[Envelope[Any]]:
         """Every event the service published on a topic so far, once each (delivery is at least once)."""
@@ -104,7 +105,7 @@ class Kit:
         async def drained() -> bool:
             return await relay.backlog() == 0
 
-        await eventually(drained, what="outbox drained")
+        await eventually(drained, what="outbox drained", within=15.0)
         bus: Any = self.harness.bus
         seen: dict[Any, Envelope[Any]] = {}
         for message in await _read(bus, topic):
@@ -175,20 +176,6 @@ async def _read(bus: Any, topic: str) -> list[Any]:
     if asyncio.iscoroutine(result):
         result = await result
     return list(result)
-
-
-async def eventually(check: Callable[[], Any], *, what: str, within: float = 15.0) -> None:
-    """Wait until `check()` (sync or async) is truthy."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.05)
 
 
 def fixture_text(name: str) -> str:

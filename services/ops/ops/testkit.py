@@ -5,8 +5,7 @@ Synthetic data only (CINs like 90000001A, surnames like Testperson).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -145,14 +144,3 @@ class FlakyConsumer:
         for message in batch:
             await self.handle(message)
 
-
-async def wait_until(check: Callable[[], Awaitable[bool]], *, within: float = 15.0, interval: float = 0.05,
-                     ) -> None:
-    """Poll `check` until it is true; raises AssertionError after `within` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        if await check():
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)

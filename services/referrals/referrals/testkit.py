@@ -188,16 +188,3 @@ async def publish(bus: Any, *events: Envelope[Any]) -> None:
 
     await bus.publish([encode(e) for e in events])
 
-
-async def eventually(check: Any, *, within: float = 10.0, interval: float = 0.02) -> Any:
-    """Await `check()` until it returns a truthy value (returned), or fail after `within` seconds."""
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)

@@ -19,7 +19,6 @@ from authorizations.testkit import (
     HUB,
     MCP_LACARE,
     envelope,
-    eventually,
     fire_timers,
     member,
     mif_row,
@@ -38,6 +37,7 @@ from shared.identity import member_id_for
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness
 from shared.testing.kafka import delete_topics
+from shared.testing.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ async def test_on_postgres_referral_to_reauthorization_and_append_only_audit(pos
     async with running(tmp_path, clock, database_url=postgres_url) as h:
         referral = envelope(routed(1), at=T0)
         await publish(h.bus, referral)
-        auth = (await eventually(lambda: items(h)))[0]
+        auth = (await eventually(lambda: items(h), within=15.0))[0]
         r = await h.client.post(f"/v1/authorizations/{auth['id']}/decision", headers=h.headers(MCP_LACARE),
                                 json={"decision": "approved", "period_start": "2026-03-05",
                                       "mcp_authorization_number": "LAC-1"})
@@ -80,7 +80,7 @@ async def test_on_postgres_referral_to_reauthorization_and_append_only_audit(pos
         r = await h.client.get(f"/v1/authorizations/{auth['id']}", headers=h.headers(HUB))
         assert r.status_code == 200
         clock.set(datetime(2027, 2, 2, 8, 0, 1, tzinfo=UTC))
-        await eventually(lambda: _engaged(h))
+        await eventually(lambda: _engaged(h), within=15.0)
         await fire_timers(h)
         reauth = await wait_published(h, "authorization.reauth_requested")
         assert reauth[0]["correlation_id"] == str(referral.correlation_id)

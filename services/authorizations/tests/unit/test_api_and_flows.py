@@ -16,7 +16,6 @@ from authorizations.testkit import (
     MCP_HEALTHNET,
     MCP_LACARE,
     envelope,
-    eventually,
     fire_timers,
     mif_row,
     publish,
@@ -38,6 +37,7 @@ from shared.contracts.values import Program, Urgency
 from shared.identity import member_id_for
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness
+from shared.testing.polling import eventually
 
 T0 = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)  # Monday 09:00 Pacific
 
@@ -58,7 +58,7 @@ async def opened(h: ServiceHarness, n: int = 1, count: int = 1, **kwargs: Any) -
         items = await listed(h, member_id=member_id)
         return items if len(items) >= count else []
 
-    return (await eventually(probe))[0]
+    return (await eventually(probe, within=15.0))[0]
 
 
 async def decide(h: ServiceHarness, auth_id: str, body: dict[str, Any], token: str = HUB,
@@ -196,7 +196,7 @@ async def test_justice_involved_referral_is_authorized_presumptively(harness: Se
     async def confirmed() -> list[dict[str, Any]]:
         return [i for i in await listed(harness) if i["decision"] == "approved"]
 
-    item = (await eventually(confirmed))[0]
+    item = (await eventually(confirmed, within=15.0))[0]
     assert (item["mcp_authorization_number"], item["period_start"]) == ("LAC-77", "2026-02-20")
 
 
@@ -213,7 +213,7 @@ async def test_mif_rows_that_match_nothing_are_kept(tmp_path: Path, clock: Fixed
             items: list[dict[str, Any]] = r.json()["items"]
             return items if len(items) == 3 else []
 
-        found = await eventually(exceptions)
+        found = await eventually(exceptions, within=15.0)
         assert sorted(e["reason"] for e in found) == ["no_open_request", "unknown_benefit_status", "unknown_provider"]
         assert "Testperson" not in str(found)
         assignments = [i for i in await listed(h) if i["origin"] == "mcp_assignment"]
@@ -279,7 +279,7 @@ async def test_eligibility_lost_suspends_regained_resumes_plan_change_moves(harn
             return bool(await session.scalar(select(func.count()).select_from(inbox)
                                              .where(inbox.c.event_id == stale.id)))
 
-    await eventually(handled)
+    await eventually(handled, within=15.0)
     assert len(await wait_published(harness, "authorization.suspended")) == 1
     assert {i["status"] for i in await listed(harness)} == {"closed", "requested"}
 
@@ -298,7 +298,7 @@ async def test_expiring_reauthorizes_the_engaged_and_tasks_the_rest_then_expires
                            source="claims"),
                   envelope(eligibility(EligibilityVerified, 1, mcp_code="lacare", as_of=date(2027, 1, 1)), at=T0,
                            source="eligibility"))
-    await eventually(lambda: _engagement_known(harness))
+    await eventually(lambda: _engagement_known(harness), within=15.0)
     clock.set(datetime(2027, 2, 2, 8, 0, 1, tzinfo=UTC))  # 2027-02-02 00:00:01 Pacific: 30 days before the end
     await fire_timers(harness)
     expiring = await wait_published(harness, "authorization.expiring", 2)

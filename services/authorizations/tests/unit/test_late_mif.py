@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from authorizations.domain.mif import MifException, MifMatch, MifOutcome, reporting_month, set_aside_if_older
-from authorizations.testkit import HUB, envelope, eventually, mif_row, publish, routed
+from authorizations.testkit import HUB, envelope, mif_row, publish, routed
 
 from shared.identity import member_id_for
 from shared.testing.app import ServiceHarness
+from shared.testing.polling import eventually
 
 T0 = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
 
@@ -59,13 +60,13 @@ async def settled(h: ServiceHarness, file_id: str, rows: int) -> None:
         async with h.runtimes["authorizations"].uow() as uow:
             return all([await uow.mif.outcome_of(file_id, r) for r in range(1, rows + 1)])
 
-    await eventually(probe)
+    await eventually(probe, within=15.0)
 
 
 async def test_a_late_older_file_never_undoes_the_newer_one(harness: ServiceHarness) -> None:
     for n in (1, 2, 3):
         await publish(harness.bus, envelope(routed(n), at=T0, subject=f"ref_{n}"))
-    await eventually(lambda: _all_requested(harness))
+    await eventually(lambda: _all_requested(harness), within=15.0)
     # March: member 1 approved (then corrected to a shorter period), member 2 approved then discontinued.
     await publish(harness.bus, row(1, "mif_mar", "202603", row=1, number="LAC-1", start=date(2026, 3, 1),
                                    end=date(2027, 2, 28)),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from shared.envelope import new_event
 from shared.filestore import FileStore
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness
+from shared.testing.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +28,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NOW = datetime(2025, 3, 20, 17, 0, tzinfo=UTC)
 RW = ["claims:read", "claims:write"]
 KEYS = {"hub": make_caller("hub", "org_hub", scopes=RW), "cbo": make_caller("cbo", "org_cbo_a", scopes=RW)}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
 
 
 async def record(h: ServiceHarness, members: range) -> list[str]:
@@ -73,7 +65,7 @@ async def test_billing_flow_on_postgres(tmp_path: Path, postgres_url: str) -> No
             found = await h.client.get("/v1/claims?status=rejected", headers=h.headers("hub"))
             return len(found.json()["items"]) == 3
 
-        await eventually(rejected_all)
+        await eventually(rejected_all, within=60.0, interval=0.2)
         detail = (await h.client.get(f"/v1/claims/{ids[0]}", headers=h.headers("hub"))).json()
         assert [x["action"] for x in detail["history"]] == ["opened", "batched", "rejected_999"]
 
@@ -104,7 +96,7 @@ async def test_encounter_to_claim_batch_created_on_kafka(tmp_path: Path, postgre
                                            headers=h.headers("cbo"))
             return bool(response.json()["status"] == "recorded")
 
-        await eventually(recorded_fresh)
+        await eventually(recorded_fresh, within=60.0, interval=0.2)
         created = await h.client.post("/v1/claims/batches", json={"mcp_code": "healthnet"}, headers=h.headers("hub"))
         assert created.status_code == 201, created.text
         batch = created.json()
@@ -116,7 +108,7 @@ async def test_encounter_to_claim_batch_created_on_kafka(tmp_path: Path, postgre
             found[:] = [json.loads(m.value) for m in messages]
             return any(f["data"]["batch_id"] == batch["id"] for f in found)  # type: ignore[index]
 
-        await eventually(on_kafka)
+        await eventually(on_kafka, within=60.0, interval=0.2)
         event = next(f for f in found if f["data"]["batch_id"] == batch["id"])  # type: ignore[index]
         data = event["data"]
         assert event["type"] == "claim_batch.created" and data["file_kind"] == "837P"  # type: ignore[index]

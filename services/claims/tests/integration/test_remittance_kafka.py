@@ -4,9 +4,8 @@ claim.paid -> the CBO's payout.generated. (The gateway's SFTP leg is covered by 
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,20 +21,13 @@ from shared.envelope import new_event
 from shared.filestore import FileStore
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness
+from shared.testing.polling import eventually
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2025, 3, 28, 17, 0, tzinfo=UTC)
 RW = ["claims:read", "claims:write"]
 KEYS = {"hub": make_caller("hub", "org_hub", scopes=RW), "cbo": make_caller("cbo", "org_cbo_a", scopes=RW)}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 90.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
 
 
 async def on_topic(bus: Any, topic: str, event_type: str, match: Callable[[dict[str, Any]], bool]
@@ -47,7 +39,7 @@ async def on_topic(bus: Any, topic: str, event_type: str, match: Callable[[dict[
         found[:] = [m for m in messages if m["type"] == event_type and match(m["data"])]
         return bool(found)
 
-    await eventually(seen)
+    await eventually(seen, within=90.0, interval=0.2)
     return found[0]
 
 
@@ -74,7 +66,7 @@ async def test_encounter_to_payout_through_an_835_on_kafka(tmp_path: Path, postg
                                             json=testkit.encounter_body(91, external_id=f"r-91-{attempt}"))
             return bool(response.json()["status"] == "recorded")
 
-        await eventually(recorded)
+        await eventually(recorded, within=90.0, interval=0.2)
         created = await h_.client.post("/v1/claims/batches", json={"mcp_code": "healthnet"},
                                        headers=h_.headers("hub"))
         assert created.status_code == 201, created.text

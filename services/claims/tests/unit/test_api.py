@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from shared.envelope import new_event
 from shared.filestore import FileStore
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness
+from shared.testing.polling import eventually
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NOW = datetime(2025, 3, 20, 17, 0, tzinfo=UTC)
@@ -52,14 +53,6 @@ async def harness(tmp_path: Path, clock: FixedClock, billing: BillingConfigurati
 
 async def post(h: ServiceHarness, path: str, body: Any, who: str = "cbo", **headers: str) -> Any:
     return await h.client.post(path, json=body, headers=h.headers(who, **headers))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def published(h: ServiceHarness, topic: str, event_type: str) -> list[Any]:
@@ -106,7 +99,7 @@ async def test_encounter_is_recorded_priced_and_put_on_a_draft_claim(harness: Se
     assert detail["prior_authorization_number"] == "AUTH0001"
     assert detail["diagnosis_codes"] == ["Z5900", "Z5941"]
     assert [ln["diagnosis_pointers"] for ln in detail["lines"]] == [[1], [1, 2]]
-    await eventually(lambda: _has(harness, "claims.encounter.v1", "encounter.recorded", 2))
+    await eventually(lambda: _has(harness, "claims.encounter.v1", "encounter.recorded", 2), within=10.0)
 
 
 async def _has(h: ServiceHarness, topic: str, event_type: str, count: int) -> bool:
@@ -123,7 +116,7 @@ async def test_rejected_encounter_is_kept_with_every_reason(harness: ServiceHarn
     assert kept.json()["status"] == "rejected"
     listed = await harness.client.get("/v1/encounters?status=rejected", headers=harness.headers("cbo"))
     assert [e["id"] for e in listed.json()["items"]] == [body["id"]]
-    await eventually(lambda: _has(harness, "claims.encounter.v1", "encounter.rejected", 1))
+    await eventually(lambda: _has(harness, "claims.encounter.v1", "encounter.rejected", 1), within=10.0)
 
 
 @pytest.mark.parametrize(("change", "field", "rule"), [
@@ -217,7 +210,7 @@ async def test_batch_to_999_rejection_correction_277ca_replacement_and_void(harn
     text = store(harness).get(batch["file"]["uri"]).decode()
     assert validate_837p(text) == []
     assert "*X*005010X222A1~" in text and text.count("CLM*") == 3
-    await eventually(lambda: _has(harness, "claims.claim_batch.v1", "claim_batch.created", 1))
+    await eventually(lambda: _has(harness, "claims.claim_batch.v1", "claim_batch.created", 1), within=10.0)
     message = published(harness, "claims.claim_batch.v1", "claim_batch.created")[0]
     assert batch["file"]["sha256"].encode() in message.value
     assert set(await statuses(harness, claim_ids)) == {"batched"}
@@ -232,7 +225,7 @@ async def test_batch_to_999_rejection_correction_277ca_replacement_and_void(harn
     async def all_rejected() -> bool:
         return set(await statuses(harness, claim_ids)) == {"rejected"}
 
-    await eventually(all_rejected)
+    await eventually(all_rejected, within=10.0)
     first = await claim(harness, claim_ids[0])
     assert first["rejection_reasons"][0] == "999 IK5 R: rejected"
     assert [h["action"] for h in first["history"]][-1] == "rejected_999"
@@ -261,7 +254,7 @@ async def test_batch_to_999_rejection_correction_277ca_replacement_and_void(harn
     async def is_accepted() -> bool:
         return (await claim(harness, claim_ids[0]))["status"] == "accepted"
 
-    await eventually(is_accepted)
+    await eventually(is_accepted, within=10.0)
     assert (await claim(harness, claim_ids[0]))["payer_claim_number"] == "PCN777"
 
     # Replacement (7) and then a void (8) of the accepted claim: each a new claim quoting REF*F8.
@@ -290,12 +283,12 @@ async def test_partial_999_rejects_only_its_set_and_delivery_submits(harness: Se
     async def submitted() -> bool:
         return set(await statuses(harness, claim_ids)) == {"submitted"}
 
-    await eventually(submitted)
-    await eventually(lambda: _has(harness, "claims.claim.v1", "claim.submitted", 2))
+    await eventually(submitted, within=10.0)
+    await eventually(lambda: _has(harness, "claims.claim.v1", "claim.submitted", 2), within=10.0)
     # Both claims sit in set 0001 (one billing provider): the partial 999 accepts 0001 and rejects 0002.
     partial = (FIXTURES / "999" / "partial.x12").read_text().replace("AK1*HC*7*", "AK1*HC*1*")
     await deliver_acknowledgment(harness, FileKind.X12_999, partial)
-    await eventually(lambda: _has(harness, "claims.claim_batch.v1", "claim_batch.acknowledged", 1))
+    await eventually(lambda: _has(harness, "claims.claim_batch.v1", "claim_batch.acknowledged", 1), within=10.0)
     assert set(await statuses(harness, claim_ids)) == {"submitted"}
     # The same file again changes nothing (applied once by SHA-256).
     await deliver_acknowledgment(harness, FileKind.X12_999, partial)
@@ -315,7 +308,7 @@ async def test_277ca_partial_accepts_and_rejects_per_claim(harness: ServiceHarne
     async def answered() -> bool:
         return (await claim(harness, claim_ids[2]))["status"] == "rejected"
 
-    await eventually(answered)
+    await eventually(answered, within=10.0)
     assert await statuses(harness, claim_ids) == ["accepted", "rejected", "rejected"]
     reasons = (await claim(harness, claim_ids[2]))["rejection_reasons"]
     assert reasons == ["277CA A7:453 acknowledgement: rejected for invalid information - procedure code modifier(s) "

@@ -4,9 +4,8 @@ correlation id through encounter.recorded and every claim.* event; an encounter 
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from shared.filestore import FileStore
 from shared.ids import uuid7
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness
+from shared.testing.polling import eventually
 
 NOW = datetime(2025, 3, 20, 17, 0, tzinfo=UTC)
 RW = ["claims:read", "claims:write"]
@@ -39,14 +39,6 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield h
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def event_of(h: ServiceHarness, topic: str, event_type: str, subject: str) -> dict[str, Any]:
     """The one event of a type about a subject the relay published (waits for the relay)."""
     found: list[dict[str, Any]] = []
@@ -58,7 +50,7 @@ async def event_of(h: ServiceHarness, topic: str, event_type: str, subject: str)
                     if e["type"] == event_type and e["subject"] == subject]
         return bool(found)
 
-    await eventually(relayed)
+    await eventually(relayed, within=10.0)
     assert len(found) == 1, found
     return found[0]
 

@@ -8,7 +8,7 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +27,7 @@ from shared.envelope import new_event
 from shared.filestore import FileStore
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness
+from shared.testing.polling import eventually
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "835"
 NOW = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
@@ -92,14 +93,6 @@ async def payments(h: ServiceHarness, claim_id: str) -> list[dict[str, Any]]:
     return data
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def events(h: ServiceHarness, topic: str, event_type: str) -> list[dict[str, Any]]:
     """Events of a type the relay published (the relay runs in the background)."""
     found: list[dict[str, Any]] = []
@@ -119,7 +112,7 @@ async def published(h: ServiceHarness, topic: str, event_type: str, count: int =
         result[:] = await events(h, topic, event_type)
         return len(result) >= count
 
-    await eventually(enough)
+    await eventually(enough, within=20.0)
     return result
 
 
@@ -335,7 +328,7 @@ async def test_file_received_835_from_the_gateway_posts_through_the_same_functio
     async def posted() -> bool:
         return (await claim(harness, "CLM-1009"))["status"] == "paid"
 
-    await eventually(posted)
+    await eventually(posted, within=20.0)
     listing = (await harness.client.get("/v1/remittances", headers=harness.headers("hub"))).json()["items"]
     assert [r["trace_number"] for r in listing] == ["EFT0007"]
     history = (await claim(harness, "CLM-1008"))["history"][-1]

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from ops.bootstrap import definition
-from ops.testkit import HUB_KEY, FlakyConsumer, callers, messages, poison, referral_received, wait_until
+from ops.testkit import HUB_KEY, FlakyConsumer, callers, messages, poison, referral_received
 
 from shared.bus.base import RetryPolicy
 from shared.testing.app import ServiceHarness, service_harness
+from shared.testing.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ async def test_lag_dead_letters_and_replay_on_real_kafka(tmp_path: Path, ops_env
             dead = (await get(h, "/v1/ops/dead-letters"))["items"]
             return len(dead) == 2
 
-        await wait_until(two_dead_letters, within=90)
+        await eventually(two_dead_letters, within=90)
         assert {d["error_type"] for d in dead} == {"PermanentError"}
         assert {d["attempts"] for d in dead} == {1}  # a PermanentError is dead-lettered without retrying
         assert {d["event_id"] for d in dead} == {str(failing.id), None}  # the poison message has no event id
@@ -61,7 +62,7 @@ async def test_lag_dead_letters_and_replay_on_real_kafka(tmp_path: Path, ops_env
             mine, ops = rows.get((CONSUMER, REFERRALS)), rows.get(("ops", REFERRALS))
             return bool(mine and ops and mine["end"] == 5 and mine["lag"] == 0 and ops["lag"] == 0)
 
-        await wait_until(settled, within=90)
+        await eventually(settled, within=90)
         assert lag["dead_letter_topics"][REFERRALS + ".dlq"] == 2
         assert lag["errors"] == []
         flow = await get(h, "/v1/ops/flow")
@@ -77,7 +78,7 @@ async def test_lag_dead_letters_and_replay_on_real_kafka(tmp_path: Path, ops_env
         async def handled() -> bool:
             return (await get(h, f"/v1/ops/dead-letters/{target['id']}"))["replay_outcome"] == "handled"
 
-        await wait_until(handled, within=90)
+        await eventually(handled, within=90)
         assert consumer.handled.count(str(failing.id)) == 1
         evaluated = await h.client.post("/v1/ops/alerts/evaluate", headers=h.headers(HUB_KEY))
         assert evaluated.json()["bus_errors"] == []

@@ -29,12 +29,12 @@ from ops.testkit import (
     messages,
     poison,
     referral_received,
-    wait_until,
 )
 from sqlalchemy import func, select
 
 from shared.bus.base import RetryPolicy
 from shared.testing.app import ServiceHarness, service_harness
+from shared.testing.polling import eventually
 from shared.webhooks import verify_signature
 
 REFERRALS = "referrals.referral.v1"
@@ -80,7 +80,7 @@ async def journaled(h: ServiceHarness, count: int, **params: Any) -> list[dict[s
         found = (await get(h, "/v1/ops/journal", limit=500, **params))["items"]
         return len(found) >= count
 
-    await wait_until(enough)
+    await eventually(enough, within=15.0)
     return found
 
 
@@ -92,7 +92,7 @@ async def dead_letters(h: ServiceHarness, count: int, status: str = "pending") -
         found = (await get(h, "/v1/ops/dead-letters", status=status))["items"]
         return len(found) >= count
 
-    await wait_until(enough)
+    await eventually(enough, within=15.0)
     return found
 
 
@@ -234,7 +234,7 @@ async def test_a_dead_letter_is_replayed_through_the_outbox_and_handled(h: Servi
         item = (await get(h, f"/v1/ops/dead-letters/{dead['id']}"))
         return item["replay_outcome"] == "handled"
 
-    await wait_until(handled)
+    await eventually(handled, within=15.0)
     assert consumer.handled == [str(referral.id)]
     detail = await get(h, f"/v1/ops/dead-letters/{dead['id']}")
     assert detail["status"] == "replayed" and detail["replay_count"] == 1 and len(detail["history"]) == 1
@@ -361,7 +361,7 @@ async def test_an_alert_fires_once_resolves_once_and_is_delivered_signed(h: Serv
     async def both_sent() -> bool:
         return len(sender.sent) == 2
 
-    await wait_until(both_sent)  # the service's own deliverer sends them
+    await eventually(both_sent, within=15.0)  # the service's own deliverer sends them
     assert {url for url, _, _ in sender.sent} == {"http://alerts.test/hook"}
     bodies = [json.loads(body) for _, body, _ in sender.sent]
     assert sorted(b["type"] for b in bodies) == ["ops.alert.firing", "ops.alert.resolved"]
@@ -370,7 +370,7 @@ async def test_an_alert_fires_once_resolves_once_and_is_delivered_signed(h: Serv
     async def recorded() -> bool:
         return [e["delivered"] for e in await get(h, "/v1/ops/alerts/history")] == [1, 1]
 
-    await wait_until(recorded)
+    await eventually(recorded, within=15.0)
     [destination] = await get(h, "/v1/ops/alerts/destinations")
     assert destination["delivered"] == 2 and "secret" not in destination
     removed = await h.client.delete(f"/v1/ops/alerts/destinations/{destination['id']}", headers=h.headers(HUB_KEY))

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from referrals.bootstrap import definition
 from referrals.models import Referral, ReferralTimeline, audit_event, platform, webhooks
-from referrals.testkit import callers, eventually, make_referral
+from referrals.testkit import callers, make_referral
 from sqlalchemy import func, insert, select
 
 from shared.bus.message import decode
 from shared.testing.app import ServiceHarness, service_harness
+from shared.testing.polling import eventually
 from shared.webhooks import Audience
 
 pytestmark = pytest.mark.integration
@@ -99,8 +100,8 @@ async def test_a_refused_submission_writes_nothing(postgres_url: str, tmp_path: 
             return by_referral if len(events) >= 7 else None
 
         expected = ["referral.received", "referral.routed", "referral.status_changed"]
-        assert await eventually(published) == {created.json()["id"]: [*expected, "referral.status_changed"],
-                                               again.json()["id"]: expected}
+        assert await eventually(published, within=10.0, interval=0.02) == {
+            created.json()["id"]: [*expected, "referral.status_changed"], again.json()["id"]: expected}
 
 
 async def test_concurrent_requests_with_one_key_create_one_referral(postgres_url: str, tmp_path: Path) -> None:

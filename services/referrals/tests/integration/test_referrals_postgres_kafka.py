@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from referrals.bootstrap import definition
-from referrals.testkit import approved, callers, eventually, make_referral, publish, requested
+from referrals.testkit import approved, callers, make_referral, publish, requested
 
 from shared.bus.message import decode
 from shared.testing.app import service_harness
+from shared.testing.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ async def test_intake_duplicates_tenancy_and_loop_on_postgres(postgres_url: str,
             body = (await h.client.get(f"/v1/referrals/{rid}", headers=h.headers("hub"))).json()
             return bool(body["status"] == "accepted")
 
-        await eventually(accepted)
+        await eventually(accepted, within=10.0, interval=0.02)
 
 
 async def test_a_posted_referral_is_routed_on_real_kafka(postgres_url: str, kafka_bootstrap: str,

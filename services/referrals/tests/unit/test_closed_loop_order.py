@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from referrals.domain.succession import AuthorizationLink, current_authorization
-from referrals.testkit import approved, closed, eventually, expired, make_referral, publish, requested
+from referrals.testkit import approved, closed, expired, make_referral, publish, requested
 from sqlalchemy import func, select
 
 from shared.envelope import Envelope
 from shared.testing.app import ServiceHarness
+from shared.testing.polling import eventually
 
 T0 = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 
@@ -59,7 +60,7 @@ async def deliver(h: ServiceHarness, *events: Envelope[Any]) -> None:
                 return bool(await session.scalar(select(func.count()).select_from(inbox)
                                                  .where(inbox.c.event_id == event_id)))
 
-        await eventually(handled)
+        await eventually(handled, within=10.0, interval=0.02)
 
 
 async def loop_of(h: ServiceHarness, referral_id: str) -> tuple[Any, ...]:

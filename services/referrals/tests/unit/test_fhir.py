@@ -10,9 +10,10 @@ import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 from referrals.fhir import REQUEST_STATUS, TASK_STATUS, fhir_path, submission_from_fhir
-from referrals.testkit import approved, eventually, make_service_request, publish, requested
+from referrals.testkit import approved, make_service_request, publish, requested
 
 from shared.testing.app import ServiceHarness
+from shared.testing.polling import eventually
 
 FHIR_JSON = "application/fhir+json"
 
@@ -90,7 +91,7 @@ async def test_round_trip_service_request_in_task_out(harness: ServiceHarness) -
         body = (await harness.client.get(f"/fhir/r4/Task/{fhir_id}", headers=harness.headers("cbo_a"))).json()
         return body if body["status"] == "accepted" else None
 
-    task = Task.model_validate(await eventually(accepted))
+    task = Task.model_validate(await eventually(accepted, within=10.0, interval=0.02))
     assert task.output[0].valueIdentifier.value == "auth_f"
 
     again = await harness.client.get(f"/fhir/r4/ServiceRequest/{fhir_id}", headers=harness.headers("cbo_a"))

@@ -13,7 +13,6 @@ from referrals.testkit import (
     closed,
     denied,
     encounter,
-    eventually,
     expired,
     make_referral,
     publish,
@@ -26,6 +25,7 @@ from sqlalchemy import select
 
 from shared.bus.message import decode
 from shared.testing.app import ServiceHarness
+from shared.testing.polling import eventually
 
 TOPIC = "referrals.referral.v1"
 
@@ -52,7 +52,7 @@ async def wait_for_status(h: ServiceHarness, referral_id: str, status: str) -> d
         body = (await get(h, referral_id)).json()
         return body if body["status"] == status else None
 
-    result: dict[str, Any] = await eventually(check)
+    result: dict[str, Any] = await eventually(check, within=10.0, interval=0.02)
     return result
 
 
@@ -72,7 +72,7 @@ async def test_a_referral_is_stored_routed_and_announced(harness: ServiceHarness
         found = [e for e in events_on_topic(harness) if e.subject == body["id"]]
         return found if len(found) == 3 else []
 
-    received, routed, changed = await eventually(announced)
+    received, routed, changed = await eventually(announced, within=10.0, interval=0.02)
     assert (received.type, routed.type, changed.type) == ("referral.received", "referral.routed",
                                                           "referral.status_changed")
     assert routed.data.mcp_code == "lacare" and routed.data.member.cin == "90000001A"
@@ -283,7 +283,7 @@ async def test_older_eligibility_news_does_not_overwrite_newer(harness: ServiceH
                                   headers=harness.headers("hub"))
         return None
 
-    assert (await eventually(routed_somewhere))["mcp_code"] == "healthnet"
+    assert (await eventually(routed_somewhere, within=10.0, interval=0.02))["mcp_code"] == "healthnet"
 
 
 @ON_BOTH_DATABASES
@@ -304,7 +304,7 @@ async def test_the_loop_follows_authorization_and_encounter_events(harness: Serv
         body = (await get(harness, rid)).json()
         return body if any(t["detail"].get("superseded") for t in body["timeline"]) else None
 
-    still = await eventually(superseded)
+    still = await eventually(superseded, within=10.0, interval=0.02)
     assert still["status"] == "in_service" and still["authorization_id"] == "auth_2"
     await publish(harness.bus, closed("auth_2", reason="member moved out of county"))
     done = await wait_for_status(harness, rid, "closed")
@@ -318,7 +318,7 @@ async def test_the_loop_follows_authorization_and_encounter_events(harness: Serv
                  if e.subject == rid and e.type == "referral.status_changed"]
         return found if len(found) == 5 else []
 
-    assert await eventually(loop_events) == statuses
+    assert await eventually(loop_events, within=10.0, interval=0.02) == statuses
     # Withdrawing a closed referral is refused.
     refused = await harness.client.post(f"/v1/referrals/{rid}/withdraw", json={"reason": "late"},
                                         headers=harness.headers("cbo_a"))

@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from referrals.testkit import approved, eventually, make_referral, publish, requested
+from referrals.testkit import approved, make_referral, publish, requested
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from shared.testing.app import ServiceHarness
+from shared.testing.polling import eventually
 from shared.webhooks import (
     SIGNATURE_HEADER,
     HttpxWebhookSender,
@@ -128,7 +129,7 @@ async def test_a_receiver_that_fails_three_times_then_succeeds_gets_the_event_on
     async def delivered() -> Any:
         return receiver.successes() or None
 
-    await eventually(delivered)
+    await eventually(delivered, within=10.0, interval=0.02)
     await asyncio.sleep(0.3)  # several poll intervals: nothing more may arrive
     assert [c[0] for c in receiver.calls] == [500, 500, 500, 200]
     _, headers, body = receiver.successes()[0]
@@ -155,7 +156,7 @@ async def test_a_receiver_that_fails_three_times_then_succeeds_gets_the_event_on
     async def twice() -> Any:
         return len(receiver.successes()) == 2 or None
 
-    await eventually(twice)
+    await eventually(twice, within=10.0, interval=0.02)
     assert receiver.successes()[1][2] == body  # the same body, signed again
 
 
@@ -176,7 +177,7 @@ async def test_every_status_change_is_delivered_only_to_those_who_may_see_it(
     async def all_arrived() -> Any:
         return len(receiver.calls) == 6 or None  # 3 changes x (cbo_a, hub)
 
-    await eventually(all_arrived)
+    await eventually(all_arrived, within=10.0, interval=0.02)
     await asyncio.sleep(0.2)
     assert len(receiver.calls) == 6
     assert statuses("a") == statuses("hub") == ["accepted", "requested", "routed"]

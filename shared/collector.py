@@ -28,6 +28,7 @@ def tune_for_serving() -> None:
     """Freeze what exists now (built at startup, lives as long as the process) and set `SERVING_THRESHOLDS`.
 
     Call once, when startup is done."""
+    gc.collect()  # startup's own cyclic garbage goes now, not into the frozen generation for good
     gc.freeze()
     gc.set_threshold(*SERVING_THRESHOLDS)
 

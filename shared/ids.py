@@ -54,7 +54,15 @@ class Uuid7Generator:
         return UUID(int=value)
 
 
+    def _after_fork(self) -> None:
+        # A forked child inherits the pool of random values and the counter: drawing from them would give the
+        # parent's ids again.
+        self._randoms = []
+        self._lock = threading.Lock()
+
+
 _GENERATOR = Uuid7Generator()
+os.register_at_fork(after_in_child=_GENERATOR._after_fork)
 
 
 def uuid7() -> UUID:

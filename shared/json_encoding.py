@@ -12,11 +12,15 @@ from typing import Any
 
 import orjson
 
-_OPTIONS = orjson.OPT_NON_STR_KEYS
+# Datetimes and dataclasses are refused, as `json.dumps` refuses them: a value meant for a JSON column is made
+# JSON-ready by its owner (ISO dates, model_dump(mode="json")), not formatted here by accident.
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def to_json_bytes(value: Any) -> bytes:
-    """`value` as compact UTF-8 JSON. Raises TypeError for what JSON cannot hold (a Decimal, a set)."""
+    """`value` as compact UTF-8 JSON. Raises TypeError (orjson.JSONEncodeError) for a Decimal, a set, a datetime
+    or a dataclass. Unlike `json.dumps`, NaN and infinities become null and UUIDs and enums are written as
+    their text."""
     return orjson.dumps(value, option=_OPTIONS)
 
 

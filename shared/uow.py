@@ -46,13 +46,11 @@ class UnitOfWork:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if self._untouched():
-            self._events = []
-            return
         try:
-            await self.rollback()
+            await self.rollback()  # subclasses discard what they staged; the session is asked only if touched
         finally:
-            await self.session.close()
+            if not self._untouched():
+                await self.session.close()
 
     def _untouched(self) -> bool:
         # A session that never began a transaction and holds no object has nothing to flush, commit, roll back

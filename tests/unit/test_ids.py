@@ -77,3 +77,24 @@ def test_threads_drawing_at_once_get_distinct_ids() -> None:
     everything = [value for bucket in made for value in bucket]
     assert len(set(everything)) == 20_000
     assert all(bucket == sorted(bucket) for bucket in made)
+    # Distinct without their random bits too: no two threads took the same counter under the same stamp.
+    assert len({value >> 64 for value in everything}) == 20_000
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    import os
+
+    uuid7()  # the process's generator holds a pool of random values now
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(read)
+        os.write(write, uuid7().bytes)
+        os._exit(0)
+    os.close(write)
+    from_child = os.read(read, 16)
+    os.close(read)
+    os.waitpid(child, 0)
+    from_parent = uuid7().bytes
+    # The same stamp and counter can happen in two processes; the 62 random bits must not repeat.
+    assert from_child[8:] != from_parent[8:]

@@ -283,7 +283,7 @@ class ReferralsUnitOfWork(UnitOfWork):
     async def flush(self) -> None:
         """Write staged timeline entries, queue staged webhook notices, then events and pending changes."""
         staged = self.referrals.take_unwritten_timeline()
-        if staged:
+        if staged:  # before the ORM's flush of the referral itself: fine, the timeline has no foreign key to it
             await self.session.execute(insert(_table(ReferralTimeline)), [entry.row() for entry in staged])
         notices, self.notices = self.notices, []
         for notice in notices:

@@ -12,8 +12,21 @@ from typing import Any
 from harness import CBO_A_NPI, Accountant, Cluster, Tenants, all_pages, eventually, get_json, lacare_mif, referral_body
 from payer import PickedUp837, build_277ca, build_999, read_837
 
+from shared.reference.calendar import PACIFIC
+
 _control = itertools.count(700)
 _file_seq = itertools.count(1)
+
+
+def california_today() -> date:
+    """Today in California: service dates, periods and "in the future" are California dates for CalHub. Between
+    midnight UTC and midnight Pacific the UTC date is already tomorrow's."""
+    return datetime.now(PACIFIC).date()
+
+
+def california_month() -> str:
+    """This month in California as a MIF period (CCYYMM)."""
+    return f"{california_today():%Y%m}"
 
 
 def next_control() -> int:
@@ -125,7 +138,7 @@ async def upload_mif(cluster: Cluster, rows: Sequence[Mapping[str, Any]], *, per
     """L.A. Care posts a Member Information File with these rows; returns the file name."""
     # L.A. Care names a MIF by its reporting period only; a second file of the same period is a correction
     # (not a duplicate: the gateway deduplicates by content, not by name).
-    name, content = lacare_mif(rows, period or f"{datetime.now(UTC):%Y%m}")
+    name, content = lacare_mif(rows, period or california_month())
     await cluster.upload("lacare", name, content)
     return name
 
@@ -133,7 +146,7 @@ async def upload_mif(cluster: Cluster, rows: Sequence[Mapping[str, Any]], *, per
 def approval_row(member: Mapping[str, Any], number: str, *, start: date | None = None, months: int = 12,
                  status: str = "Authorized", npi: str = CBO_A_NPI, end: date | None = None) -> dict[str, Any]:
     """A MIF row approving ECM for the member (12 months from today unless told otherwise)."""
-    begin = start or datetime.now(UTC).date()
+    begin = start or california_today()
     finish = end or (begin + timedelta(days=round(months * 30.44)) - timedelta(days=1))
     return {"member": member, "auth_number": number, "start": begin, "end": finish, "status": status, "npi": npi,
             "pof_codes": ["1a", "3"]}
@@ -174,7 +187,7 @@ def encounter_body(member: Mapping[str, Any], *, service_date: date | None = Non
                                    "state": "CA", "zip": member["address"]["zip"]}},
             "rendering_provider": {"npi": CBO_A_NPI, "last_name": "Worker", "first_name": "Casey"},
             "program": "ecm", "hcpcs": hcpcs, "modifiers": list(modifiers), "units": "1",
-            "service_date": (service_date or datetime.now(UTC).date()).isoformat(), "place_of_service": "11",
+            "service_date": (service_date or california_today()).isoformat(), "place_of_service": "11",
             "diagnosis_codes": ["Z59.00"], "mcp_code": mcp_code}
 
 

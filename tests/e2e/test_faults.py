@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from flows import (
     approval_row,
     authorizations,
     batch_now,
+    california_month,
     correlation_of,
     encounter_body,
     files,
@@ -195,7 +195,7 @@ async def test_duplicate_deliveries_change_nothing(live: Cluster, tenants: Tenan
 
     # The same MIF file again over SFTP: recognized as a duplicate, its rows are not published again.
     rows = [approval_row(item.member, f"LAC-{item.member['cin']}")]
-    name, content = lacare_mif(rows, f"{datetime.now(UTC):%Y%m}")
+    name, content = lacare_mif(rows, california_month())
     await live.upload("lacare", name, content)
     await live.upload("lacare", name, content)
 
@@ -245,7 +245,7 @@ async def test_gateway_crash_mid_upload_processes_nothing_partial(live: Cluster,
     the MCP's retry is processed exactly once."""
     people = [members.next() for _ in range(3)]
     name, content = lacare_mif([approval_row(p, f"LAC-CRASH-{p['cin']}") for p in people],
-                               f"{datetime.now(UTC):%Y%m}")
+                               california_month())
     half = len(content) // 2
     with contextlib.suppress(Exception):  # the connection dies with the gateway
         async with live.sftp("lacare") as sftp:
@@ -282,7 +282,7 @@ async def test_gateway_crash_mid_direct_upload_processes_nothing_partial(live: C
                                                                         members: Members) -> None:
     people = [members.next() for _ in range(3)]
     name, content = lacare_mif([approval_row(p, f"LAC-DIRECT-{p['cin']}") for p in people],
-                               f"{datetime.now(UTC):%Y%m}")
+                               california_month())
     half = len(content) // 2
     with contextlib.suppress(Exception):  # the connection dies with the gateway
         async with live.sftp("lacare") as sftp:

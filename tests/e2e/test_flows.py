@@ -14,6 +14,7 @@ from flows import (
     approval_row,
     authorizations,
     batch_now,
+    california_today,
     claims,
     correlation_of,
     encounter_body,
@@ -111,7 +112,7 @@ async def test_remittance_is_reconciled_and_pays_the_cbo(live: Cluster, tenants:
     assert [r for r in remittances if r.get("trace_number") == trace], remittances
 
     # The hub pays CBO A what was collected for it, less the hub's fee.
-    today = now.date()
+    today = california_today()
     async with live.client("claims", tenants.hub.key) as client:
         response = await client.post("/v1/payouts", json={"cbo_organization_id": tenants.cbo_a.organization_id,
                                                          "period_start": (today - timedelta(days=1)).isoformat(),
@@ -160,7 +161,7 @@ async def test_mcp_assignment_without_referral(live: Cluster, tenants: Tenants, 
 async def test_eligibility_lost_suspends_and_refuses_encounters(live: Cluster, tenants: Tenants,
                                                                  members: Members) -> None:
     [item] = await onboard(live, tenants, [members.next()])
-    today = datetime.now(UTC).date()
+    today = california_today()
     async with live.client("eligibility", tenants.hub.key) as eligibility:
         response = await eligibility.post(f"/v1/members/{item.member['cin']}/enrollment", json={
             "mcp_code": "lacare", "active": False, "as_of": today.isoformat(), "reason": "disenrolled"})
@@ -186,7 +187,7 @@ async def test_expiry_opens_a_reauthorization(live: Cluster, tenants: Tenants, m
     # Engagement: an in-person encounter (outreach attempts do not count).
     assert (await post_encounter(live, tenants, encounter_body(item.member)))["status"] == "recorded"
     # The MCP shortens the period in a corrected MIF: it now ends in 10 days, inside the 30-day notice.
-    today = datetime.now(UTC).date()
+    today = california_today()
     await upload_mif(live, [approval_row(item.member, f"LAC-{item.member['cin']}", start=today,
                                          end=today + timedelta(days=10))])
 

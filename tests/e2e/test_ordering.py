@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +16,7 @@ import pytest
 from flows import (
     approval_row,
     authorization,
+    california_today,
     correlation_of,
     encounter_body,
     files,
@@ -51,7 +52,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 def _today() -> date:
-    return datetime.now(UTC).date()
+    return california_today()
 
 
 async def _encounter(cluster: Cluster, tenants: Tenants, member: dict[str, Any], on: date) -> dict[str, Any]:

@@ -176,8 +176,11 @@ async def hold_pending(session: AsyncSession, tables: PlatformTables, kind: str,
              .where(timer.c.kind == kind, timer.c.subject == subject, timer.c.status == TimerStatus.PENDING.value)
              .limit(1))
     if session.get_bind().dialect.name == "postgresql":
-        # SQLite needs nothing: BEGIN IMMEDIATE already keeps the scheduler out until the caller commits.
-        query = query.with_for_update(skip_locked=True)
+        # FOR SHARE: holders queuing work at the same moment share the one timer (an exclusive lock made each of
+        # them skip it and schedule another: more, smaller referral files), while the scheduler's FOR UPDATE
+        # still skips a held timer and a holder still skips one being fired. SQLite needs nothing: BEGIN
+        # IMMEDIATE already keeps the scheduler out until the caller commits.
+        query = query.with_for_update(read=True, skip_locked=True)
     found: UUID | None = await session.scalar(query)
     return found
 

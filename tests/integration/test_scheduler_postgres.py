@@ -173,6 +173,22 @@ async def test_a_held_timer_fires_only_once_its_holder_committed(db: ServiceData
     assert await effect_counts(db) == (1, 1)
 
 
+async def test_holders_at_the_same_moment_share_one_timer_which_waits_for_both(db: ServiceDatabase) -> None:
+    # Two requests queued for the same MCP at once: both count on the one pending timer (no second timer, no
+    # second file), and it fires only once neither holds it any more.
+    [held] = await make_due_timers(db, 1)
+    async with instance_engine(db) as engine:
+        scheduler = make_scheduler(db, engine, effect_recorder(db, "a"))
+        async with UnitOfWork(db.sessions, db.tables) as first, UnitOfWork(db.sessions, db.tables) as second:
+            assert await hold_pending(first.session, first.tables, DECISION, "auth-0") == held
+            assert await hold_pending(second.session, second.tables, DECISION, "auth-0") == held
+            await first.commit()
+            assert await scheduler.fire_due() == 0  # the second still holds it
+            await second.commit()
+        assert await scheduler.fire_due() == 1
+    assert await effect_counts(db) == (1, 1)
+
+
 async def test_a_timer_being_fired_is_not_held(db: ServiceDatabase) -> None:
     # It has read what it collects already and reads pending until it commits: the caller needs its own timer.
     await make_due_timers(db, 1)

@@ -15,6 +15,16 @@ from shared.envelope import new_event
 from shared.identity import member_id_for
 
 
+async def delivered_in_order(kit: Any, *events: Any) -> tuple[Any, list[Any]]:
+    """Deliver `events` one after the other; auth_1's tracked row and the member's served authorizations then."""
+    for event in events:
+        await kit.deliver(event)
+    async with kit.uow() as uow:
+        row = await uow.authorizations.get("auth_1")
+        served = list(await uow.authorizations.services_for(member_id_for("90000001A")))
+    return row, served
+
+
 @pytest.mark.parametrize(("current", "incoming", "kept"), [
     (None, "requested", "requested"),
     ("requested", "active", "active"),
@@ -37,11 +47,7 @@ def test_the_newest_decision_sets_the_period() -> None:
 
 async def test_approval_before_request_keeps_the_member_served(kit: Any) -> None:
     requested, approved = kit.authorization()
-    await kit.deliver(approved)
-    await kit.deliver(requested)
-    async with kit.uow() as uow:
-        row = await uow.authorizations.get("auth_1")
-        served = await uow.authorizations.services_for(member_id_for("90000001A"))
+    row, served = await delivered_in_order(kit, approved, requested)
     assert row.status == "active" and (row.period_start, row.period_end) == (date(2026, 1, 1), date(2026, 12, 31))
     assert [s.program for s in served] == ["ecm"]
 
@@ -51,11 +57,7 @@ async def test_a_closure_before_the_approval_is_never_undone(kit: Any) -> None:
     closed = new_event(AuthorizationClosed(authorization_id="auth_1", mcp_code="lacare", reason="plan_changed",
                                            effective=date(2026, 3, 1)),
                        subject="auth_1", source="authorizations", member_id=member_id_for("90000001A"))
-    for event in (closed, approved, requested):
-        await kit.deliver(event)
-    async with kit.uow() as uow:
-        row = await uow.authorizations.get("auth_1")
-        served = await uow.authorizations.services_for(member_id_for("90000001A"))
+    row, served = await delivered_in_order(kit, closed, approved, requested)
     assert row.status == "closed" and served == []
 
 
@@ -67,10 +69,6 @@ async def test_two_approvals_swapped_keep_the_newest_period(kit: Any) -> None:
     modified = new_event(first.model_copy(update={"decided_at": first.decided_at + timedelta(days=40),
                                                   "period_end": date(2026, 6, 30), "modified": True}),
                          subject="auth_1", source="authorizations", member_id=member_id_for("90000001A"))
-    for event in (requested, modified, approved):
-        await kit.deliver(event)
-    async with kit.uow() as uow:
-        row = await uow.authorizations.get("auth_1")
-        served = await uow.authorizations.services_for(member_id_for("90000001A"))
+    row, served = await delivered_in_order(kit, requested, modified, approved)
     assert row.status == "active" and (row.period_start, row.period_end) == (date(2026, 1, 1), date(2026, 6, 30))
     assert [(s.start, s.end) for s in served] == [(date(2026, 1, 1), date(2026, 6, 30))]

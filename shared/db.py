@@ -223,8 +223,7 @@ def _cast(column_type: TypeEngine[Any]) -> str:
 @dataclass(frozen=True)
 class _InsertShape:
     sql: str
-    json_columns: tuple[bool, ...]  # per column: asyncpg takes JSON as text (SQLAlchemy registers a text codec)
-    json_positions: tuple[int, ...]  # the same, as the positions of the JSON columns
+    json_positions: tuple[int, ...]  # asyncpg takes JSON as text (SQLAlchemy registers a text codec for it)
 
 
 @functools.lru_cache(maxsize=256)
@@ -236,17 +235,16 @@ def _insert_shape(table: Table, qualified_name: str, names: tuple[str, ...], man
     columns = [table.c[name] for name in names]
     quoted = ", ".join(f'"{name}"' for name in names)
     into = f"INSERT INTO {qualified_name} ({quoted})"
-    json_columns = tuple(isinstance(c.type, JSON) for c in columns)
-    json_positions = tuple(n for n, is_json in enumerate(json_columns) if is_json)
+    json_positions = tuple(n for n, c in enumerate(columns) if isinstance(c.type, JSON))
     placeholders = [f"${first_parameter + n}::{_cast(c.type)}{'[]' if many else ''}"
                     for n, c in enumerate(columns, start=1)]
     if not many:  # scalars: an array per column costs the driver several times as much to encode
         sql = f"{into} SELECT {', '.join(placeholders)}{f' FROM {source}' if source else ''}{suffix}"  # noqa: S608
-        return _InsertShape(sql, json_columns, json_positions)
+        return _InsertShape(sql, json_positions)
     selected = ", ".join(f'r."{name}"' for name in names)
     sql = (f"{into} SELECT {selected} FROM {f'{source}, ' if source else ''}unnest({', '.join(placeholders)}) "  # noqa: S608
            f"WITH ORDINALITY AS r({quoted}, ordinal) ORDER BY r.ordinal{suffix}")
-    return _InsertShape(sql, json_columns, json_positions)
+    return _InsertShape(sql, json_positions)
 
 
 def insert_rows_sql(connection: DriverConnection, table: Table, rows: Sequence[Mapping[str, Any]], binds: Binds,
@@ -261,16 +259,16 @@ def insert_rows_sql(connection: DriverConnection, table: Table, rows: Sequence[M
     names = tuple(rows[0])
     many = len(rows) > 1
     shape = _insert_shape(table, connection.name_of(table), names, many, len(binds.values), source, suffix)
-    dumps = to_json_text
-    if many:
-        for name, is_json in zip(names, shape.json_columns, strict=True):
-            column = [row[name] for row in rows]
-            binds.values.append([None if v is None else dumps(v) for v in column] if is_json else column)
+    if many:  # one array per column
+        arrays = [[row[name] for row in rows] for name in names]
+        for position in shape.json_positions:
+            arrays[position] = [None if v is None else to_json_text(v) for v in arrays[position]]
+        binds.values.extend(arrays)
     else:
         row = rows[0]
         values = [row[name] for name in names]
         for position in shape.json_positions:
             if values[position] is not None:
-                values[position] = dumps(values[position])
+                values[position] = to_json_text(values[position])
         binds.values.extend(values)
     return shape.sql

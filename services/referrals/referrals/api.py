@@ -245,9 +245,10 @@ def _instant(moment: datetime) -> str:
     return service.as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
-def _summary_data(referral: Referral) -> dict[str, Any]:
-    # JSON-ready, field for field in `ReferralSummary`'s order: the row's values are what the model would hold
-    # (statuses, programs and urgencies are stored as their enum values).
+def summary_of(referral: Referral) -> dict[str, Any]:
+    """The PHI-free summary of a referral as JSON-ready data (`ReferralSummary`)."""
+    # Field for field in the model's order: the row's values are what the model would hold (statuses, programs
+    # and urgencies are stored as their enum values).
     return {
         "id": referral.id, "status": referral.status, "status_changed_at": _instant(referral.status_changed_at),
         "status_date": service.pacific_date(referral.status_changed_at).isoformat(),
@@ -261,11 +262,6 @@ def _summary_data(referral: Referral) -> dict[str, Any]:
     }
 
 
-def summary_of(referral: Referral) -> dict[str, Any]:
-    """The PHI-free summary of a referral as JSON-ready data (`ReferralSummary`)."""
-    return _summary_data(referral)
-
-
 def detail_of(referral: Referral, timeline: Sequence[TimelineRecord]) -> dict[str, Any]:
     """The full referral (PHI) with its timeline, as JSON-ready data (`ReferralOut`).
 
@@ -273,7 +269,7 @@ def detail_of(referral: Referral, timeline: Sequence[TimelineRecord]) -> dict[st
     the model's validation and serialization cost a twentieth of it. Tests hold it to the model (it must
     validate as `ReferralOut` and dump back to itself)."""
     return {
-        **_summary_data(referral), "member": referral.member, "requested_mcp_code": referral.requested_mcp_code,
+        **summary_of(referral), "member": referral.member, "requested_mcp_code": referral.requested_mcp_code,
         "expedited_reason": referral.expedited_reason, "referring_npi": referral.referring_npi,
         "referring": referral.referring, "notes": referral.notes, "consent": referral.consent,
         "external_identifiers": referral.external_identifiers,

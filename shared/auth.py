@@ -385,6 +385,7 @@ class AuthStore:
                  clock: Callable[[], float] = time.monotonic, engine: AsyncEngine | None = None) -> None:
         self._sessions = sessions
         self._cache = _VerifiedCache(cache_ttl, cache_size, clock)
+        self._looking_up: dict[str, asyncio.Future[Caller | None]] = {}  # digest -> the lookup in flight
         # key id -> (expires, active): the same TTL as verifications, so a session notices a revocation as
         # soon as a request with the key itself would.
         self._active: dict[str, tuple[float, bool]] = {}
@@ -501,7 +502,24 @@ class AuthStore:
         cached = self._cache.get(digest)
         if cached is not None:
             return cached
-        key_id, secret = match.groups()
+        # One lookup per key at a time: when a busy key's cache entry expires, every request that arrives
+        # before the lookup answers waits for that one lookup. Each running its own would make the lookups
+        # slower, let more requests miss meanwhile, and stall the whole process.
+        lookup = self._looking_up.get(digest)
+        if lookup is None:
+            key_id, secret = match.groups()
+            lookup = asyncio.ensure_future(self._look_up(digest, key_id, secret))
+            self._looking_up[digest] = lookup
+            lookup.add_done_callback(lambda done: self._looked_up(digest, done))
+        # Shielded: a waiter that is cancelled (its client went away) does not cancel the others' lookup.
+        return await asyncio.shield(lookup)
+
+    def _looked_up(self, digest: str, lookup: asyncio.Future[Caller | None]) -> None:
+        self._looking_up.pop(digest, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: its waiters got it, or all of them were cancelled meanwhile
+
+    async def _look_up(self, digest: str, key_id: str, secret: str) -> Caller | None:
         async with self._sessions() as session, session.begin():
             row = (await session.execute(
                 select(api_key_table.c.hashed_secret, api_key_table.c.scopes, api_key_table.c.revoked_at,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,7 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
-from sqlalchemy import Column, MetaData, String, Table, insert, select
+from sqlalchemy import Column, MetaData, String, Table, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.auth import (
@@ -140,6 +141,45 @@ async def test_other_processes_see_a_revocation_within_the_cache_ttl(
     assert await other.verify(plaintext) is not None  # cached: the documented window
     clock.now += 2
     assert await other.verify(plaintext) is None
+
+
+async def test_requests_that_miss_the_cache_together_share_one_lookup(
+        auth_engine: AsyncEngine, store: AuthStore, clock: FakeClock) -> None:
+    """When a busy key's entry expires, the requests in flight wait for one lookup instead of each making one
+    (which had stalled the process: the more lookups, the slower each, the more requests missed)."""
+    org = await store.create_organization("cbo", "Fresno Community Care")
+    _, plaintext = await store.create_api_key(org.id, ["referrals:read"])
+    other = AuthStore(session_factory(auth_engine), cache_ttl=30, clock=clock)
+    lookups = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().startswith("SELECT") and "hashed_secret" in statement:
+            lookups.append(statement)
+
+    event.listen(auth_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        callers = await asyncio.gather(*(other.verify(plaintext) for _ in range(20)))
+        assert len(lookups) == 1 and len(set(callers)) == 1 and callers[0] is not None
+        clock.now += 31  # expired: again one lookup for all, and its own for another key
+        wrong = plaintext[:-1] + ("0" if plaintext[-1] != "0" else "1")
+        callers = await asyncio.gather(*(other.verify(plaintext) for _ in range(20)), other.verify(wrong))
+        assert len(lookups) == 3 and callers[-1] is None and all(c is not None for c in callers[:-1])
+    finally:
+        event.remove(auth_engine.sync_engine, "before_cursor_execute", count)
+
+
+async def test_a_cancelled_request_does_not_cancel_the_lookup_others_wait_for(
+        auth_engine: AsyncEngine, store: AuthStore, clock: FakeClock) -> None:
+    org = await store.create_organization("cbo", "Fresno Community Care")
+    _, plaintext = await store.create_api_key(org.id, ["referrals:read"])
+    other = AuthStore(session_factory(auth_engine), cache_ttl=30, clock=clock)
+    first = asyncio.create_task(other.verify(plaintext))
+    second = asyncio.create_task(other.verify(plaintext))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await second is not None
+    with pytest.raises(asyncio.CancelledError):
+        await first
 
 
 async def test_key_activity_follows_revocation_within_the_cache_ttl(

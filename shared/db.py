@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import JSON, MetaData, Table, event
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import make_url
@@ -200,13 +201,30 @@ async def pooled_driver_connection(engine: AsyncEngine) -> AsyncIterator[DriverC
     for a statement that is its own transaction. It goes back to the pool when the block ends.
 
     The session's machinery (its transaction, the Connection around the pooled one) costs more than the one
-    statement it would carry; the pool's checkout check still runs."""
+    statement it would carry; the pool's checkout check still runs. A block cancelled or timed out (maybe
+    mid-statement), or ended by a broken connection, discards the connection, so the next request never
+    inherits a command still in flight; any other error (the server's answer to the statement, or the
+    caller's own) gives it back as it was."""
     raw = await engine.raw_connection()
+    intact = False
     try:
         yield DriverConnection(driver=raw.driver_connection,
                                schemas=engine.get_execution_options().get("schema_translate_map") or {})
+        intact = True
+    except _CONNECTION_LOST:
+        raise
+    except Exception:
+        intact = True
+        raise
     finally:
-        await greenlet_spawn(raw.close)
+        if intact:
+            await greenlet_spawn(raw.close)
+        else:
+            raw.invalidate()  # closes the socket without a round trip, then gives the slot back to the pool
+
+
+# Errors after which a driver connection may be mid-command or gone (CancelledError is not an Exception).
+_CONNECTION_LOST = (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
 _TYPMOD = re.compile(r"\([0-9, ]*\)")

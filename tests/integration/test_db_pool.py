@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
@@ -57,5 +58,44 @@ async def test_a_long_idle_connection_is_pinged_before_use(postgres_url: str,
         async with engine.connect() as conn:
             assert await conn.scalar(text("SELECT 1")) == 1
         assert pings == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_a_statement_cancelled_mid_flight_does_not_leave_its_connection_to_the_next_caller(
+        postgres_url: str) -> None:
+    """A request cancelled during its statement (its client went away, a timeout) must not hand the next one a
+    connection with that command still running on the server."""
+    engine = db.create_engine(postgres_url, schema=None)
+    try:
+        async with db.pooled_driver_connection(engine) as connection:
+            first = await connection.driver.fetchval("SELECT pg_backend_pid()")
+
+        async def slow() -> None:
+            async with db.pooled_driver_connection(engine) as connection:
+                await connection.driver.fetchval("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with db.pooled_driver_connection(engine) as connection:
+            second = await asyncio.wait_for(connection.driver.fetchval("SELECT pg_backend_pid()"), 5)
+        assert second != first  # a fresh connection, not the one whose statement was cancelled
+    finally:
+        await engine.dispose()
+
+
+async def test_an_error_the_server_answered_keeps_the_connection(postgres_url: str) -> None:
+    engine = db.create_engine(postgres_url, schema=None)
+    try:
+        async with db.pooled_driver_connection(engine) as connection:
+            first = await connection.driver.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            async with db.pooled_driver_connection(engine) as connection:
+                await connection.driver.fetchval("SELECT 1 / 0")
+        async with db.pooled_driver_connection(engine) as connection:
+            assert await connection.driver.fetchval("SELECT pg_backend_pid()") == first
     finally:
         await engine.dispose()

@@ -162,18 +162,28 @@ async def cancel(session: AsyncSession, tables: PlatformTables, kind: str, subje
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def hold_pending(session: AsyncSession, tables: PlatformTables, kind: str, subject: str) -> UUID | None:
+# How long past its due time a pending timer may still be held. Holders share a timer and the scheduler skips
+# it while any holds it, so a steady stream of overlapping holders could keep it from firing for as long as
+# the stream lasts; past this, newcomers schedule their own timer and the held one fires once its last
+# holder commits.
+HOLD_OVERDUE_LIMIT = timedelta(seconds=30)
+
+
+async def hold_pending(session: AsyncSession, tables: PlatformTables, kind: str, subject: str, *,
+                       now: datetime) -> UUID | None:
     """Lock a pending timer of this kind and subject until the caller's transaction ends and return its id; None
     when there is none to count on (the caller schedules one).
 
     For timers that collect queued work (referral files, 270s of queued checks), the run must read the queue
     after the caller's rows commit. "Is one pending?" does not promise that: the scheduler may have claimed the
     timer and read the queue already, and the row reads pending until it commits. A held timer is skipped by
-    the scheduler until the caller commits; one being fired is locked by the scheduler and skipped here.
+    the scheduler until the caller commits; one being fired is locked by the scheduler and skipped here, and
+    so is one overdue by more than `HOLD_OVERDUE_LIMIT` at `now`.
     """
     timer = tables.timer
     query = (select(timer.c.id)
-             .where(timer.c.kind == kind, timer.c.subject == subject, timer.c.status == TimerStatus.PENDING.value)
+             .where(timer.c.kind == kind, timer.c.subject == subject, timer.c.status == TimerStatus.PENDING.value,
+                    timer.c.due_at > as_utc(now) - HOLD_OVERDUE_LIMIT)
              .limit(1))
     if session.get_bind().dialect.name == "postgresql":
         # FOR SHARE: holders queuing work at the same moment share the one timer (an exclusive lock made each of

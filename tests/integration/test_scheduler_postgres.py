@@ -17,7 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from shared.contracts.base import EventData, EventTypeRegistry, Topic
 from shared.db import create_engine, session_factory
 from shared.envelope import new_event
-from shared.scheduler import DueTimer, FixedClock, Scheduler, TimerHandlerRegistry, hold_pending, schedule
+from shared.scheduler import (
+    HOLD_OVERDUE_LIMIT,
+    DueTimer,
+    FixedClock,
+    Scheduler,
+    TimerHandlerRegistry,
+    hold_pending,
+    schedule,
+)
 from shared.testing.database import ServiceDatabase
 from shared.uow import UnitOfWork
 
@@ -166,7 +174,7 @@ async def test_a_held_timer_fires_only_once_its_holder_committed(db: ServiceData
     async with instance_engine(db) as engine:
         scheduler = make_scheduler(db, engine, effect_recorder(db, "a"))
         async with UnitOfWork(db.sessions, db.tables) as holder:
-            assert await hold_pending(holder.session, holder.tables, DECISION, "auth-0") == held
+            assert await hold_pending(holder.session, holder.tables, DECISION, "auth-0", now=T0) == held
             assert await scheduler.fire_due() == 0
             await holder.commit()
         assert await scheduler.fire_due() == 1
@@ -180,12 +188,29 @@ async def test_holders_at_the_same_moment_share_one_timer_which_waits_for_both(d
     async with instance_engine(db) as engine:
         scheduler = make_scheduler(db, engine, effect_recorder(db, "a"))
         async with UnitOfWork(db.sessions, db.tables) as first, UnitOfWork(db.sessions, db.tables) as second:
-            assert await hold_pending(first.session, first.tables, DECISION, "auth-0") == held
-            assert await hold_pending(second.session, second.tables, DECISION, "auth-0") == held
+            assert await hold_pending(first.session, first.tables, DECISION, "auth-0", now=T0) == held
+            assert await hold_pending(second.session, second.tables, DECISION, "auth-0", now=T0) == held
             await first.commit()
             assert await scheduler.fire_due() == 0  # the second still holds it
             await second.commit()
         assert await scheduler.fire_due() == 1
+    assert await effect_counts(db) == (1, 1)
+
+
+async def test_a_stream_of_holders_cannot_keep_an_overdue_timer_from_firing(db: ServiceDatabase) -> None:
+    # Each request holds the timer only for its own short transaction, but under steady load on one MCP they
+    # overlap without a gap. Past the limit a newcomer no longer holds it: the last holders commit, it fires.
+    [held] = await make_due_timers(db, 1)
+    async with instance_engine(db) as engine:
+        scheduler = make_scheduler(db, engine, effect_recorder(db, "a"))
+        async with UnitOfWork(db.sessions, db.tables) as earlier:
+            assert await hold_pending(earlier.session, earlier.tables, DECISION, "auth-0", now=T0) == held
+            async with UnitOfWork(db.sessions, db.tables) as later:
+                assert await hold_pending(later.session, later.tables, DECISION, "auth-0",
+                                          now=T0 + HOLD_OVERDUE_LIMIT) is None  # it schedules its own
+                await earlier.commit()
+                assert await scheduler.fire_due() == 1  # while the later transaction is still open
+                await later.commit()
     assert await effect_counts(db) == (1, 1)
 
 
@@ -203,7 +228,7 @@ async def test_a_timer_being_fired_is_not_held(db: ServiceDatabase) -> None:
         await asyncio.wait_for(started.wait(), timeout=30)
         try:
             async with UnitOfWork(db.sessions, db.tables) as uow:
-                assert await hold_pending(uow.session, uow.tables, DECISION, "auth-0") is None
+                assert await hold_pending(uow.session, uow.tables, DECISION, "auth-0", now=T0) is None
         finally:
             release.set()  # a failed assertion must not leave the firing transaction (and its locks) open
         assert await firing == 1

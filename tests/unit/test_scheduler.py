@@ -17,6 +17,7 @@ from shared.bus.message import PermanentError
 from shared.contracts.base import EventData, EventTypeRegistry, Topic
 from shared.envelope import new_event
 from shared.scheduler import (
+    HOLD_OVERDUE_LIMIT,
     DueTimer,
     FixedClock,
     Scheduler,
@@ -198,10 +199,17 @@ async def test_hold_pending_finds_only_a_pending_timer_of_the_kind_and_subject(d
     await make_timer(db, subject="auth-2", due_at=T0 + timedelta(days=1))
 
     async with UnitOfWork(db.sessions, db.tables) as uow:
-        assert await hold_pending(uow.session, uow.tables, DECISION, "auth-1") is None  # fired is not pending
+        # The fired timer is not pending.
+        assert await hold_pending(uow.session, uow.tables, DECISION, "auth-1", now=T0) is None
     pending = await make_timer(db, due_at=T0 + timedelta(days=1))
     async with UnitOfWork(db.sessions, db.tables) as uow:
-        assert await hold_pending(uow.session, uow.tables, DECISION, "auth-1") == pending != fired
+        assert await hold_pending(uow.session, uow.tables, DECISION, "auth-1", now=T0) == pending != fired
+    async with UnitOfWork(db.sessions, db.tables) as uow:
+        # Overdue by more than the limit: left to the scheduler, the caller schedules its own.
+        late = T0 + timedelta(days=1) + HOLD_OVERDUE_LIMIT
+        assert await hold_pending(uow.session, uow.tables, DECISION, "auth-1", now=late - timedelta(seconds=1)) \
+            == pending
+        assert await hold_pending(uow.session, uow.tables, DECISION, "auth-1", now=late) is None
 
 
 async def test_scheduled_timer_rolls_back_with_the_callers_transaction(db: ServiceDatabase) -> None:

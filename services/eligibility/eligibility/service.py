@@ -229,7 +229,7 @@ async def queue_check(uow: EligibilityUnitOfWork, *, member_id: str, mcp_code: s
                          status="queued", service_date=service_date, referral_id=referral_id, job_id=job_id,
                          requested_at=now)
     # Held, not merely seen: a flush already reading the queue would leave this check queued with no timer.
-    if await hold_pending(uow.session, uow.tables, FLUSH_TIMER, mcp_code) is None:
+    if await hold_pending(uow.session, uow.tables, FLUSH_TIMER, mcp_code, now=now) is None:
         delay = timedelta(minutes=uow.settings.realtime_flush_minutes)
         await schedule(uow.session, uow.tables, kind=FLUSH_TIMER, subject=mcp_code, due_at=now + delay,
                        payload={})

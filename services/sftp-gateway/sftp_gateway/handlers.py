@@ -99,9 +99,9 @@ async def record_authorization_request(event: Envelope[AuthorizationRequested], 
         return
     # Held, not merely seen: a flush already reading the queue would miss this request, which would then wait
     # for the next one (or the next day's batch) to be sent.
-    if await uow.hold_pending_timer(REFERRAL_FLUSH, data.mcp_code):
-        return
     now = ports.clock.now()
+    if await uow.hold_pending_timer(REFERRAL_FLUSH, data.mcp_code, now=now):
+        return
     due: datetime = now if profile.outbound.referral_batch == "immediate" else \
         daily_run_at(profile.outbound.referral_batch_hour, now)
     await schedule(uow.session, uow.tables, kind=REFERRAL_FLUSH, subject=data.mcp_code, due_at=due,

@@ -282,8 +282,8 @@ class SftpGatewayUnitOfWork(UnitOfWork):
         self.projections = ProjectionRepository(self.session)
         self.remotes = RemoteRepository(self.session)
 
-    async def hold_pending_timer(self, kind: str, subject: str) -> bool:
+    async def hold_pending_timer(self, kind: str, subject: str, *, now: datetime) -> bool:
         """True if a pending timer of this kind and subject will fire only after this transaction commits (it is
         held until then: shared.scheduler.hold_pending)."""
-        return await hold_pending(self.session, self.tables, kind, subject) is not None
+        return await hold_pending(self.session, self.tables, kind, subject, now=now) is not None
 

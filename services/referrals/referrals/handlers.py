@@ -69,6 +69,7 @@ async def mark_requested(event: Envelope[AuthorizationRequested], uow: Referrals
                                      previous_authorization_id=data.previous_authorization_id)
     await service.move(uow, referral, ReferralStatus.REQUESTED, at=data.requested_at, cause=event,
                        detail={"authorization_id": data.authorization_id})
+    await service.apply_early_encounter(uow, referral, data.authorization_id, cause=event)
 
 
 @registry.handles(AuthorizationReauthRequested)
@@ -80,6 +81,7 @@ async def follow_reauthorization(event: Envelope[AuthorizationReauthRequested], 
         return _not_ours(event)
     await service.link_authorization(uow, referral, data.new_authorization_id, at=service.as_utc(event.time),
                                      cause=event, previous_authorization_id=data.authorization_id)
+    await service.apply_early_encounter(uow, referral, data.new_authorization_id, cause=event)
 
 
 @registry.handles(AuthorizationApproved)
@@ -94,6 +96,7 @@ async def mark_accepted(event: Envelope[AuthorizationApproved], uow: ReferralsUn
     await service.move(uow, referral, ReferralStatus.ACCEPTED, at=data.decided_at, cause=event,
                        detail={"authorization_id": data.authorization_id, "modified": data.modified,
                                "presumptive": data.presumptive})
+    await service.apply_early_encounter(uow, referral, data.authorization_id, cause=event)
 
 
 @registry.handles(AuthorizationDenied)
@@ -111,18 +114,21 @@ async def mark_declined(event: Envelope[AuthorizationDenied], uow: ReferralsUnit
 
 @registry.handles(EncounterRecorded)
 async def mark_in_service(event: Envelope[EncounterRecorded], uow: ReferralsUnitOfWork) -> None:
-    """The first encounter under the referral's authorization: the member is `in_service`."""
+    """The first encounter under the referral's authorization: the member is `in_service`.
+
+    An encounter of an authorization no referral is linked to yet is kept: the request or approval that links
+    it may come later (another topic, or a dead letter replayed), and applies it then."""
     data = event.data
     if data.authorization_id is None:
         return _not_ours(event)
+    at = service.as_utc(event.time)
     referral = await service.locate(uow, referral_id=None, authorization_id=data.authorization_id)
     if referral is None:
+        await service.remember_encounter(uow, authorization_id=data.authorization_id,
+                                         encounter_id=data.encounter_id, at=at, event_id=event.id)
         return _not_ours(event)
-    if referral.status == ReferralStatus.IN_SERVICE.value:
-        return  # later encounters change nothing (business idempotency; not worth a timeline row each)
-    at = service.as_utc(event.time)
-    await service.move(uow, referral, ReferralStatus.IN_SERVICE, at=at, cause=event,
-                       detail={"encounter_id": data.encounter_id, "authorization_id": data.authorization_id})
+    await service.start_service(uow, referral, authorization_id=data.authorization_id,
+                                encounter_id=data.encounter_id, at=at, cause=event)
 
 
 @registry.handles(AuthorizationExpired, AuthorizationClosed)

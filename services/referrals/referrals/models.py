@@ -100,6 +100,21 @@ class ReferralAuthorization(Base):
     previous_authorization_id: Mapped[str | None] = mapped_column(String(64))
 
 
+class EarlyEncounter(Base):
+    """The first encounter recorded under an authorization no referral was linked to yet (migration 0004).
+
+    The claims and authorizations topics are not ordered with each other, and a dead letter may be replayed
+    late: an encounter can arrive before the request that ties its authorization to a referral. It waits here,
+    and the link moves the referral to `in_service` (one row per authorization; ids and times only)."""
+
+    __tablename__ = "early_encounter"
+
+    authorization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    encounter_id: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the encounter event's time
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+
+
 class MemberPlan(Base):
     """Projection of eligibility events: the member's latest known plan (None after a loss)."""
 

@@ -16,7 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
 from referrals.domain.succession import AuthorizationLink
-from referrals.models import MemberPlan, Referral, ReferralAuthorization, ReferralTimeline, audit_event, webhooks
+from referrals.models import (
+    EarlyEncounter,
+    MemberPlan,
+    Referral,
+    ReferralAuthorization,
+    ReferralTimeline,
+    audit_event,
+    webhooks,
+)
 from shared.auth import Caller
 from shared.contracts.referrals import ReferralStatus
 from shared.db import Binds, DriverConnection, driver_connection, insert_rows_sql, pooled_driver_connection
@@ -172,6 +180,20 @@ class ReferralRepository:
         self.session.add(ReferralAuthorization(authorization_id=authorization_id, referral_id=referral_id,
                                                linked_at=at, previous_authorization_id=previous_authorization_id))
         return True
+
+    async def remember_encounter(self, authorization_id: str, encounter_id: str, recorded_at: datetime,
+                                 event_id: UUID) -> None:
+        """Keep an encounter of an authorization not linked yet (the first one only)."""
+        if await self.session.get(EarlyEncounter, authorization_id) is None:
+            self.session.add(EarlyEncounter(authorization_id=authorization_id, encounter_id=encounter_id,
+                                            recorded_at=recorded_at, event_id=event_id))
+
+    async def take_early_encounter(self, authorization_id: str) -> EarlyEncounter | None:
+        """The encounter kept for this authorization, removed (it is applied once), or None."""
+        found = await self.session.get(EarlyEncounter, authorization_id)
+        if found is not None:
+            await self.session.delete(found)
+        return found
 
     async def authorization_links(self, referral_id: str) -> list[AuthorizationLink]:
         """The referral's authorizations (initial and reauthorizations), with what each continues."""

@@ -365,6 +365,36 @@ async def link_authorization(uow: ReferralsUnitOfWork, referral: Referral, autho
         referral.updated_at = at
 
 
+async def start_service(uow: ReferralsUnitOfWork, referral: Referral, *, authorization_id: str, encounter_id: str,
+                        at: datetime, cause: Envelope[Any], recorded_earlier: bool = False) -> None:
+    """An encounter under the referral's authorization: the member is `in_service` (once; later ones change
+    nothing and leave no timeline row)."""
+    if referral.status == ReferralStatus.IN_SERVICE.value:
+        return
+    detail: dict[str, Any] = {"encounter_id": encounter_id, "authorization_id": authorization_id}
+    if recorded_earlier:
+        detail["encounter_recorded_before_link"] = True
+    await move(uow, referral, ReferralStatus.IN_SERVICE, at=at, cause=cause, detail=detail)
+
+
+async def remember_encounter(uow: ReferralsUnitOfWork, *, authorization_id: str, encounter_id: str,
+                             at: datetime, event_id: UUID) -> None:
+    """Keep an encounter whose authorization no referral is linked to yet (see `apply_early_encounter`)."""
+    await uow.referrals.remember_encounter(authorization_id, encounter_id, at, event_id)
+
+
+async def apply_early_encounter(uow: ReferralsUnitOfWork, referral: Referral, authorization_id: str, *,
+                                cause: Envelope[Any]) -> None:
+    """Once an authorization is linked: an encounter recorded under it before the link puts the member
+    `in_service` now (no earlier than the referral's last status change, so the timeline stays in order)."""
+    early = await uow.referrals.take_early_encounter(authorization_id)
+    if early is None:
+        return
+    at = max(as_utc(early.recorded_at), as_utc(referral.status_changed_at))
+    await start_service(uow, referral, authorization_id=authorization_id, encounter_id=early.encounter_id, at=at,
+                        cause=cause, recorded_earlier=True)
+
+
 async def locate(uow: ReferralsUnitOfWork, *, referral_id: str | None,
                  authorization_id: str | None) -> Referral | None:
     """The referral an event is about (locked): by referral id, else through the authorization link."""

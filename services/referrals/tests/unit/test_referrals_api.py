@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from referrals.models import audit_event
+from referrals.models import EarlyEncounter, audit_event
 from referrals.testkit import (
     approved,
     closed,
@@ -323,6 +323,40 @@ async def test_the_loop_follows_authorization_and_encounter_events(harness: Serv
     refused = await harness.client.post(f"/v1/referrals/{rid}/withdraw", json={"reason": "late"},
                                         headers=harness.headers("cbo_a"))
     assert refused.status_code == 409 and refused.json()["type"].endswith("/referral-not-open")
+
+
+@ON_BOTH_DATABASES
+async def test_an_encounter_recorded_before_its_authorization_was_linked_puts_the_member_in_service(
+        harness: ServiceHarness) -> None:
+    # Claims and authorizations are different topics: the encounter may be handled before the request linking
+    # its authorization to the referral (consumer lag, a dead letter replayed later).
+    rid = (await submit(harness, make_referral(), "cbo_a")).json()["id"]
+    await publish(harness.bus, encounter("auth_7", "enc_7"))
+    runtime = harness.runtimes["referrals"]
+
+    async def kept() -> Any:
+        async with runtime.sessions() as session:
+            return await session.get(EarlyEncounter, "auth_7")
+
+    assert (await eventually(kept, within=10.0, interval=0.02)).encounter_id == "enc_7"
+    await publish(harness.bus, requested(rid, "auth_7"))
+    in_service = await wait_for_status(harness, rid, "in_service")
+    assert in_service["authorization_id"] == "auth_7"
+    assert in_service["closure_reason_code"] == "member_connected_to_services"
+    [entry] = [t for t in in_service["timeline"] if t["status"] == "in_service"]
+    assert entry["detail"]["encounter_id"] == "enc_7" and entry["detail"]["encounter_recorded_before_link"]
+    assert await kept() is None  # applied once
+    # The approval that follows is past already, and a later encounter changes nothing.
+    await publish(harness.bus, approved(rid, "auth_7"), encounter("auth_7", "enc_9"))
+
+    async def approval_seen() -> Any:
+        body = (await get(harness, rid)).json()
+        return body if any(t["detail"].get("requested_status") == "accepted" for t in body["timeline"]) else None
+
+    after = await eventually(approval_seen, within=10.0, interval=0.02)
+    assert after["status"] == "in_service"
+    statuses = [t["status"] for t in after["timeline"] if t["kind"] == "status_changed"]
+    assert statuses == ["routed", "requested", "in_service"]
 
 
 async def test_a_denial_declines_the_referral_with_its_reason(harness: ServiceHarness) -> None:

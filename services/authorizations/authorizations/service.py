@@ -448,6 +448,23 @@ async def _change_period(uow: AuthorizationsUnitOfWork, auth: Authorization, row
         await sweep_now(uow, now)
     history(uow, auth, "period_changed", actor, now, period_start=period.start, period_end=period.end)
     emit(uow, auth, approved_event(auth, now, modified=True), event, now)
+    if auth.status == AuthorizationStatus.SUSPENDED.value:
+        await _restate_suspension(uow, auth, event, now)
+
+
+async def _restate_suspension(uow: AuthorizationsUnitOfWork, auth: Authorization, parent: Envelope[Any],
+                              now: datetime) -> None:
+    # `authorization.approved` carries the new period, and consumers that keep a status take the newest event's
+    # (decision 0125): the gateway's RTF would report a suspended member as enrolled. The suspension is said
+    # again, a microsecond later, with its own reason and date (consumers that keep suspension intervals, like
+    # claims, see the same one again and change nothing).
+    suspensions = [h for h in await uow.authorizations.history(auth.id) if h.action == "suspended"]
+    effective = suspensions[-1].detail.get("effective") if suspensions else None
+    emit(uow, auth, AuthorizationSuspended(
+        authorization_id=auth.id, mcp_code=auth.mcp_code, cbo_organization_id=auth.cbo_organization_id,
+        reason=auth.reason or "suspended",
+        effective=date.fromisoformat(effective) if effective else pacific_date(now)),
+         parent, now + timedelta(microseconds=1))
 
 
 async def _assignment(uow: AuthorizationsUnitOfWork, event: Envelope[MemberInformationReceived], key: str,

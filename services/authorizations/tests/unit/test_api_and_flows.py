@@ -284,6 +284,30 @@ async def test_eligibility_lost_suspends_regained_resumes_plan_change_moves(harn
     assert {i["status"] for i in await listed(harness)} == {"closed", "requested"}
 
 
+async def test_a_period_change_while_suspended_keeps_the_authorization_suspended_for_consumers(
+        harness: ServiceHarness) -> None:
+    # The MIF moves the period of a suspended authorization: the new period goes out on authorization.approved,
+    # which a consumer keeping the newest status (the gateway's RTF) would read as enrolled again.
+    auth = await opened(harness)
+    await decide(harness, auth["id"], {"decision": "approved", "period_start": "2026-03-05",
+                                       "mcp_authorization_number": "LAC-0001"})
+    await publish(harness.bus, envelope(eligibility(EligibilityLost, mcp_code="lacare", effective=date(2026, 4, 1),
+                                                    reason="disenrolled", as_of=date(2026, 4, 1)), at=T0,
+                                        source="eligibility"))
+    await wait_published(harness, "authorization.suspended")
+    await publish(harness.bus, envelope(mif_row(1, number="LAC-0001", start=date(2026, 3, 5),
+                                                end=date(2027, 1, 31)), at=T0, source="sftp-gateway"))
+    approvals = await wait_published(harness, "authorization.approved", 2)
+    modified = next(e for e in approvals if e["data"]["modified"])
+    assert modified["data"]["period_end"] == "2027-01-31"
+    suspensions = await wait_published(harness, "authorization.suspended", 2)
+    restated = max(suspensions, key=lambda e: datetime.fromisoformat(e["time"]))
+    # The newest status any consumer sees is suspended.
+    assert datetime.fromisoformat(restated["time"]) > datetime.fromisoformat(modified["time"])
+    assert (restated["data"]["reason"], restated["data"]["effective"]) == ("disenrolled", "2026-04-01")
+    assert (await listed(harness))[0]["status"] == "suspended"
+
+
 async def test_expiring_reauthorizes_the_engaged_and_tasks_the_rest_then_expires(harness: ServiceHarness,
                                                                                  clock: FixedClock) -> None:
     engaged = await opened(harness, 1)

@@ -8,8 +8,10 @@ request's transaction, on every read of PHI and every change to billing data (`r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -39,6 +41,7 @@ from sqlalchemy import (
     Uuid,
     event,
     false,
+    func,
     insert,
     select,
     text,
@@ -318,6 +321,12 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+log = logging.getLogger("calhub.auth")
+
+# PostgreSQL NOTIFY channel: a revoked key's id, sent with the revocation's commit.
+REVOCATION_CHANNEL = "calhub_api_key_revoked"
+
+
 class StaticAuthenticator:
     """Known keys mapped to callers, without a database: for unit tests and the embedded demo."""
 
@@ -376,8 +385,10 @@ class AuthStore:
     """Organizations and API keys in the `auth` schema; verifies presented keys with a short cache.
 
     Successful verifications are cached for `cache_ttl` seconds (default 30) per process, so a hot API does
-    not query the database per request. The price: a revoked key keeps working for up to `cache_ttl` seconds
-    in processes other than the one that revoked it (that one evicts at once).
+    not query the database per request. A revocation evicts the key at once in the revoking process and, on
+    PostgreSQL, in every process that runs `listen_for_revocations` (a NOTIFY sent with the revocation's
+    commit). A process that is not listening (SQLite, or its listening connection is down and reconnecting)
+    honours a revocation within `cache_ttl` seconds.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, cache_ttl: float = 30.0,
@@ -386,6 +397,9 @@ class AuthStore:
         self._sessions = sessions
         self._cache = _VerifiedCache(cache_ttl, cache_size, clock)
         self._looking_up: dict[str, asyncio.Future[Caller | None]] = {}  # digest -> the lookup in flight
+        self._revocations = 0  # revocations seen: a lookup that overlapped one does not cache what it read
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = False
         # key id -> (expires, active): the same TTL as verifications, so a session notices a revocation as
         # soon as a request with the key itself would.
         self._active: dict[str, tuple[float, bool]] = {}
@@ -399,10 +413,71 @@ class AuthStore:
         engine = create_auth_engine(url)
         return cls(session_factory(engine), cache_ttl=cache_ttl, engine=engine)
 
+    @property
+    def engine(self) -> AsyncEngine | None:
+        """The engine this store built (`from_url`), else None."""
+        return self._engine
+
     async def close(self) -> None:
-        """Dispose the engine if this store created it."""
+        """Stop listening for revocations; dispose the engine if this store created it."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         if self._engine is not None:
             await self._engine.dispose()
+
+    def listen_for_revocations(self, engine: AsyncEngine) -> None:
+        """PostgreSQL: evict a key from this process's caches as soon as any process revokes it (LISTEN on one
+        connection of `engine`, in a background task that reconnects; `close()` stops it). Nothing on SQLite."""
+        if self._listener is None and engine.dialect.name == "postgresql":
+            self._listener = asyncio.create_task(self._listen(engine), name="api-key-revocations")
+
+    async def _listen(self, engine: AsyncEngine) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self._listen_on_one_connection(engine)
+                delay = 1.0  # it was up: reconnect at once after a short pause
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the database is away: the cache TTL still bounds the window
+                log.warning("listening for API key revocations failed; retrying",
+                            extra={"error_type": type(exc).__name__, "retry_in_s": delay})
+                delay = min(delay * 2, 30.0)
+            await asyncio.sleep(delay)
+
+    async def _listen_on_one_connection(self, engine: AsyncEngine) -> None:
+        # Returns when the connection is lost; raises when it cannot be opened.
+        raw = await engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None
+            lost = asyncio.Event()
+            driver.add_termination_listener(lambda _: lost.set())
+            await driver.add_listener(REVOCATION_CHANNEL, self._revoked_elsewhere)
+            # Whatever was revoked while nobody listened is forgotten: the next use looks it up again.
+            self.clear_cache()
+            self._listening = True
+            await lost.wait()
+            log.warning("listening connection for API key revocations lost; reconnecting")
+        finally:
+            self._listening = False
+            raw.invalidate()  # a LISTENing connection never goes back to the pool
+
+    @property
+    def listening(self) -> bool:
+        """Whether revocations by other processes reach this one now (`listen_for_revocations`)."""
+        return self._listening
+
+    def _revoked_elsewhere(self, connection: object, pid: int, channel: str, key_id: str) -> None:
+        self._forget_key(key_id)
+
+    def _forget_key(self, key_id: str) -> None:
+        self._revocations += 1
+        self._cache.evict_key(key_id)
+        self._active.pop(key_id, None)
 
     async def create_organization(self, kind: OrganizationKind, name: str, code: str | None = None,
                                   npi: str | None = None, *, actor: Caller | None = None) -> Organization:
@@ -473,8 +548,10 @@ class AuthStore:
             if revoked:
                 await record_audit(session, audit_event_table, action="api_key.revoked",
                                    resource_type="api_key", resource_id=key_id, caller=actor)
-        self._cache.evict_key(key_id)
-        self._active.pop(key_id, None)
+                if session.get_bind().dialect.name == "postgresql":
+                    # Delivered with the commit to every process listening (`listen_for_revocations`).
+                    await session.execute(select(func.pg_notify(REVOCATION_CHANNEL, key_id)))
+        self._forget_key(key_id)
         return revoked
 
     async def key_active(self, key_id: str) -> bool:
@@ -520,6 +597,7 @@ class AuthStore:
             lookup.exception()  # retrieved: its waiters got it, or all of them were cancelled meanwhile
 
     async def _look_up(self, digest: str, key_id: str, secret: str) -> Caller | None:
+        revocations = self._revocations
         async with self._sessions() as session, session.begin():
             row = (await session.execute(
                 select(api_key_table.c.hashed_secret, api_key_table.c.scopes, api_key_table.c.revoked_at,
@@ -538,11 +616,13 @@ class AuthStore:
                                       .values(last_used_at=now))
         caller = Caller(organization_id=row.organization_id, organization_kind=row.kind,
                         organization_code=row.code, key_id=key_id, scopes=frozenset(row.scopes))
-        self._cache.put(digest, caller)
+        if revocations == self._revocations:  # else it may have read the key just before its revocation
+            self._cache.put(digest, caller)
         return caller
 
     def clear_cache(self) -> None:
         """Forget cached verifications (tests; after a bulk revocation)."""
+        self._revocations += 1
         self._cache.clear()
         self._active.clear()
 
@@ -567,7 +647,10 @@ class DatabaseAuthenticator:
                 if self._store is None:
                     if is_sqlite(self.url):
                         await create_auth_schema(self.url)
-                    self._store = AuthStore.from_url(self.url, cache_ttl=self.cache_ttl)
+                    store = AuthStore.from_url(self.url, cache_ttl=self.cache_ttl)
+                    if store.engine is not None:
+                        store.listen_for_revocations(store.engine)
+                    self._store = store
         return self._store
 
     async def verify(self, plaintext: str) -> Caller | None:

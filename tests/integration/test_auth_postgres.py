@@ -24,6 +24,7 @@ from shared.db import create_engine, session_factory
 from shared.idempotency import idempotent, request_hash
 from shared.problems import Problem
 from shared.testing.database import ServiceDatabase, service_database
+from shared.testing.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +152,41 @@ async def test_when_the_first_request_rolls_back_the_duplicate_does_the_work(db:
     _, done = await asyncio.gather(first, second)
     assert done.replayed is False and done.json() == {"referral_id": "ref_2"}
     assert await count(db) == 1
+
+
+class _StoppedClock:
+    """Cached verifications never expire by time: only a revocation's notice can evict them."""
+
+    def __call__(self) -> float:
+        return 0.0
+
+
+async def test_a_revocation_reaches_other_processes_at_once_and_after_their_listener_reconnects(
+        auth_engine: AsyncEngine) -> None:
+    store = AuthStore(session_factory(auth_engine))
+    other = AuthStore(session_factory(auth_engine), cache_ttl=30, clock=_StoppedClock())
+    org = await store.create_organization("cbo", "Fresno Community Care")
+    first_id, first = await store.create_api_key(org.id, ["referrals:read"])
+    second_id, second = await store.create_api_key(org.id, ["referrals:read"])
+
+    async def refused(plaintext: str) -> bool:
+        return await other.verify(plaintext) is None
+
+    other.listen_for_revocations(auth_engine)
+    try:
+        await eventually(lambda: other.listening, within=10.0, what="listening")
+        assert await other.verify(first) is not None and await other.verify(second) is not None  # cached
+        await store.revoke_key(first_id)
+        await eventually(lambda: refused(first), within=5.0, what="revocation seen without waiting for the TTL")
+        assert await other.verify(second) is not None
+        # The listening connection dies (a restart, a failover): the store reconnects and listens again.
+        async with auth_engine.connect() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                     "WHERE query LIKE 'LISTEN %calhub_api_key_revoked%'"))
+        await eventually(lambda: not other.listening, within=10.0, what="loss noticed")
+        await eventually(lambda: other.listening, within=10.0, what="listening again")
+        assert await other.verify(second) is not None
+        await store.revoke_key(second_id)
+        await eventually(lambda: refused(second), within=5.0, what="revocation seen after the reconnect")
+    finally:
+        await other.close()

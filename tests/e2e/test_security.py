@@ -22,6 +22,7 @@ from flows import (
     upload_mif,
 )
 from harness import (
+    ALL_SCOPES,
     OVERSIZE_LIMIT,
     SERVICES,
     Cluster,
@@ -30,6 +31,8 @@ from harness import (
     eventually,
     scan_logs_for,
 )
+
+from shared.auth import AuthStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -84,6 +87,41 @@ async def test_every_route_refuses_missing_wrong_revoked_and_under_scoped_keys(l
                         refused.append(f"{service} {method.upper()} {path} [under-scoped] -> {response.status_code}")
     assert checked > 300
     assert not refused, "\n".join(refused)
+
+
+async def test_a_key_revoked_while_every_service_has_it_cached_is_refused_everywhere_at_once(
+        live: Cluster, tenants: Tenants) -> None:
+    # Each service caches a verified key for 30 s; the revocation's NOTIFY reaches them all within moments
+    # (decision 0005). The key is revoked here, in a process that never used it.
+    store = AuthStore.from_url(live.database_url, cache_ttl=0)
+    try:
+        issued = await store.create_api_key(tenants.hub.organization_id, [*ALL_SCOPES, "ops"])
+        headers = {"Authorization": f"Bearer {issued.plaintext}"}
+        routes = {}
+        for service in SERVICES:
+            paths = (await _openapi(live, service))["paths"]
+            routes[service] = next(p for p, ops in paths.items()
+                                   if "get" in ops and "{" not in p and not PUBLIC.match(p))
+
+        async def statuses() -> dict[str, int]:
+            found = {}
+            for service, path in routes.items():
+                async with httpx.AsyncClient(base_url=live.url(service), timeout=30) as client:
+                    found[service] = (await client.get(path, headers=headers)).status_code
+            return found
+
+        before = await statuses()
+        assert 401 not in before.values(), before  # verified, and now cached by every service
+        await asyncio.sleep(1.0)  # a service starts listening with its first verification
+        await store.revoke_key(issued.key_id)
+
+        async def all_refused() -> dict[str, int] | None:
+            found = await statuses()
+            return found if set(found.values()) == {401} else None
+
+        await eventually(all_refused, within=10.0, interval=0.25, what="every service refuses the revoked key")
+    finally:
+        await store.close()
 
 
 async def test_the_ops_console_needs_a_hub_session(live: Cluster, tenants: Tenants) -> None:

@@ -131,8 +131,9 @@ class ProfessionalClaim:
 
     @property
     def total_charge(self) -> Decimal:
-        """CLM02: the sum of the lines' SV102 charges."""
-        return sum((line.charge for line in self.lines), Decimal("0"))
+        """CLM02: the sum of the lines' SV102 charges, each as SV102 writes it (in cents), so the two always
+        agree even for a charge with sub-cent digits (prices are whole cents; a hand-made claim may not be)."""
+        return sum((line.charge.quantize(CENT) for line in self.lines), Decimal("0"))
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,12 @@ class ClaimBuildError(ValueError):
     """A claim cannot be expressed in 005010X222A1 (a structural limit, not a business rule)."""
 
 
+CENT = Decimal("0.01")
+
+
 def money(value: Decimal) -> str:
     """An X12 R (decimal) amount: no trailing zeros beyond cents, no exponent (`125`, `12.5`, `0`)."""
-    quantized = value.quantize(Decimal("0.01"))
+    quantized = value.quantize(CENT)
     text = format(quantized, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -166,6 +167,17 @@ def test_calhub_rules_catch_what_pyx12_misses(label: str, mutate: object, rule: 
     assert bad != text, label
     assert rule in {i.rule for i in claim_rules(bad)}, label
     assert claim_rules(text) == []
+
+
+def test_clm02_is_the_sum_of_the_sv102_amounts_as_written_even_with_sub_cent_charges() -> None:
+    claim = make_claim(3, "healthnet", lines=3)
+    odd = tuple(replace(line, charge=Decimal(amount)) for line, amount in zip(claim.lines, ("12.345", "0.005",
+                                                                                            "10.004"), strict=True))
+    text = build_837p(header("healthnet"), [replace(claim, lines=odd)]).text
+    sv102 = [Decimal(seg.split("*")[2]) for seg in text.split("~") if seg.startswith("SV1*")]
+    clm02 = Decimal(next(seg for seg in text.split("~") if seg.startswith("CLM*")).split("*")[2])
+    assert sv102 == [Decimal("12.34"), Decimal("0"), Decimal("10")]  # half to even, as every amount is written
+    assert clm02 == sum(sv102) and claim_rules(text) == []
 
 
 def test_replacement_without_ref_f8_is_caught() -> None:

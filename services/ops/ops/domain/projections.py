@@ -210,6 +210,8 @@ def _file(event_type: str, at: datetime, data: Mapping[str, Any]) -> list[Change
 
 
 _LATEST_WINS = frozenset({"last_received_at", "last_late_at", "expected_by"})
+# What an approval decides: set by the newest decision (decided_at), whichever event is newer.
+_DECIDED = frozenset({"decided_at", "decision", "period_start", "period_end"})
 
 
 def merge(current: Mapping[str, Any] | None, change: Change) -> dict[str, Any]:
@@ -224,10 +226,14 @@ def merge(current: Mapping[str, Any] | None, change: Change) -> dict[str, Any]:
         return row
     status_at = row.get("status_at")
     newer = status_at is None or not _after(status_at, change.at)  # change.at >= status_at
+    # Two approvals that both arrive behind a newer event (approved, approved as modified, then suspended, told
+    # backwards): the one decided later sets the period, not the first to arrive.
+    decided_later = "period_start" in change.values and _after(change.values.get("decided_at"),
+                                                               row.get("decided_at"))
     for name, value in change.values.items():
         if name in _LATEST_WINS:
             continue
-        if newer or row.get(name) is None:
+        if newer or row.get(name) is None or (decided_later and name in _DECIDED):
             row[name] = value
     if change.projection is Projection.AUTHORIZATION:
         row.setdefault("clock_stopped", False)

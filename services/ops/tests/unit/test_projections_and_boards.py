@@ -54,6 +54,22 @@ def test_an_old_event_arriving_late_never_moves_the_status_back() -> None:
     assert row["requested_at"] == T  # the older event still fills what was missing
 
 
+def test_of_two_approvals_arriving_behind_a_suspension_the_later_decision_sets_the_period() -> None:
+    def approved(decided: datetime, end: str) -> tuple[str, datetime, dict]:
+        return ("authorization.approved", decided, {"authorization_id": "a1", "mcp_code": "lacare",
+                                                    "decided_at": decided.isoformat(), "period_start": "2026-03-03",
+                                                    "period_end": end})
+
+    suspended = ("authorization.suspended", T + timedelta(days=9), {"authorization_id": "a1", "mcp_code": "lacare",
+                                                                    "reason": "eligibility lost",
+                                                                    "effective": "2026-03-11"})
+    first, modified = approved(T + timedelta(days=1), "2027-03-02"), approved(T + timedelta(days=5), "2026-09-02")
+    for told in ((suspended, first, modified), (suspended, modified, first), (first, modified, suspended)):
+        row = fold(*told)
+        assert (row["status"], row["period_end"]) == ("suspended", date(2026, 9, 2)), told
+        assert row["decided_at"] == T + timedelta(days=5)
+
+
 def test_escalations_only_grow_and_pends_can_stop_the_clock() -> None:
     row = fold(("authorization.requested", T, {"authorization_id": "a1", "decision_due": T.isoformat()}),
                ("authorization.decision_overdue", T + timedelta(hours=1), {"authorization_id": "a1", "escalation": 2}),

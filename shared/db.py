@@ -7,6 +7,7 @@ its own database file and the schema name is translated away, so the same models
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import JSON, MetaData, Table, event
+from sqlalchemy import JSON, MetaData, Table, event, text
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -184,6 +185,15 @@ class DriverConnection:
         """The table's quoted, schema-qualified name on this connection."""
         schema = self.schemas.get(table.schema, table.schema)
         return f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+
+
+async def advisory_xact_lock(session: AsyncSession, name: str) -> None:
+    """Serialize transactions that work on the same `name` (a member, an authorization) across processes, until
+    the session's transaction ends. PostgreSQL: a transaction-scoped advisory lock keyed by a hash of `name`;
+    SQLite: nothing to do, BEGIN IMMEDIATE already serializes writers."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 async def driver_connection(session: AsyncSession) -> DriverConnection:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from claims.models import (
     RemittanceFile,
 )
 from shared.auth import TenantScope
+from shared.db import advisory_xact_lock
 from shared.uow import UnitOfWork
 
 MAX_CONTROL_NUMBER = 999_999_999  # ISA13 and GS06 are at most 9 digits
@@ -829,9 +829,7 @@ class ClaimsUnitOfWork(UnitOfWork):
         PostgreSQL: a transaction-scoped advisory lock keyed by the member id; SQLite: BEGIN IMMEDIATE already
         serializes writers.
         """
-        if _is_postgres(self.session):
-            key = int.from_bytes(hashlib.sha256(member_id.encode()).digest()[:8], "big", signed=True)
-            await self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        await advisory_xact_lock(self.session, member_id)
 
 
 def encode_cursor(moment: datetime, row_id: str) -> str:

@@ -122,6 +122,8 @@ async def mark_in_service(event: Envelope[EncounterRecorded], uow: ReferralsUnit
     if data.authorization_id is None:
         return _not_ours(event)
     at = service.as_utc(event.time)
+    # Serialized with the link that would apply it: else both could miss the other's uncommitted row.
+    await service.hold_authorization(uow, data.authorization_id)
     referral = await service.locate(uow, referral_id=None, authorization_id=data.authorization_id)
     if referral is None:
         await service.remember_encounter(uow, authorization_id=data.authorization_id,
@@ -143,13 +145,17 @@ async def mark_closed(event: Envelope[Any], uow: ReferralsUnitOfWork) -> None:
     data = event.data
     referral = await service.locate(uow, referral_id=data.referral_id, authorization_id=data.authorization_id)
     if referral is None:
+        await service.forget_early_encounter(uow, data.authorization_id)  # its authorization is over
         return _not_ours(event)
     at = service.as_utc(event.time)
     await service.link_authorization(uow, referral, data.authorization_id, at=at, cause=event)
     if referral.authorization_id != data.authorization_id:
+        await service.forget_early_encounter(uow, data.authorization_id)
         await service.move(uow, referral, ReferralStatus(referral.status), at=at, cause=event,
                            detail={"authorization_id": data.authorization_id, "superseded": True})
         return
+    # Served before it ended: the timeline says so before it says closed.
+    await service.apply_early_encounter(uow, referral, data.authorization_id, cause=event)
     if isinstance(data, AuthorizationExpired):
         code, reason = ClosureReason.AUTHORIZATION_EXPIRED, "authorization period ended"
     else:

@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, Table, false, insert, or_, select
+from sqlalchemy import ColumnElement, Select, Table, delete, false, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -83,6 +83,13 @@ def _row_of(instance: Referral, table: Table) -> dict[str, Any]:
     values = instance.__dict__
     return {column.name: values[column.name] if column.name in values else getattr(instance, column.name)
             for column in table.columns}
+
+
+class EarlyEncounterKept(NamedTuple):
+    """An encounter kept for its authorization's link (`early_encounter`), as taken."""
+
+    encounter_id: str
+    recorded_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +191,20 @@ class ReferralRepository:
     async def remember_encounter(self, authorization_id: str, encounter_id: str, recorded_at: datetime,
                                  event_id: UUID) -> None:
         """Keep an encounter of an authorization not linked yet (the first one only)."""
-        if await self.session.get(EarlyEncounter, authorization_id) is None:
-            self.session.add(EarlyEncounter(authorization_id=authorization_id, encounter_id=encounter_id,
-                                            recorded_at=recorded_at, event_id=event_id))
+        table = EarlyEncounter.__table__
+        assert isinstance(table, Table)
+        dialect_insert = postgresql_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        await self.session.execute(dialect_insert(table).values(
+            authorization_id=authorization_id, encounter_id=encounter_id, recorded_at=recorded_at,
+            event_id=event_id).on_conflict_do_nothing(index_elements=[table.c.authorization_id]))
 
-    async def take_early_encounter(self, authorization_id: str) -> EarlyEncounter | None:
+    async def take_early_encounter(self, authorization_id: str) -> EarlyEncounterKept | None:
         """The encounter kept for this authorization, removed (it is applied once), or None."""
-        found = await self.session.get(EarlyEncounter, authorization_id)
-        if found is not None:
-            await self.session.delete(found)
-        return found
+        table = EarlyEncounter.__table__
+        assert isinstance(table, Table)
+        row = (await self.session.execute(delete(table).where(table.c.authorization_id == authorization_id)
+                                          .returning(table.c.encounter_id, table.c.recorded_at))).first()
+        return None if row is None else EarlyEncounterKept(row.encounter_id, row.recorded_at)
 
     async def authorization_links(self, referral_id: str) -> list[AuthorizationLink]:
         """The referral's authorizations (initial and reauthorizations), with what each continues."""

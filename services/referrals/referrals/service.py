@@ -27,7 +27,7 @@ from shared.contracts.referrals import (
     RoutingBasis,
 )
 from shared.contracts.values import MemberDemographics, ServiceRequested, Urgency
-from shared.db import new_transient
+from shared.db import advisory_xact_lock, new_transient
 from shared.envelope import Envelope, caused_by, new_event
 from shared.identity import member_id_for
 from shared.ids import uuid7
@@ -377,16 +377,28 @@ async def start_service(uow: ReferralsUnitOfWork, referral: Referral, *, authori
     await move(uow, referral, ReferralStatus.IN_SERVICE, at=at, cause=cause, detail=detail)
 
 
+async def hold_authorization(uow: ReferralsUnitOfWork, authorization_id: str) -> None:
+    """Serialize, until commit, the transactions that link an authorization or keep an encounter of it."""
+    await advisory_xact_lock(uow.session, f"referrals:authorization:{authorization_id}")
+
+
 async def remember_encounter(uow: ReferralsUnitOfWork, *, authorization_id: str, encounter_id: str,
                              at: datetime, event_id: UUID) -> None:
-    """Keep an encounter whose authorization no referral is linked to yet (see `apply_early_encounter`)."""
+    """Keep an encounter whose authorization no referral is linked to yet (see `apply_early_encounter`); the
+    caller holds the authorization (`hold_authorization`) since before it looked for the link."""
     await uow.referrals.remember_encounter(authorization_id, encounter_id, at, event_id)
+
+
+async def forget_early_encounter(uow: ReferralsUnitOfWork, authorization_id: str) -> None:
+    """Drop an encounter kept for an authorization that ended without it being applied."""
+    await uow.referrals.take_early_encounter(authorization_id)
 
 
 async def apply_early_encounter(uow: ReferralsUnitOfWork, referral: Referral, authorization_id: str, *,
                                 cause: Envelope[Any]) -> None:
     """Once an authorization is linked: an encounter recorded under it before the link puts the member
     `in_service` now (no earlier than the referral's last status change, so the timeline stays in order)."""
+    await hold_authorization(uow, authorization_id)  # an encounter being kept right now commits first
     early = await uow.referrals.take_early_encounter(authorization_id)
     if early is None:
         return

@@ -3,11 +3,13 @@ tenancy, queries, withdrawal, routing from eligibility and the closed loop from 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 from referrals.models import EarlyEncounter, audit_event
+from referrals.repository import ReferralsUnitOfWork
 from referrals.testkit import (
     approved,
     closed,
@@ -357,6 +359,47 @@ async def test_an_encounter_recorded_before_its_authorization_was_linked_puts_th
     assert after["status"] == "in_service"
     statuses = [t["status"] for t in after["timeline"] if t["kind"] == "status_changed"]
     assert statuses == ["routed", "requested", "in_service"]
+
+
+@pytest.mark.parametrize("harness", [pytest.param("postgresql", marks=pytest.mark.integration)], indirect=True)
+async def test_an_encounter_handled_while_its_link_commits_is_not_lost(harness: ServiceHarness) -> None:
+    # The two handlers run at once (different topics, partitions, instances): without serializing them the
+    # encounter's transaction misses the uncommitted link, the link's misses the uncommitted kept encounter.
+    from referrals import handlers
+
+    rid = (await submit(harness, make_referral(), "cbo_a")).json()["id"]
+    runtime = harness.runtimes["referrals"]
+    link, served = runtime.uow(), runtime.uow()
+    assert isinstance(link, ReferralsUnitOfWork) and isinstance(served, ReferralsUnitOfWork)
+    async with link:
+        await handlers.mark_requested(requested(rid, "auth_5"), link)  # linked, not committed yet
+        async with served:
+            encounter_task = asyncio.create_task(handlers.mark_in_service(encounter("auth_5", "enc_5"), served))
+            await asyncio.sleep(0.5)  # it waits for the link's transaction
+            assert not encounter_task.done()
+            await link.commit()
+            await encounter_task
+            await served.commit()
+    body = await wait_for_status(harness, rid, "in_service")
+    assert [t["detail"].get("encounter_id") for t in body["timeline"] if t["status"] == "in_service"] == ["enc_5"]
+
+
+async def test_an_encounter_kept_for_an_authorization_that_ends_unlinked_is_dropped(harness: ServiceHarness) -> None:
+    # An MCP assignment (no referral) is served, then ends: nothing will ever link it.
+    await publish(harness.bus, encounter("auth_assigned", "enc_5"))
+    runtime = harness.runtimes["referrals"]
+
+    async def kept() -> Any:
+        async with runtime.sessions() as session:
+            return await session.get(EarlyEncounter, "auth_assigned")
+
+    await eventually(kept, within=10.0, interval=0.02)
+    await publish(harness.bus, expired("auth_assigned"))
+
+    async def dropped() -> bool:
+        return await kept() is None
+
+    await eventually(dropped, within=10.0, interval=0.02)
 
 
 async def test_a_denial_declines_the_referral_with_its_reason(harness: ServiceHarness) -> None:

@@ -419,12 +419,13 @@ class AuthStore:
         return self._engine
 
     async def close(self) -> None:
-        """Stop listening for revocations; dispose the engine if this store created it."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        """Stop listening for revocations and any lookup in flight; dispose the engine if this store created it."""
+        for task in [self._listener, *self._looking_up.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._listener = None
         if self._engine is not None:
             await self._engine.dispose()
 
@@ -435,17 +436,17 @@ class AuthStore:
             self._listener = asyncio.create_task(self._listen(engine), name="api-key-revocations")
 
     async def _listen(self, engine: AsyncEngine) -> None:
-        delay = 1.0
+        delay = 0.5
         while True:
             try:
                 await self._listen_on_one_connection(engine)
-                delay = 1.0  # it was up: reconnect at once after a short pause
+                delay = 0.5  # it was up: reconnect after a short pause
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the database is away: the cache TTL still bounds the window
+                delay = min(delay * 2, 30.0)
                 log.warning("listening for API key revocations failed; retrying",
                             extra={"error_type": type(exc).__name__, "retry_in_s": delay})
-                delay = min(delay * 2, 30.0)
             await asyncio.sleep(delay)
 
     async def _listen_on_one_connection(self, engine: AsyncEngine) -> None:
@@ -476,6 +477,7 @@ class AuthStore:
 
     def _forget_key(self, key_id: str) -> None:
         self._revocations += 1
+        self._looking_up.clear()  # a request from now on must not join a lookup that read the key before
         self._cache.evict_key(key_id)
         self._active.pop(key_id, None)
 
@@ -538,7 +540,9 @@ class AuthStore:
         return IssuedKey(key_id=key_id, plaintext=f"chk_{key_id}_{secret}")
 
     async def revoke_key(self, key_id: str, *, actor: Caller | None = None) -> bool:
-        """Revoke a key; False if unknown or already revoked. Other processes notice within the cache TTL."""
+        """Revoke a key; False if unknown or already revoked. This process forgets it at once; on PostgreSQL a
+        NOTIFY tells every listening process (`listen_for_revocations`) with the commit; others notice within
+        the cache TTL."""
         async with self._sessions() as session, session.begin():
             result = await session.execute(
                 update(api_key_table)
@@ -560,11 +564,12 @@ class AuthStore:
         cached = self._active.get(key_id)
         if cached is not None and cached[0] > now:
             return cached[1]
+        revocations = self._revocations
         async with self._sessions() as session:
             revoked_at = (await session.execute(
                 select(api_key_table.c.revoked_at).where(api_key_table.c.id == key_id))).first()
         active = revoked_at is not None and revoked_at[0] is None
-        if self._cache.ttl > 0:
+        if self._cache.ttl > 0 and revocations == self._revocations:  # else it may have read a revoked key
             if len(self._active) >= self._cache.size:
                 self._active.clear()  # bounded; a refill costs one query per key
             self._active[key_id] = (now + self._cache.ttl, active)
@@ -592,7 +597,8 @@ class AuthStore:
         return await asyncio.shield(lookup)
 
     def _looked_up(self, digest: str, lookup: asyncio.Future[Caller | None]) -> None:
-        self._looking_up.pop(digest, None)
+        if self._looking_up.get(digest) is lookup:  # not a newer lookup started after a revocation
+            del self._looking_up[digest]
         if not lookup.cancelled():
             lookup.exception()  # retrieved: its waiters got it, or all of them were cancelled meanwhile
 
@@ -623,6 +629,7 @@ class AuthStore:
     def clear_cache(self) -> None:
         """Forget cached verifications (tests; after a bulk revocation)."""
         self._revocations += 1
+        self._looking_up.clear()
         self._cache.clear()
         self._active.clear()
 
@@ -641,7 +648,8 @@ class DatabaseAuthenticator:
         self._lock = asyncio.Lock()
 
     async def store(self) -> AuthStore:
-        """The underlying AuthStore (created, and on SQLite its tables, on first call)."""
+        """The underlying AuthStore (created, and on SQLite its tables, on first call; on PostgreSQL it starts
+        listening for revocations then)."""
         if self._store is None:
             async with self._lock:
                 if self._store is None:
@@ -662,7 +670,7 @@ class DatabaseAuthenticator:
         return await (await self.store()).key_active(key_id)
 
     async def close(self) -> None:
-        """Dispose the store's engine, if one was built."""
+        """Stop the store's listener and dispose its engine, if one was built."""
         if self._store is not None:
             await self._store.close()
             self._store = None

@@ -182,6 +182,31 @@ async def test_a_cancelled_request_does_not_cancel_the_lookup_others_wait_for(
         await first
 
 
+async def test_a_request_after_a_revocation_never_joins_a_lookup_that_started_before_it(
+        store: AuthStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    org = await store.create_organization("cbo", "Fresno Community Care")
+    key_id, plaintext = await store.create_api_key(org.id, ["referrals:read"])
+    release = asyncio.Event()
+    look_up = store._look_up
+
+    async def slow_look_up(digest: str, key: str, secret: str) -> Caller | None:
+        found = await look_up(digest, key, secret)  # reads the key while it is still valid...
+        await release.wait()  # ...and answers only after the revocation
+        return found
+
+    monkeypatch.setattr(store, "_look_up", slow_look_up)
+    before = asyncio.create_task(store.verify(plaintext))
+    await asyncio.sleep(0.05)
+    await store.revoke_key(key_id)
+    monkeypatch.setattr(store, "_look_up", look_up)
+    try:  # joining the lookup in flight would wait for it (and answer the caller it read)
+        assert await asyncio.wait_for(store.verify(plaintext), 5) is None  # its own lookup
+    finally:
+        release.set()
+    assert await before is not None  # it had read the key before the revocation
+    assert await store.verify(plaintext) is None  # and what it read was not cached
+
+
 async def test_key_activity_follows_revocation_within_the_cache_ttl(
         auth_engine: AsyncEngine, store: AuthStore, clock: FakeClock) -> None:
     """What a console session asks on each page: is the key it was opened with still active?"""

@@ -14,7 +14,7 @@ Two phases against the service:
 
 The bare endpoint runs both phases too. Its offered-rate phase shows what the machine charges for requests
 that arrive one at a time with idle gaps between them: on the 2-core VM this was measured on, a bare request
-cost about three times as much CPU at 350/s offered as in the closed loop (caches go cold in the gaps), and
+cost 2.5 to 3 times as much CPU at 350-500/s offered as in the closed loop (caches go cold in the gaps), and
 the referral service pays the same toll.
 
 Each request is a valid ECM referral for a distinct synthetic member (so none is a 409 duplicate) with its own

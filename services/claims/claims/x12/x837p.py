@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+from claims.domain.pricing import CENT
 from shared.x12.envelope import EnvelopeSpec, Party, build_interchange_rendered
 
 IMPLEMENTATION = "005010X222A1"  # GS08 and ST03; x12sdk writes X222A2, which MCPs reject
@@ -162,9 +163,6 @@ class Built837:
 
 class ClaimBuildError(ValueError):
     """A claim cannot be expressed in 005010X222A1 (a structural limit, not a business rule)."""
-
-
-CENT = Decimal("0.01")
 
 
 def money(value: Decimal) -> str:

@@ -228,8 +228,8 @@ def merge(current: Mapping[str, Any] | None, change: Change) -> dict[str, Any]:
     newer = status_at is None or not _after(status_at, change.at)  # change.at >= status_at
     # Two approvals that both arrive behind a newer event (approved, approved as modified, then suspended, told
     # backwards): the one decided later sets the period, not the first to arrive.
-    decided_later = "period_start" in change.values and _after(change.values.get("decided_at"),
-                                                               row.get("decided_at"))
+    decided_later = change.values.get("decision") == AuthorizationStatus.APPROVED.value and _after(
+        change.values.get("decided_at"), row.get("decided_at"))
     for name, value in change.values.items():
         if name in _LATEST_WINS:
             continue

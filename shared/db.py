@@ -221,10 +221,8 @@ async def pooled_driver_connection(engine: AsyncEngine) -> AsyncIterator[DriverC
         yield DriverConnection(driver=raw.driver_connection,
                                schemas=engine.get_execution_options().get("schema_translate_map") or {})
         intact = True
-    except _CONNECTION_LOST:
-        raise
-    except Exception:
-        intact = True
+    except Exception as exc:
+        intact = not isinstance(exc, _CONNECTION_LOST)
         raise
     finally:
         if intact:

@@ -400,6 +400,7 @@ class AuthStore:
         self._revocations = 0  # revocations seen: a lookup that overlapped one does not cache what it read
         self._listener: asyncio.Task[None] | None = None
         self._listening = False
+        self._listener_pid: int | None = None
         # key id -> (expires, active): the same TTL as verifications, so a session notices a revocation as
         # soon as a request with the key itself would.
         self._active: dict[str, tuple[float, bool]] = {}
@@ -460,17 +461,25 @@ class AuthStore:
             await driver.add_listener(REVOCATION_CHANNEL, self._revoked_elsewhere)
             # Whatever was revoked while nobody listened is forgotten: the next use looks it up again.
             self.clear_cache()
+            self._listener_pid = driver.get_server_pid()
             self._listening = True
             await lost.wait()
             log.warning("listening connection for API key revocations lost; reconnecting")
         finally:
             self._listening = False
+            self._listener_pid = None
             raw.invalidate()  # a LISTENing connection never goes back to the pool
 
     @property
     def listening(self) -> bool:
         """Whether revocations by other processes reach this one now (`listen_for_revocations`)."""
         return self._listening
+
+    @property
+    def listener_pid(self) -> int | None:
+        """The PostgreSQL backend that LISTENs for this process while `listening` (its row in
+        pg_stat_activity), else None."""
+        return self._listener_pid
 
     def _revoked_elsewhere(self, connection: object, pid: int, channel: str, key_id: str) -> None:
         self._forget_key(key_id)

@@ -179,12 +179,16 @@ async def test_a_revocation_reaches_other_processes_at_once_and_after_their_list
         await store.revoke_key(first_id)
         await eventually(lambda: refused(first), within=5.0, what="revocation seen without waiting for the TTL")
         assert await other.verify(second) is not None
-        # The listening connection dies (a restart, a failover): the store reconnects and listens again.
+        # The listening connection dies (a restart, a failover): the store reconnects and listens again. Only
+        # this store's backend: other processes may listen on the same cluster.
+        listener = other.listener_pid
+        assert listener is not None
         async with auth_engine.connect() as admin:
-            await admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE query LIKE 'LISTEN %calhub_api_key_revoked%'"))
+            ended = await admin.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": listener})
+        assert ended is True
         await eventually(lambda: not other.listening, within=10.0, what="loss noticed")
         await eventually(lambda: other.listening, within=10.0, what="listening again")
+        assert other.listener_pid not in (None, listener)  # a new backend
         assert await other.verify(second) is not None
         await store.revoke_key(second_id)
         await eventually(lambda: refused(second), within=5.0, what="revocation seen after the reconnect")

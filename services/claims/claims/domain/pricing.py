@@ -18,6 +18,11 @@ from claims.domain.configuration import FeeSchedule, OutreachCap, Rate, RateBasi
 CENT = Decimal("0.01")
 
 
+def cents(amount: Decimal) -> Decimal:
+    """`amount` in whole cents, rounded half up: how a price is rounded, and how the 837P writes every amount."""
+    return amount.quantize(CENT, ROUND_HALF_UP)
+
+
 @dataclass(frozen=True)
 class PricedService:
     """What a prior encounter of the member already used up: its month, components and amount."""
@@ -192,6 +197,6 @@ def price(request: PricingRequest, schedule: FeeSchedule | None, history: Sequen
         already = any(RateBasis.ONE_TIME_ENGAGEMENT.value in h.components for h in mine)
         if best is not None and not already:
             parts.append((RateBasis.ONE_TIME_ENGAGEMENT, best.amount, "successful engagement"))
-    rounded = tuple(Component(kind, amount.quantize(CENT, ROUND_HALF_UP), note) for kind, amount, note in parts)
+    rounded = tuple(Component(kind, cents(amount), note) for kind, amount, note in parts)
     total = sum((c.amount for c in rounded), Decimal("0")).quantize(CENT)
     return Price(amount=total, components=rounded, flags=tuple(flags))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from claims.domain.pricing import CENT
+from claims.domain.pricing import cents
 from shared.x12.envelope import EnvelopeSpec, Party, build_interchange_rendered
 
 IMPLEMENTATION = "005010X222A1"  # GS08 and ST03; x12sdk writes X222A2, which MCPs reject
@@ -134,7 +134,7 @@ class ProfessionalClaim:
     def total_charge(self) -> Decimal:
         """CLM02: the sum of the lines' SV102 charges, each as SV102 writes it (in cents), so the two always
         agree even for a charge with sub-cent digits (prices are whole cents; a hand-made claim may not be)."""
-        return sum((line.charge.quantize(CENT) for line in self.lines), Decimal("0"))
+        return sum((cents(line.charge) for line in self.lines), Decimal("0"))
 
 
 @dataclass(frozen=True)
@@ -166,9 +166,9 @@ class ClaimBuildError(ValueError):
 
 
 def money(value: Decimal) -> str:
-    """An X12 R (decimal) amount: no trailing zeros beyond cents, no exponent (`125`, `12.5`, `0`)."""
-    quantized = value.quantize(CENT)
-    text = format(quantized, "f")
+    """An X12 R (decimal) amount in cents, rounded as prices are (`pricing.cents`): no trailing zeros beyond
+    cents, no exponent (`125`, `12.5`, `0`)."""
+    text = format(cents(value), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"

@@ -176,7 +176,7 @@ def test_clm02_is_the_sum_of_the_sv102_amounts_as_written_even_with_sub_cent_cha
     text = build_837p(header("healthnet"), [replace(claim, lines=odd)]).text
     sv102 = [Decimal(seg.split("*")[2]) for seg in text.split("~") if seg.startswith("SV1*")]
     clm02 = Decimal(next(seg for seg in text.split("~") if seg.startswith("CLM*")).split("*")[2])
-    assert sv102 == [Decimal("12.34"), Decimal("0"), Decimal("10")]  # half to even, as every amount is written
+    assert sv102 == [Decimal("12.35"), Decimal("0.01"), Decimal("10")]  # half up, as prices are rounded
     assert clm02 == sum(sv102) and claim_rules(text) == []
 
 

@@ -111,7 +111,8 @@ class EarlyEncounter(Base):
 
     authorization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     encounter_id: Mapped[str] = mapped_column(String(64))
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the encounter event's time
+    # The encounter event's time; indexed (migration 0005) for dropping those past their authorization.
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
 
 

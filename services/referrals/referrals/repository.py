@@ -198,6 +198,13 @@ class ReferralRepository:
             authorization_id=authorization_id, encounter_id=encounter_id, recorded_at=recorded_at,
             event_id=event_id).on_conflict_do_nothing(index_elements=[table.c.authorization_id]))
 
+    async def forget_encounters_recorded_before(self, cutoff: datetime) -> int:
+        """Drop kept encounters recorded before `cutoff` (their authorizations are over); how many."""
+        table = EarlyEncounter.__table__
+        assert isinstance(table, Table)
+        result = await self.session.execute(delete(table).where(table.c.recorded_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def take_early_encounter(self, authorization_id: str) -> EarlyEncounterKept | None:
         """The encounter kept for this authorization, removed (it is applied once), or None."""
         table = EarlyEncounter.__table__

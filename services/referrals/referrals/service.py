@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -382,11 +382,23 @@ async def hold_authorization(uow: ReferralsUnitOfWork, authorization_id: str) ->
     await advisory_xact_lock(uow.session, f"referrals:authorization:{authorization_id}")
 
 
+# An encounter is recorded while its authorization runs, and no authorization runs longer than 12 months (ECM's
+# initial period; a reauthorization is a new authorization): past this, a kept encounter's authorization is over.
+EARLY_ENCOUNTER_KEPT_FOR = timedelta(days=400)
+
+
 async def remember_encounter(uow: ReferralsUnitOfWork, *, authorization_id: str, encounter_id: str,
                              at: datetime, event_id: UUID) -> None:
     """Keep an encounter whose authorization no referral is linked to yet (see `apply_early_encounter`); the
-    caller holds the authorization (`hold_authorization`) since before it looked for the link."""
+    caller holds the authorization (`hold_authorization`) since before it looked for the link.
+
+    Kept encounters of authorizations that ended unlinked are dropped when the end arrives; one that arrived
+    after its authorization's end stays until it is older than `EARLY_ENCOUNTER_KEPT_FOR`, when the next kept
+    encounter drops it (so the table stays bounded without a purge job)."""
     await uow.referrals.remember_encounter(authorization_id, encounter_id, at, event_id)
+    dropped = await uow.referrals.forget_encounters_recorded_before(clock_of(uow).now() - EARLY_ENCOUNTER_KEPT_FOR)
+    if dropped:
+        log.info("kept encounters past their authorizations dropped", extra={"count": dropped})
 
 
 async def forget_early_encounter(uow: ReferralsUnitOfWork, authorization_id: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -400,6 +402,34 @@ async def test_an_encounter_kept_for_an_authorization_that_ends_unlinked_is_drop
         return await kept() is None
 
     await eventually(dropped, within=10.0, interval=0.02)
+
+
+@ON_BOTH_DATABASES
+async def test_an_encounter_kept_past_any_authorization_period_is_dropped_by_the_next_one_kept(
+        harness: ServiceHarness) -> None:
+    # Encounters that arrived after their unlinked authorizations had ended: no end will come to drop them.
+    from datetime import UTC, datetime
+
+    from referrals.service import EARLY_ENCOUNTER_KEPT_FOR
+
+    runtime = harness.runtimes["referrals"]
+    now = datetime.now(UTC)
+    async with runtime.sessions() as session:
+        for authorization_id, age in (("auth_stale", EARLY_ENCOUNTER_KEPT_FOR + timedelta(days=1)),
+                                      ("auth_recent", EARLY_ENCOUNTER_KEPT_FOR - timedelta(days=1))):
+            session.add(EarlyEncounter(authorization_id=authorization_id, encounter_id=f"enc_{authorization_id}",
+                                       recorded_at=now - age, event_id=uuid.uuid4()))
+        await session.commit()
+    await publish(harness.bus, encounter("auth_assigned", "enc_5"))
+
+    async def kept() -> set[str]:
+        async with runtime.sessions() as session:
+            return set((await session.scalars(select(EarlyEncounter.authorization_id))).all())
+
+    async def stale_dropped() -> bool:
+        return await kept() == {"auth_recent", "auth_assigned"}
+
+    await eventually(stale_dropped, within=10.0, interval=0.02)
 
 
 async def test_a_denial_declines_the_referral_with_its_reason(harness: ServiceHarness) -> None:

@@ -63,10 +63,13 @@ def create_engine(url: str, *, schema: str | None, physical_schema: str | None =
                   echo: bool = False) -> AsyncEngine:
     """An async engine for a service. Built by the composition root, never at import time.
 
-    `physical_schema` maps the models' schema to another one on PostgreSQL (isolated test schemas).
+    `physical_schema` maps the models' schema to another one on PostgreSQL (isolated test schemas). JSON
+    columns are written by `to_json_text` on both databases, as the hand-written hot statements write them, so
+    a value is stored the same way (or refused the same way) whichever path writes it.
     """
     if is_sqlite(url):
-        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30},
+                                     json_serializer=to_json_text)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         if schema is not None:
@@ -79,7 +82,8 @@ def create_engine(url: str, *, schema: str | None, physical_schema: str | None =
     # steady burst of requests that closed and reopened connections all the time (a new connection also
     # prepares every statement again). The cap is the same 20 as 10 + 10 overflow was; the pool opens
     # connections only as they are needed.
-    engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=0)
+    engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=0,
+                                 json_serializer=to_json_text)
     event.listen(engine.sync_engine.pool, "checkout", _check_on_checkout)
     event.listen(engine.sync_engine.pool, "checkin", _note_checkin)
     if schema is not None and physical_schema is not None and physical_schema != schema:

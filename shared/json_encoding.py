@@ -1,4 +1,5 @@
-"""Compact JSON for the hot paths (request bodies, JSON column values), written by orjson.
+"""Compact JSON for answers and for every JSON column value (the engines' `json_serializer`, and the hand-written
+hot statements), written by orjson.
 
 Why not the standard library: a referral's intake writes about twenty JSON documents (its answer, the row's
 JSON columns, the timeline's details, the events' headers), and `json.dumps` spent a twentieth of the intake's

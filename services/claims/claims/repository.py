@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from pydantic_core import to_json
 from sqlalchemy import JSON, Select, String, and_, bindparam, cast, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +39,7 @@ from claims.models import (
 )
 from shared.auth import TenantScope
 from shared.db import advisory_xact_lock
+from shared.json_encoding import to_json_text
 from shared.uow import UnitOfWork
 
 MAX_CONTROL_NUMBER = 999_999_999  # ISA13 and GS06 are at most 9 digits
@@ -786,12 +786,14 @@ class RemittanceRepository:
 
 
 def _json_text(value: Any) -> str | None:
-    """A JSON column's value as COPY sends it (text); empty lists, the common case, skip the encoder."""
+    """A JSON column's value as COPY sends it (text), encoded as the engine's ORM path encodes it
+    (`to_json_text`), so a batch stores the same text whatever its size; empty lists, the common case, skip the
+    encoder."""
     if value is None:
         return None
     if not value and isinstance(value, list | tuple):
         return "[]"
-    return to_json(value).decode()
+    return to_json_text(value)
 
 
 def _with_json_text(rows: Iterable[Sequence[Any]], json_at: Sequence[int]) -> Iterator[list[Any]]:

@@ -42,6 +42,7 @@ from claims.domain.payouts import (
     build_statement,
 )
 from claims.domain.payouts import FeeSchedule as PayoutFees
+from claims.domain.pricing import cents
 from claims.domain.remittance import (
     ClaimOutcome,
     ClaimPosting,
@@ -802,7 +803,7 @@ def _apply_corrections(claim: Claim, lines: list[ClaimLine], body: ClaimCorrecti
             old = Decimal(line.units)
             per_unit = any(c["basis"] == "per_unit" for c in pricing.get(line.encounter_id, []))
             if per_unit and old > 0:
-                line.charge = (Decimal(line.charge) / old * fix.units).quantize(Decimal("0.01"))
+                line.charge = cents(Decimal(line.charge) / old * fix.units)
             line.units = fix.units
             changed.append(f"lines[{fix.line_number}].units")
         if fix.diagnosis_pointers is not None:

@@ -198,11 +198,14 @@ class ReferralRepository:
             authorization_id=authorization_id, encounter_id=encounter_id, recorded_at=recorded_at,
             event_id=event_id).on_conflict_do_nothing(index_elements=[table.c.authorization_id]))
 
-    async def forget_encounters_recorded_before(self, cutoff: datetime) -> int:
-        """Drop kept encounters recorded before `cutoff` (their authorizations are over); how many."""
+    async def forget_encounters_recorded_before(self, cutoff: datetime, *, at_most: int = 500) -> int:
+        """Drop up to `at_most` kept encounters recorded before `cutoff` (their authorizations are over); how
+        many. Rows another transaction holds are skipped, not waited for (PostgreSQL): the next call takes them."""
         table = EarlyEncounter.__table__
         assert isinstance(table, Table)
-        result = await self.session.execute(delete(table).where(table.c.recorded_at < cutoff))
+        stale = (select(table.c.authorization_id).where(table.c.recorded_at < cutoff).limit(at_most)
+                 .with_for_update(skip_locked=True))
+        result = await self.session.execute(delete(table).where(table.c.authorization_id.in_(stale)))
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def take_early_encounter(self, authorization_id: str) -> EarlyEncounterKept | None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from referrals.models import EarlyEncounter, audit_event
 from referrals.repository import ReferralsUnitOfWork
+from referrals.service import EARLY_ENCOUNTER_KEPT_FOR
 from referrals.testkit import (
     approved,
     closed,
@@ -408,10 +409,6 @@ async def test_an_encounter_kept_for_an_authorization_that_ends_unlinked_is_drop
 async def test_an_encounter_kept_past_any_authorization_period_is_dropped_by_the_next_one_kept(
         harness: ServiceHarness) -> None:
     # Encounters that arrived after their unlinked authorizations had ended: no end will come to drop them.
-    from datetime import UTC, datetime
-
-    from referrals.service import EARLY_ENCOUNTER_KEPT_FOR
-
     runtime = harness.runtimes["referrals"]
     now = datetime.now(UTC)
     async with runtime.sessions() as session:

@@ -20,8 +20,9 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OP
 
 def to_json_bytes(value: Any) -> bytes:
     """`value` as compact UTF-8 JSON. Raises TypeError (orjson.JSONEncodeError) for a Decimal, a set, a datetime
-    or a dataclass. Unlike `json.dumps`, NaN and infinities become null and UUIDs and enums are written as
-    their text."""
+    or a dataclass. Unlike `json.dumps`: NaN and infinities become null; UUIDs and enums are written as their
+    text; an integer beyond 64 bits and a string with a lone surrogate are refused (TypeError); dict keys that
+    are dates are written as ISO text (as values they must be made text by their owner, like datetimes)."""
     return orjson.dumps(value, option=_OPTIONS)
 
 

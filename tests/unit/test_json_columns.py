@@ -85,3 +85,8 @@ async def test_a_datetime_is_refused_on_every_path(engine: AsyncEngine) -> None:
     async with session_factory(engine)() as session:
         with pytest.raises(StatementError):
             await session.execute(insert(note).values(id="dt", body={"at": datetime.now(UTC)}))
+    if engine.dialect.name == "postgresql":
+        async with session_factory(engine)() as session:
+            with pytest.raises(TypeError):
+                insert_rows_sql(await driver_connection(session), note,
+                                [{"id": "dt", "body": {"at": datetime.now(UTC)}}], Binds())

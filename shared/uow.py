@@ -16,8 +16,9 @@ from uuid import UUID
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.bus.message import encode
+from shared.bus.message import OutgoingMessage, encode
 from shared.envelope import Envelope
+from shared.json_encoding import to_json_text
 from shared.platform_tables import PlatformTables
 
 
@@ -102,6 +103,11 @@ _OUTBOX_COLUMNS = ["event_id", "topic", "key", "value", "headers", "created_at"]
 COPY_THRESHOLD = 100  # below this, a multi-row INSERT is as fast as COPY
 
 
+def headers_text(message: OutgoingMessage) -> str:
+    """A message's headers as the outbox's `headers` column stores them: a JSON list of [name, text] pairs."""
+    return to_json_text([[k, v.decode()] for k, v in message.headers])
+
+
 def encode_outbox_rows(events: Iterable[Envelope[Any]]) -> list[OutboxRow]:
     """Outbox rows for envelopes (pure: callers with file-sized bursts may run it in a worker thread, and hand
     a generator so that each envelope is dropped once encoded).
@@ -120,7 +126,7 @@ def encode_outbox_rows(events: Iterable[Envelope[Any]]) -> list[OutboxRow]:
                          f"{template[0]}{envelope.id}{template[1]}", now))
             continue
         message = encode(envelope)
-        headers = json.dumps([[k, v.decode()] for k, v in message.headers])
+        headers = headers_text(message)
         head, found, tail = headers.partition(str(envelope.id))
         if found and str(envelope.id) not in tail:
             around_id[kind] = (head, tail)

@@ -17,7 +17,6 @@ validated path refuses come back as `contract` problems, as before.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +33,7 @@ from shared.contracts.values import Address, MemberDemographics
 from shared.envelope import Envelope, EventBatch
 from shared.identity import member_id_secret
 from shared.ids import uuid7
-from shared.uow import OutboxRow
+from shared.uow import OutboxRow, headers_text
 
 log = logging.getLogger("calhub.sftp_gateway")
 
@@ -145,7 +144,7 @@ def encode_rows(parent: Envelope[Any], kind: FileKind, file_id: str, mcp_code: s
         problems.append(_problem(exc, first))
         return _validated(chunk, kind, file_id, mcp_code, rows[1:], ids[1:], secret, out, problems)
     message = encode(reference)
-    headers = json.dumps([[k, v.decode()] for k, v in message.headers]).replace(str(first_id), _ID_MARK)
+    headers = headers_text(message).replace(str(first_id), _ID_MARK)
     head, _, tail = headers.partition(_ID_MARK)
     fast = to_json({**chunk.base, "id": first_id, "subject": first_subject, "member_id": first_subject,
                     "data": first_data})
@@ -177,5 +176,5 @@ def _validated(chunk: _Chunk, kind: FileKind, file_id: str, mcp_code: str, rows:
             continue
         message = encode(envelope)
         out.append((envelope.id, message.topic, message.key, message.value,
-                    json.dumps([[k, v.decode()] for k, v in message.headers]), chunk.now))
+                    headers_text(message), chunk.now))
     return out, problems

@@ -200,6 +200,15 @@ async def advisory_xact_lock(session: AsyncSession, name: str) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+async def read_one_snapshot(session: AsyncSession) -> None:
+    """Make the session's next transaction read one snapshot of the database (call before its first statement),
+    so a view assembled from several queries (a row and its timeline) never mixes what two commits wrote.
+    PostgreSQL: REPEATABLE READ for that transaction (the pool resets the level when the connection returns);
+    SQLite: a transaction already reads one snapshot."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 async def driver_connection(session: AsyncSession) -> DriverConnection:
     """The session's PostgreSQL connection at driver level. A statement sent on it runs in the session's
     transaction if one was begun (the session commits or rolls it back) and is its own transaction if not."""

@@ -4,6 +4,7 @@ without the caller seeing an error (what pool_pre_ping did, without its three ro
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
@@ -98,4 +99,34 @@ async def test_an_error_the_server_answered_keeps_the_connection(postgres_url: s
         async with db.pooled_driver_connection(engine) as connection:
             assert await connection.driver.fetchval("SELECT pg_backend_pid()") == first
     finally:
+        await engine.dispose()
+
+
+async def test_a_session_that_reads_one_snapshot_does_not_see_a_commit_made_between_its_queries(
+        postgres_url: str) -> None:
+    engine = db.create_engine(postgres_url, schema=None)
+    table = f"snapshot_probe_{uuid.uuid4().hex[:8]}"
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"CREATE TABLE {table} (n int)"))
+        sessions = db.session_factory(engine)
+
+        async def counts(one_snapshot: bool) -> tuple[int, int]:
+            async with sessions() as reader:
+                if one_snapshot:
+                    await db.read_one_snapshot(reader)
+                before = await reader.scalar(text(f"SELECT count(*) FROM {table}"))  # noqa: S608 - our own name
+                async with sessions() as writer:
+                    await writer.execute(text(f"INSERT INTO {table} VALUES (1)"))  # noqa: S608
+                    await writer.commit()
+                after = await reader.scalar(text(f"SELECT count(*) FROM {table}"))  # noqa: S608
+                await reader.commit()
+            return int(before or 0), int(after or 0)
+
+        assert await counts(one_snapshot=True) == (0, 0)
+        # The pool gave the connection back at its default level: the next transaction sees each commit.
+        assert await counts(one_snapshot=False) == (1, 2)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
         await engine.dispose()

@@ -33,6 +33,7 @@ from authorizations.service import (
 from shared.app import runtime_of
 from shared.auth import Caller, Tenant, record_audit, require_scopes
 from shared.contracts.values import MemberDemographics
+from shared.db import read_one_snapshot
 from shared.idempotency import IdempotencyKey, hash_request, idempotent
 from shared.identity import member_id_for
 from shared.problems import FieldError, Problem, problem_responses, validation_problem
@@ -333,6 +334,7 @@ async def list_authorizations(
 async def get_authorization(authorization_id: AuthorizationId, caller: Reader, scope: Tenant,
                             uow: Uow) -> AuthorizationDetail:
     """An authorization, the member it is for (PHI: the read is audited) and its history."""
+    await read_one_snapshot(uow.session)  # the row and its history as of one moment
     auth = await _visible(uow, scope, authorization_id)
     entries = await uow.authorizations.history(auth.id)
     await record_audit(uow.session, uow.audit, action="authorization.read", resource_type="authorization",

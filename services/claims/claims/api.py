@@ -57,6 +57,7 @@ from claims.schemas import (
 )
 from shared.app import runtime_of
 from shared.auth import Caller, Tenant, TenantScope, require_scopes
+from shared.db import read_one_snapshot
 from shared.idempotency import IdempotencyKey, hash_request, idempotent
 from shared.identity import member_id_for
 from shared.problems import FieldError, Problem, field_errors, problem_responses, validation_problem
@@ -382,6 +383,7 @@ async def _detail(uow: ClaimsUnitOfWork, claim: Claim, caller: Caller) -> ClaimD
 async def get_claim(request: Request, claim_id: str, caller: Reader, scope: Tenant) -> ClaimDetail:
     """A claim the caller may see; its member data makes the read an audited PHI read."""
     async with _uow(request) as uow:
+        await read_one_snapshot(uow.session)  # the claim, its lines and history as of one moment
         claim = await uow.claims.get(claim_id)
         if claim is None:
             raise Problem(404, "claim-not-found", "Claim not found")
@@ -677,6 +679,7 @@ async def get_remittance(request: Request, remittance_id: str, caller: Reader, s
     if caller.organization_kind == "cbo":
         raise Problem(403, "forbidden", "Forbidden", "CBOs see their money through payouts and claims.")
     async with _uow(request) as uow:
+        await read_one_snapshot(uow.session)  # the payment, its claim payments and adjustments as of one moment
         row = await uow.remittances.get(remittance_id)
         if row is None:
             raise Problem(404, "remittance-not-found", "Remittance not found")

@@ -19,6 +19,7 @@ from shared.app import runtime_of
 from shared.auth import API_KEY_SECURITY, Caller, audit_values, caller_requiring, record_audit, require_scopes
 from shared.contracts.referrals import ReferralStatus, RoutingBasis
 from shared.contracts.values import Program, Urgency
+from shared.db import read_one_snapshot
 from shared.idempotency import (
     IDEMPOTENCY_KEY_PARAMETER,
     IdempotencyKeyTaken,
@@ -436,6 +437,7 @@ async def get_referral(referral_id: str, request: Request, caller: Reader) -> di
     uow = runtime.uow()
     assert isinstance(uow, ReferralsUnitOfWork)
     async with uow:
+        await read_one_snapshot(uow.session)  # the row and its timeline as of one moment
         referral = await uow.referrals.get(referral_id)
         if referral is None or not can_see(caller, referral):
             raise referral_not_found()

@@ -18,6 +18,7 @@ from sftp_gateway.timers import ensure_timers
 from shared.app import runtime_of
 from shared.auth import Caller, Tenant, record_audit, require_scopes
 from shared.contracts.gateway import FileKind
+from shared.db import read_one_snapshot
 from shared.filestore import SCHEME, FileNotStored
 from shared.idempotency import IdempotencyKey, hash_request, idempotent
 from shared.problems import FieldError, Problem, problem_responses, validation_problem
@@ -151,6 +152,7 @@ async def get_file(request: Request, file_id: FileId, caller: Reader, scope: Ten
                    problems_limit: Annotated[int, Query(ge=0, le=10_000)] = 1000) -> FileDetail:
     """Metadata, row counts, and the problems with row numbers and rules."""
     async with _uow(_runtime(request)) as uow:
+        await read_one_snapshot(uow.session)  # the file's counts and its problems as of one moment
         row = await uow.files.get(file_id)
         if row is None:
             raise Problem(404, "file-not-found", "File not found")

@@ -104,19 +104,20 @@ async def test_an_error_the_server_answered_keeps_the_connection(postgres_url: s
 
 async def test_a_session_that_reads_one_snapshot_does_not_see_a_commit_made_between_its_queries(
         postgres_url: str) -> None:
-    engine = db.create_engine(postgres_url, schema=None)
+    engine = db.create_engine(postgres_url, schema=None, pool_size=1)  # one connection: the level must be reset
+    writer_engine = db.create_engine(postgres_url, schema=None)
     table = f"snapshot_probe_{uuid.uuid4().hex[:8]}"
     try:
         async with engine.begin() as conn:
             await conn.execute(text(f"CREATE TABLE {table} (n int)"))
-        sessions = db.session_factory(engine)
+        sessions, writers = db.session_factory(engine), db.session_factory(writer_engine)
 
         async def counts(one_snapshot: bool) -> tuple[int, int]:
             async with sessions() as reader:
                 if one_snapshot:
                     await db.read_one_snapshot(reader)
                 before = await reader.scalar(text(f"SELECT count(*) FROM {table}"))  # noqa: S608 - our own name
-                async with sessions() as writer:
+                async with writers() as writer:
                     await writer.execute(text(f"INSERT INTO {table} VALUES (1)"))  # noqa: S608
                     await writer.commit()
                 after = await reader.scalar(text(f"SELECT count(*) FROM {table}"))  # noqa: S608
@@ -124,9 +125,10 @@ async def test_a_session_that_reads_one_snapshot_does_not_see_a_commit_made_betw
             return int(before or 0), int(after or 0)
 
         assert await counts(one_snapshot=True) == (0, 0)
-        # The pool gave the connection back at its default level: the next transaction sees each commit.
+        # The same pooled connection, given back at its default level: the next transaction sees each commit.
         assert await counts(one_snapshot=False) == (1, 2)
     finally:
         async with engine.begin() as conn:
             await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
         await engine.dispose()
+        await writer_engine.dispose()

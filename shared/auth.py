@@ -399,8 +399,7 @@ class AuthStore:
         self._looking_up: dict[str, asyncio.Future[Caller | None]] = {}  # digest -> the lookup in flight
         self._revocations = 0  # revocations seen: a lookup that overlapped one does not cache what it read
         self._listener: asyncio.Task[None] | None = None
-        self._listening = False
-        self._listener_pid: int | None = None
+        self._listener_pid: int | None = None  # the LISTENing backend while revocations reach this process
         # key id -> (expires, active): the same TTL as verifications, so a session notices a revocation as
         # soon as a request with the key itself would.
         self._active: dict[str, tuple[float, bool]] = {}
@@ -462,18 +461,16 @@ class AuthStore:
             # Whatever was revoked while nobody listened is forgotten: the next use looks it up again.
             self.clear_cache()
             self._listener_pid = driver.get_server_pid()
-            self._listening = True
             await lost.wait()
             log.warning("listening connection for API key revocations lost; reconnecting")
         finally:
-            self._listening = False
             self._listener_pid = None
             raw.invalidate()  # a LISTENing connection never goes back to the pool
 
     @property
     def listening(self) -> bool:
         """Whether revocations by other processes reach this one now (`listen_for_revocations`)."""
-        return self._listening
+        return self._listener_pid is not None
 
     @property
     def listener_pid(self) -> int | None:

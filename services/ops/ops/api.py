@@ -36,6 +36,7 @@ from ops.service import (
 )
 from shared.app import runtime_of
 from shared.auth import OPS_SCOPE, Caller, require_scopes
+from shared.db import read_one_snapshot
 from shared.problems import FieldError, Problem, problem_responses, validation_problem
 from shared.runtime import ServiceRuntime
 
@@ -522,6 +523,7 @@ async def get_health(runtime: Runtime, caller: OpsCaller) -> dict[str, Any]:
 async def get_boards(runtime: Runtime, caller: OpsCaller) -> dict[str, Any]:
     """Decisions overdue and due soon, expiring authorizations, claims aging and timely payment, files; per MCP."""
     async with _uow(runtime) as uow:
+        await read_one_snapshot(uow.session)  # every board from the same moment of the projections and journal
         boards = await compute_boards(uow, settings_of(runtime), now_utc())
     return boards_json(boards)
 

@@ -71,9 +71,9 @@ async def test_the_hot_statement_and_the_orm_store_the_same_text(engine: AsyncEn
         pytest.skip("the hand-written statements are PostgreSQL's")
     async with session_factory(engine)() as session:
         await session.execute(insert(note).values(id="orm", body=VALUE))
-        binds = Binds()
-        sql = insert_rows_sql(await driver_connection(session), note, [{"id": "hot", "body": VALUE}], binds)
-        await (await driver_connection(session)).driver.execute(sql, *binds.values)
+        binds, connection = Binds(), await driver_connection(session)
+        sql = insert_rows_sql(connection, note, [{"id": "hot", "body": VALUE}], binds)
+        await connection.driver.execute(sql, *binds.values)
         await session.commit()
     assert await stored_text(engine, "hot") == await stored_text(engine, "orm")
 

@@ -26,6 +26,7 @@ from ops.service import compute_boards, evaluate_rules
 from ops.settings import OpsSettings
 from ops.topology import BusSample, ServiceHealth, consumer_groups, sample_bus, service_health
 from shared.bus.base import DLQ_SUFFIX
+from shared.db import read_one_snapshot
 from shared.outbox import acquire_lease, instance_id
 from shared.runtime import Background, ServiceRuntime
 from shared.scheduler import DueTimer, Scheduler, TimerHandlerRegistry, schedule
@@ -129,12 +130,17 @@ class OpsMonitor:
         report.health = await self.health(now)
         backlogs = {h.service: h.outbox_backlog for h in report.health if h.outbox_backlog is not None}
         stall = timedelta(minutes=self.settings.stall_after_minutes)
+        # The boards are four queries: read them as of one moment, as GET /boards does, in a transaction of
+        # their own. The round's writes (positions, alert states) stay at READ COMMITTED: at REPEATABLE READ an
+        # update racing another writer (a rule edited meanwhile) would fail to serialize.
+        async with self._uow() as snapshot:
+            await read_one_snapshot(snapshot.session)
+            boards = await compute_boards(snapshot, self.settings, now)
         async with self._uow() as uow:
             known = await uow.alerts.positions()
             positions = [advance(known.get((o.group, o.topic)), o.group, o.topic, o.end, o.committed, now)
                          for o in sample.offsets]
             await uow.alerts.save_positions(positions, known.keys())
-            boards = await compute_boards(uow, self.settings, now)
             pending = await uow.dead_letters.pending_counts()
             observed = observe(boards, positions, backlogs, pending, now, stall)
             report.transitions = await evaluate_rules(uow, observed, now)

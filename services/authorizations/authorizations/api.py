@@ -348,9 +348,12 @@ def _decision_input(body: DecisionBody) -> DecisionInput:
     if body.decision in (DecisionKind.DENIED, DecisionKind.PENDED) and not body.reason:
         errors.append(FieldError(field="reason", rule="required",
                                  message=f"A {body.decision.value} decision needs a reason."))
-    if body.decision in (DecisionKind.DENIED, DecisionKind.PENDED) and (body.period_start or body.period_end):
-        errors.append(FieldError(field="period_start", rule="not_allowed",
-                                 message=f"A {body.decision.value} decision has no period."))
+    if body.decision in (DecisionKind.DENIED, DecisionKind.PENDED):
+        # One error per period field actually sent, so the caller is told which one to drop.
+        sent = [name for name, value in (("period_start", body.period_start), ("period_end", body.period_end))
+                if value is not None]
+        errors.extend(FieldError(field=name, rule="not_allowed",
+                                 message=f"A {body.decision.value} decision has no period.") for name in sent)
     if body.period_start and body.period_end and body.period_end < body.period_start:
         errors.append(FieldError(field="period_end", rule="not_before_start",
                                  message="The period end is before its start."))

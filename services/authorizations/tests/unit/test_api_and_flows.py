@@ -122,6 +122,20 @@ async def test_bad_decisions_answer_problem_json_naming_field_and_rule(harness: 
     assert {"field": field, "rule": rule} in [{k: e[k] for k in ("field", "rule")} for e in r.json()["errors"]]
 
 
+@pytest.mark.parametrize(("body", "fields"), [
+    ({"decision": "denied", "reason": "x", "period_end": "2026-05-01"}, ["period_end"]),
+    ({"decision": "pended", "reason": "x", "period_start": "2026-03-05", "period_end": "2026-05-01"},
+     ["period_start", "period_end"]),
+])
+async def test_a_period_on_a_denial_or_pend_is_refused_naming_each_field_sent(harness: ServiceHarness,
+                                                                              body: dict[str, Any],
+                                                                              fields: list[str]) -> None:
+    auth = await opened(harness)
+    r = await decide(harness, auth["id"], body)
+    assert r.status_code == 422
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [(f, "not_allowed") for f in fields]
+
+
 async def test_a_cs_approval_without_an_end_or_beyond_its_cap(harness: ServiceHarness) -> None:
     auth = await opened(harness, program=Program.CS, cs_code="housing_deposits")
     r = await decide(harness, auth["id"], {"decision": "approved", "period_start": "2026-03-05"})

@@ -479,8 +479,9 @@ async def sla_report(caller: Reader, scope: Tenant, uow: Uow,
                      period_from: Annotated[date | None, Query(alias="from")] = None,
                      period_to: Annotated[date | None, Query(alias="to")] = None,
                      mcp_code: Annotated[str | None, Query(max_length=50)] = None) -> SlaReport:
-    """Per MCP: median decision time, share decided within the deadline (decisions made in the period, Pacific
-    dates, default the last 90 days), requests open past their deadline and approvals ending in 30 days."""
+    """Per MCP: median decision time, share decided within the deadline (decisions on requests made in the period,
+    Pacific dates, default the last 90 days; MCP assignments are not counted), requests open past their deadline
+    and approvals ending in 30 days."""
     now = now_of(uow)
     today = pacific_date(now)
     end = period_to or today

@@ -23,6 +23,7 @@ from authorizations.models import (
     audit_event,
 )
 from shared.auth import TenantScope
+from shared.contracts.authorizations import AuthorizationOrigin
 from shared.uow import UnitOfWork
 
 SWEEPABLE = (AuthorizationStatus.APPROVED.value, AuthorizationStatus.SUSPENDED.value)
@@ -162,12 +163,16 @@ class AuthorizationRepository:
 
     async def decided_between(self, scope: TenantScope, start: datetime, end: datetime,
                               mcp_code: str | None) -> list[tuple[str, datetime, datetime, bool | None]]:
-        """(mcp, requested_at, decided_at, within deadline) of MCP decisions made in [start, end)."""
+        """(mcp, requested_at, decided_at, within deadline) of MCP decisions on requests, made in [start, end)."""
         query = scope.filter(
             select(Authorization.mcp_code, Authorization.requested_at, Authorization.decided_at,
                    Authorization.decided_within_deadline)
             .where(Authorization.decided_at >= start, Authorization.decided_at < end,
-                   Authorization.decision.in_(("approved", "approved_as_modified", "denied"))),
+                   Authorization.decision.in_(("approved", "approved_as_modified", "denied")),
+                   # An MCP assignment (a MIF row, no request) had no deadline to meet: counting it would report
+                   # a 0-hour decision made in time.
+                   Authorization.origin != AuthorizationOrigin.MCP_ASSIGNMENT.value,
+                   Authorization.decision_due.is_not(None)),
             cbo_column=Authorization.cbo_organization_id.expression, mcp_column=Authorization.mcp_code.expression)
         if mcp_code:
             query = query.where(Authorization.mcp_code == mcp_code)

@@ -398,3 +398,30 @@ async def test_trusted_provider_gets_presumptive_authorization(tmp_path: Path, c
         await fire_timers(h)
         assert (await wait_published(h, "authorization.decision_overdue"))[0]["data"]["escalation"] == 1
         assert later - timedelta(days=1) < clock.now()
+
+
+async def test_the_sla_report_measures_mcp_decisions_not_mcp_assignments(tmp_path: Path, clock: FixedClock) -> None:
+    policy = AuthorizationPolicy(providers={"1234567893": "org_cbo_harbor"})
+    async with running(tmp_path, clock, policy) as h:
+        auth = await opened(h)
+        clock.set(T0 + timedelta(hours=100))
+        r = await decide(h, auth["id"], {"decision": "approved", "mcp_authorization_number": "LAC-1"}, MCP_LACARE)
+        assert r.status_code == 200, r.text
+        # An MCP-initiated assignment has no request and no deadline: nothing the MCP had to decide in time.
+        await publish(h.bus, envelope(mif_row(6, row=2, number="LAC-6", start=date(2026, 3, 1), npi="1234567893"),
+                                      at=T0, source="sftp-gateway"))
+        await opened_assignment(h, 6)
+        report = (await h.client.get("/v1/reports/authorization-sla", headers=h.headers(HUB))).json()
+        assert report["mcps"] == [{"mcp_code": "lacare", "decided": 1, "median_decision_hours": 100.0,
+                                   "decided_within_deadline_share": 1.0, "open_overdue": 0,
+                                   "expiring_next_30_days": 0}]
+
+
+async def opened_assignment(h: ServiceHarness, n: int) -> dict[str, Any]:
+    """Wait for the MCP assignment a MIF row made for member n."""
+
+    async def probe() -> list[dict[str, Any]]:
+        items = await listed(h, member_id=member_id_for(f"9{n:07d}A"))
+        return [i for i in items if i["origin"] == "mcp_assignment"]
+
+    return (await eventually(probe, within=15.0))[0]

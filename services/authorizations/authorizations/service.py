@@ -341,8 +341,10 @@ async def _pend(uow: AuthorizationsUnitOfWork, auth: Authorization, decision: De
                 actor: str, parent: Envelope[Any] | None, now: datetime) -> None:
     extended = None
     if not auth.clock_stopped and auth.original_decision_due is not None:
-        # The extension is granted once, counted from the original deadline.
-        extended = pend_extension(aware(auth.original_decision_due) or now, Urgency(auth.urgency), terms)
+        # The extension is granted once, counted from the original deadline, and only before it has passed
+        # (after it, the clock keeps running: the request stays overdue and its escalations go on).
+        extended = pend_extension(aware(auth.original_decision_due) or now, Urgency(auth.urgency), terms,
+                                  pended_at=now)
     auth.status, auth.reason, auth.updated_at = AuthorizationStatus.PENDED.value, decision.reason, now
     if extended is not None:
         auth.decision_due, auth.clock_stopped = extended, True

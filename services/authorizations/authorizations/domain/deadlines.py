@@ -85,14 +85,17 @@ def decision_due(received_at: datetime, urgency: Urgency, service: ServiceReques
                     calendar=calendar.calendar_name, expedited_by_rule=False)
 
 
-def pend_extension(due: datetime, urgency: Urgency, terms: Terms) -> datetime | None:
-    """The extended deadline when the MCP pends for information, or None where the rule lets no clock stop.
+def pend_extension(due: datetime, urgency: Urgency, terms: Terms, *, pended_at: datetime) -> datetime | None:
+    """The extended deadline when the MCP pends for information at `pended_at`, or None where the rule lets no
+    clock stop or the deadline has already passed.
 
     [unconfirmed] 42 CFR 438.210(d): up to 14 more calendar days when the MCP needs information; the extension
-    is counted from the original deadline and can be granted once. Raises ValueError for a naive `due`.
+    is counted from the original deadline and can be granted once. Raises ValueError for a naive `due` or
+    `pended_at`.
     """
     days = terms.expedited_pend_extension_days if urgency is Urgency.EXPEDITED else terms.pend_extension_days
-    if days <= 0:
+    # An extension is taken before the deadline: a pend after it would turn a missed deadline into a met one.
+    if days <= 0 or _aware(pended_at) > _aware(due):
         return None
     return terms.calendar.add_calendar_days(_aware(due), days).astimezone(UTC)
 

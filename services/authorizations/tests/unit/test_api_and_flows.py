@@ -178,6 +178,21 @@ async def test_detail_has_member_history_and_the_read_is_audited(harness: Servic
     assert pended[0]["data"]["clock_stopped"] is True
 
 
+async def test_a_pend_after_the_deadline_keeps_the_request_overdue(harness: ServiceHarness,
+                                                                    clock: FixedClock) -> None:
+    auth = await opened(harness)
+    clock.set(datetime(2026, 3, 16, 17, 0, tzinfo=UTC))  # a week past the deadline (end of 2026-03-09 Pacific)
+    await fire_timers(harness)
+    r = await decide(harness, auth["id"], {"decision": "pended", "reason": "need assessment"}, token=MCP_LACARE)
+    body = r.json()
+    assert (body["status"], body["clock_stopped"], body["overdue"]) == ("pended", False, True)
+    assert body["decision_due"] == auth["decision_due"]
+    pended = await wait_published(harness, "authorization.pended")
+    assert pended[0]["data"]["clock_stopped"] is False
+    late = await decide(harness, auth["id"], {"decision": "approved"}, token=MCP_LACARE)
+    assert late.json()["decided_within_deadline"] is False
+
+
 async def test_overdue_decisions_escalate_each_business_day_until_decided(harness: ServiceHarness,
                                                                         clock: FixedClock) -> None:
     auth = await opened(harness)

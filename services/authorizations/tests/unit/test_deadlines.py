@@ -206,7 +206,15 @@ def test_escalations_stop_at_the_maximum_and_expedited_ones_repeat_every_24_hour
 
 def test_pending_extends_a_standard_deadline_by_14_days_once_and_never_an_expedited_one() -> None:
     due = end_of(date(2026, 3, 9))
-    assert pend_extension(due, Urgency.STANDARD, terms()) == end_of(date(2026, 3, 23)).astimezone(UTC)
-    assert pend_extension(due, Urgency.EXPEDITED, terms()) is None
+    pended = at(date(2026, 3, 5))
+    assert pend_extension(due, Urgency.STANDARD, terms(), pended_at=pended) == end_of(date(2026, 3, 23)).astimezone(UTC)
+    assert pend_extension(due, Urgency.EXPEDITED, terms(), pended_at=pended) is None
     strict = AuthorizationPolicy(mcps={"lacare": (McpTerms(pend_extension_days=0),)})
-    assert pend_extension(due, Urgency.STANDARD, terms(strict)) is None
+    assert pend_extension(due, Urgency.STANDARD, terms(strict), pended_at=pended) is None
+
+
+def test_a_pend_after_the_deadline_extends_nothing() -> None:
+    due = end_of(date(2026, 3, 9))
+    assert pend_extension(due, Urgency.STANDARD, terms(), pended_at=due) is not None  # the last instant still counts
+    assert pend_extension(due, Urgency.STANDARD, terms(), pended_at=due + timedelta(microseconds=1)) is None
+    assert pend_extension(due, Urgency.STANDARD, terms(), pended_at=at(date(2026, 3, 16))) is None

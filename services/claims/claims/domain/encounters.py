@@ -295,8 +295,10 @@ def eligibility_on(facts: Sequence[EligibilityFact], day: date) -> EligibilityFa
 
 def _check_eligibility(submission: EncounterSubmission, context: CheckContext, billing: McpBilling,
                        result: CheckResult) -> None:
-    days = {submission.service_from, submission.service_to}
-    for day in sorted(days):
+    # Every day of the span, as for the authorization: a gap in enrollment inside a range is as unbillable as
+    # one on its first or last day.
+    first, last = sorted((submission.service_from, submission.service_to))  # reversed dates: refused elsewhere
+    for day in _days(first, last):
         excluded = [f for f in context.eligibility if f.kind == "excluded" and f.program == submission.program
                     and f.in_force_on(day)]
         if excluded:

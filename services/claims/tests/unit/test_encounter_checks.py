@@ -184,6 +184,21 @@ def test_member_must_be_eligible_on_the_date(label: str, facts: list[Eligibility
     assert reason in codes_of(make_submission(), context(eligibility=facts)), label
 
 
+def test_a_date_range_needs_eligibility_on_every_day() -> None:
+    # Enrolled on the first and last day, not in between.
+    gap = [enrolled(end=date(2025, 6, 9)),
+           EligibilityFact(kind="not_enrolled", effective_from=date(2025, 6, 10), effective_to=date(2025, 6, 20),
+                           sequence=1),
+           enrolled(start=date(2025, 6, 21))]
+    span = make_submission(service_from=date(2025, 6, 1), service_to=date(2025, 6, 28))
+    assert "not_eligible" in codes_of(span, context(eligibility=gap))
+    other_mcp = [enrolled(end=date(2025, 6, 14)),
+                 enrolled(mcp="lacare", start=date(2025, 6, 15), end=date(2025, 6, 16)),
+                 enrolled(start=date(2025, 6, 17))]
+    assert "enrolled_with_other_mcp" in codes_of(span, context(eligibility=other_mcp))
+    assert codes_of(span, context()) == []
+
+
 def test_eligibility_can_be_waived_per_mcp_profile() -> None:
     config = make_billing(healthnet={"require_eligibility": False})
     assert codes_of(make_submission(), context(eligibility=[], config=config)) == []

@@ -368,13 +368,24 @@ def chw_period_start(day: date, period: str) -> date:
     return day - timedelta(days=364)
 
 
+def chw_periods(day: date, period: str, later: Sequence[date] = ()) -> list[tuple[date, date]]:
+    """The CHW counting periods (first day, last day) that include `day`: its calendar year, or for a rolling
+    period each 365-day window ending on `day` or on one of the `later` dates within a year of it."""
+    if period == "calendar_year":
+        return [(date(day.year, 1, 1), date(day.year, 12, 31))]
+    ends = {day} | {end for end in later if day < end <= day + timedelta(days=364)}
+    return [(chw_period_start(end, period), end) for end in sorted(ends)]
+
+
 def _check_chw_threshold(submission: EncounterSubmission, context: CheckContext, billing: McpBilling,
                          result: CheckResult) -> None:
     reference = chw_care_plan_rule()
     period = billing.profile.chw_counting_period or reference.counting_period
-    start = chw_period_start(submission.service_from, period)
-    used = sum((p.units for p in context.history if p.program == "chw" and start <= p.service_from
-                <= submission.service_from), Decimal("0"))
+    chw = [p for p in context.history if p.program == "chw"]
+    # Every unit of the period counts, also those dated after this encounter: an encounter posted late (out of
+    # date order) must not slip under the limit that the later ones already reached.
+    used = max(sum((p.units for p in chw if start <= p.service_from <= end), Decimal("0"))
+               for start, end in chw_periods(submission.service_from, period, [p.service_from for p in chw]))
     threshold = reference.units_before_care_plan
     if used + submission.units > threshold and not submission.care_plan_on_file:
         reason = Reason("chw_care_plan_required", f"more than {threshold} CHW units in the {period.replace('_', ' ')} "

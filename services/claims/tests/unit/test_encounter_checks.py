@@ -266,6 +266,22 @@ def test_chw_care_plan_threshold(label: str, used: int, units: int, care_plan: b
     assert ("chw_care_plan_required" in [f.code for f in result.flags]) is flagged, label
 
 
+@pytest.mark.parametrize(("label", "period", "late_day", "needed"), [
+    ("calendar year, posted after later units", None, date(2025, 5, 10), True),
+    ("rolling 12 months, posted after later units", "rolling_12_months", date(2025, 5, 10), True),
+    ("rolling 12 months, more than a year before them", "rolling_12_months", date(2024, 6, 20), False),
+    ("calendar year, the year before", None, date(2024, 12, 31), False),
+])
+def test_chw_threshold_counts_units_dated_after_a_late_encounter(label: str, period: str | None, late_day: date,
+                                                                 needed: bool) -> None:
+    # 12 units already recorded on 2025-06-20; an encounter dated earlier is posted afterwards.
+    config = make_billing(healthnet={"chw_counting_period": period}) if period else CONFIG
+    late = make_submission(program="chw", hcpcs="98960", modifiers=(), service_from=late_day, service_to=late_day)
+    ctx = context(coverages=[], history=chw_history(12, day=date(2025, 6, 20)), config=config,
+                  eligibility=[enrolled(start=date(2024, 1, 1))])
+    assert ("chw_care_plan_required" in codes_of(late, ctx)) is needed, label
+
+
 def test_chw_counting_period_is_configurable() -> None:
     last_year = chw_history(12, day=date(2024, 11, 1))
     submission = make_submission(program="chw", hcpcs="98960", modifiers=())

@@ -29,7 +29,7 @@ from authorizations.domain.mif import (
 )
 from authorizations.domain.periods import PeriodError, PeriodKind, authorized_period, cap_end, expiring_on
 from authorizations.domain.policy import AuthorizationPolicy, MifDecision, Terms, service_keys
-from authorizations.domain.presumptive import presumptive_basis
+from authorizations.domain.presumptive import NO_PERIOD_BY_RULE, presumptive_basis, presumptive_period
 from authorizations.domain.reauthorization import (
     Eligibility,
     ReauthOutcome,
@@ -192,7 +192,8 @@ def decision_timer_row(auth_id: str, due_at: datetime, escalation: int, now: dat
 async def open_request(uow: AuthorizationsUnitOfWork, req: NewRequest, *, actor: str,
                        parent: Envelope[Any] | None) -> Authorization:
     """Open a request with the MCP: deadline by rule and terms, decision timer, presumptive approval where
-    required or trusted. Raises ValueError for an unknown Community Support code."""
+    required or trusted and a rule gives the service its period. Raises ValueError for an unknown Community
+    Support code."""
     now = now_of(uow)
     policy = policy_of(uow)
     terms = policy.terms_for(req.mcp_code, pacific_date(req.received_at))
@@ -210,15 +211,17 @@ async def open_request(uow: AuthorizationsUnitOfWork, req: NewRequest, *, actor:
                                   policy.presumptive_pof_codes)
     if basis is not None:
         # The period runs from receipt: the referral does not carry a release date (see decision 0043).
-        period = authorized_period(auth.service_key, "initial", None, None,
-                                   default_start=pacific_date(req.received_at), caps=terms.duration_caps)
-        auth.status, auth.presumptive, auth.decision = AuthorizationStatus.APPROVED.value, True, "presumptive"
-        due_now = set_period(auth, period.start, period.end, list(period.flags), terms, now)
-        if due_now:
-            await sweep_now(uow, now)
-        history(uow, auth, "approved_presumptively", actor, now, basis=basis.value, period_start=period.start,
-                period_end=period.end)
-        emit(uow, auth, approved_event(auth, now, presumptive=True), parent, now)
+        period = presumptive_period(auth.service_key, pacific_date(req.received_at), terms.duration_caps)
+        if period is None:
+            # No rule gives the service a period: the request stays open and the MCP decides it with one.
+            history(uow, auth, "presumptive_not_applied", actor, now, basis=basis.value, reason=NO_PERIOD_BY_RULE)
+        else:
+            auth.status, auth.presumptive, auth.decision = AuthorizationStatus.APPROVED.value, True, "presumptive"
+            if set_period(auth, period.start, period.end, list(period.flags), terms, now):
+                await sweep_now(uow, now)
+            history(uow, auth, "approved_presumptively", actor, now, basis=basis.value, period_start=period.start,
+                    period_end=period.end)
+            emit(uow, auth, approved_event(auth, now, presumptive=True), parent, now)
     await uow.flush()
     return auth
 

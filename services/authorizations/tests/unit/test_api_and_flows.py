@@ -440,3 +440,22 @@ async def opened_assignment(h: ServiceHarness, n: int) -> dict[str, Any]:
         return [i for i in items if i["origin"] == "mcp_assignment"]
 
     return (await eventually(probe, within=15.0))[0]
+
+
+async def test_a_trusted_providers_referral_without_a_period_by_rule_stays_open_for_the_mcp(
+        tmp_path: Path, clock: FixedClock) -> None:
+    policy = AuthorizationPolicy(mcps={"lacare": (McpTerms(trusted_providers=frozenset({"org_cbo_harbor"})),)})
+    async with running(tmp_path, clock, policy) as h:
+        chw = await opened(h, 1, program=Program.CHW)
+        navigation = await opened(h, 2, program=Program.CS, cs_code="housing_transition_navigation")
+        for auth in (chw, navigation):
+            assert (auth["status"], auth["presumptive"], auth["decision"], auth["period_end"]) == (
+                "requested", False, None, None)
+            r = await h.client.get(f"/v1/authorizations/{auth['id']}", headers=h.headers(HUB))
+            entry = r.json()["history"][-1]
+            assert (entry["action"], entry["detail"]) == (
+                "presumptive_not_applied", {"basis": "trusted_provider", "reason": "no_period_by_rule"})
+        assert h.bus.read("referrals.referral.v1.dlq") == []  # type: ignore[attr-defined]
+        # The MCP decides with a period, as for any open request.
+        r = await decide(h, chw["id"], {"decision": "approved", "period_end": "2026-12-31"}, MCP_LACARE)
+        assert (r.json()["status"], r.json()["period_end"]) == ("approved", "2026-12-31")

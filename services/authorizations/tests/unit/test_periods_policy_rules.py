@@ -6,9 +6,16 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from authorizations.domain.periods import PERIOD_BEYOND_CAP, PeriodError, add_months, authorized_period, expiring_on
+from authorizations.domain.periods import (
+    PERIOD_BEYOND_CAP,
+    Period,
+    PeriodError,
+    add_months,
+    authorized_period,
+    expiring_on,
+)
 from authorizations.domain.policy import AuthorizationPolicy, McpTerms, MifDecision
-from authorizations.domain.presumptive import PresumptiveBasis, presumptive_basis
+from authorizations.domain.presumptive import PresumptiveBasis, presumptive_basis, presumptive_period
 from authorizations.domain.reauthorization import (
     Eligibility,
     ReauthOutcome,
@@ -134,6 +141,17 @@ def test_presumptive_for_justice_involved_always_and_for_trusted_providers() -> 
     assert presumptive_basis(justice, None, frozenset(), {"4"}) is PresumptiveBasis.JUSTICE_INVOLVED
     assert presumptive_basis(other, "org_a", frozenset({"org_a"}), {"4"}) is PresumptiveBasis.TRUSTED_PROVIDER
     assert presumptive_basis(other, "org_b", frozenset({"org_a"}), {"4"}) is None
+
+
+@pytest.mark.parametrize(("key", "end"), [
+    ("ecm", date(2027, 3, 1)),
+    ("recuperative_care", date(2026, 5, 30)),  # its 90-day cap
+    ("chw", None),  # no period by rule: the MCP decides with one
+    ("housing_transition_navigation", None),
+])
+def test_a_presumptive_period_runs_from_receipt_only_where_a_rule_gives_its_end(key: str, end: date | None) -> None:
+    expected = Period(date(2026, 3, 2), end) if end else None
+    assert presumptive_period(key, date(2026, 3, 2), {}) == expected
 
 
 REAUTH = [

@@ -664,7 +664,8 @@ def _accept(uow: ClaimsUnitOfWork, claim: Claim, *, acknowledgment: str, actor: 
 
 
 async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: str) -> dict[str, Any]:
-    """Apply a 999 to the batches it answers: rejected sets reject their claims; accepted sets move them on."""
+    """Apply a 999 to the batches it answers: rejected sets reject their claims, a rejected group (AK9 M/R/W/X)
+    every claim of its batch; accepted sets move them on."""
     data = event.data
     now = clock(uow).now()
     actor = Actor(system="999")
@@ -687,11 +688,12 @@ async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: 
         rejected_sets, rejected_claims = 0, 0
         for set_ack in ack.sets:
             claims = await uow.claims.in_transaction_set(batch.id, set_ack.control_number)
-            if not set_ack.accepted:
+            if not set_ack.accepted or ack.rejected:
+                # A rejected group (AK9 M/R/W/X) takes none of its sets, even one whose IK5 says A.
+                reasons = set_ack.reasons() if not set_ack.accepted else ack.reasons()
                 rejected_sets += 1
                 for claim in claims:
-                    if _reject(uow, claim, set_ack.reasons(), acknowledgment="999", actor=actor, now=now,
-                               parent=event):
+                    if _reject(uow, claim, reasons, acknowledgment="999", actor=actor, now=now, parent=event):
                         rejected_claims += 1
                 continue
             for claim in claims:
@@ -708,10 +710,21 @@ async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: 
                     uow.claims.add_history(new_history(claim.id, action="noted_999", actor=actor.label,
                                                        from_status=claim.status, to_status=claim.status, at=now,
                                                        detail={"reasons": set_ack.reasons()}))
+        if ack.rejected:
+            # A group rejection may name no set at all (AK1 + AK9 R, no AK2): every claim of the batch the sets
+            # above did not answer is rejected with the AK9 reasons.
+            answered = {set_ack.control_number for set_ack in ack.sets}
+            in_batch = await uow.claims.by_ids(await _batch_claim_ids(uow, batch.id))
+            unanswered = [claim for _, claim in sorted(in_batch.items()) if claim.transaction_set not in answered]
+            rejected_sets = max(rejected_sets, batch.transaction_sets)
+            for claim in unanswered:
+                if _reject(uow, claim, ack.reasons(), acknowledgment="999", actor=actor, now=now, parent=event):
+                    rejected_claims += 1
         summary["claims_rejected"] += rejected_claims
         uow.record(caused_by(event, ClaimBatchAcknowledged(
             batch_id=batch.id, mcp_code=batch.mcp_code, code=ack.code,
-            sets_accepted=sum(1 for s in ack.sets if s.accepted), sets_rejected=rejected_sets,
+            sets_accepted=0 if ack.rejected else sum(1 for s in ack.sets if s.accepted),
+            sets_rejected=rejected_sets,
             claims_rejected=rejected_claims, acknowledged_at=now), subject=batch.id, source=SOURCE, time=now))
     return summary
 

@@ -1,8 +1,9 @@
 """X12 999 implementation acknowledgment, 005010X231A1: which of our 837P transaction sets the MCP took.
 
 AK1 names our functional group (GS06), AK2/IK5 each transaction set (ST02) with its code, IK3/IK4 the
-segment and element errors, AK9 the group: A accepted, E accepted with errors, P partially accepted, R
-rejected. IK4-04 copies the bad value from our file (it may be PHI) and is never kept.
+segment and element errors, AK9 the group: A accepted, E accepted with errors, P partially accepted, R (or
+M, W, X) rejected, with AK905-AK909 saying why. IK4-04 copies the bad value from our file (it may be PHI) and
+is never kept.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from shared.x12.envelope import parse_interchange
 
 IMPLEMENTATION = "005010X231A1"
 ACCEPTED_CODES = frozenset({"A", "E"})  # E: accepted, errors noted (the claims go on to adjudication)
+# AK901 codes that reject the whole functional group, whatever its sets' IK5 say (999 TR3 AK9).
+GROUP_REJECTED_CODES = frozenset({"M", "R", "W", "X"})
 # IK5-01 / AK9-01 codes (999 TR3).
 ACK_CODES = {
     "A": "accepted",
@@ -37,6 +40,16 @@ SET_ERRORS = {
     "23": "transaction set control number not unique within the functional group",
     "I5": "implementation one or more segments in error",
     "I6": "implementation convention not supported",
+}
+# AK905-AK909 functional group syntax error codes.
+GROUP_ERRORS = {
+    "1": "functional group not supported",
+    "2": "functional group version not supported",
+    "3": "functional group trailer missing",
+    "4": "group control number in the functional group header and trailer do not agree",
+    "5": "number of included transaction sets does not match actual count",
+    "6": "group control number violates syntax",
+    "19": "functional group control number not unique within interchange",
 }
 
 
@@ -99,7 +112,19 @@ class FunctionalAcknowledgment:
     sets_included: int = 0
     sets_received: int = 0
     sets_accepted: int = 0
+    group_errors: tuple[str, ...] = ()  # AK905-AK909
     sets: list[SetAcknowledgment] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> bool:
+        """True for AK9 M, R, W or X: the MCP took none of the group's transaction sets."""
+        return self.code in GROUP_REJECTED_CODES
+
+    def reasons(self) -> list[str]:
+        """Why the group was rejected, one line per AK9 error."""
+        lines = [f"999 AK9 {self.code}: {ACK_CODES.get(self.code, 'unknown code')}"]
+        lines += [f"AK9 {c}: {GROUP_ERRORS.get(c, 'error ' + c)}" for c in self.group_errors]
+        return lines
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (no element values)."""
@@ -107,7 +132,7 @@ class FunctionalAcknowledgment:
             "functional_code": self.functional_code, "group_control_number": self.group_control_number,
             "version": self.version, "code": self.code, "meaning": ACK_CODES.get(self.code, "unknown"),
             "sets_included": self.sets_included, "sets_received": self.sets_received,
-            "sets_accepted": self.sets_accepted,
+            "sets_accepted": self.sets_accepted, "group_errors": list(self.group_errors),
             "sets": [{"control_number": s.control_number, "transaction_code": s.transaction_code,
                       "code": s.code, "accepted": s.accepted, "reasons": s.reasons()} for s in self.sets],
         }
@@ -155,6 +180,7 @@ def parse_999(text: str) -> list[FunctionalAcknowledgment]:
                     ack.code = seg.get(1)
                     ack.sets_included, ack.sets_received = _int(seg.get(2)), _int(seg.get(3))
                     ack.sets_accepted = _int(seg.get(4))
+                    ack.group_errors = tuple(e for e in seg.elements[5:10] if e)
             if ack is None:
                 raise AcknowledgmentError("a 999 starts with AK1")
             if ack.code not in ACK_CODES:

@@ -19,7 +19,7 @@ def fixture(kind: str, name: str) -> str:
 
 
 @pytest.mark.parametrize(("kind", "name"), [("999", n) for n in ("accepted", "accepted_with_errors", "rejected",
-                                                                  "partial")]
+                                                                  "partial", "group_rejected")]
                          + [("277ca", n) for n in ("accepted", "rejected", "partial")])
 def test_fixtures_are_valid_per_the_implementation_guides(kind: str, name: str) -> None:
     assert guide_issues(fixture(kind, name)) == []
@@ -30,6 +30,7 @@ def test_fixtures_are_valid_per_the_implementation_guides(kind: str, name: str) 
     ("accepted_with_errors", "E", [("0001", "E", True)]),
     ("rejected", "R", [("0001", "R", False)]),
     ("partial", "P", [("0001", "A", True), ("0002", "R", False)]),
+    ("group_rejected", "R", []),  # AK1 + AK9 R with no AK2: the whole group, no set named
 ])
 def test_999_codes(name: str, group_code: str, sets: list[tuple[str, str, bool]]) -> None:
     (ack,) = parse_999(fixture("999", name))
@@ -45,6 +46,18 @@ def test_999_reasons_name_segment_loop_and_element_without_values() -> None:
     assert "IK5 5: one or more segments in error" in reasons
     assert "NM1 at segment 17 (loop 2010): segment has data element errors; element 9: required data element missing" \
         in reasons
+
+
+@pytest.mark.parametrize(("name", "rejected"), [("accepted", False), ("partial", False), ("rejected", True),
+                                              ("group_rejected", True)])
+def test_999_group_rejection_and_its_reasons(name: str, rejected: bool) -> None:
+    (ack,) = parse_999(fixture("999", name))
+    assert ack.rejected is rejected
+    if name == "group_rejected":
+        assert ack.reasons() == ["999 AK9 R: rejected", "AK9 5: number of included transaction sets does not match "
+                                 "actual count"]
+    for code in ("M", "W", "X"):  # the other AK901 rejections
+        assert parse_999(fixture("999", "group_rejected").replace("AK9*R*", f"AK9*{code}*"))[0].rejected
 
 
 @pytest.mark.parametrize(("text", "error"), [

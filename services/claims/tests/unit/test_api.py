@@ -296,6 +296,28 @@ async def test_partial_999_rejects_only_its_set_and_delivery_submits(harness: Se
     assert len(published(harness, "claims.claim_batch.v1", "claim_batch.acknowledged")) == 1
 
 
+@pytest.mark.parametrize("sets", ["none named", "set accepted"])
+async def test_999_rejecting_the_whole_group_rejects_every_claim_of_the_batch(harness: ServiceHarness,
+                                                                                sets: str) -> None:
+    claim_ids = await _record(harness, range(25, 28))
+    await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")
+    text = (FIXTURES / "999" / "group_rejected.x12").read_text().replace("AK1*HC*7*", "AK1*HC*1*")
+    if sets == "set accepted":  # IK5 A inside a rejected group: the group's AK9 R still stands
+        text = text.replace("AK9*R*1*0*0*5~", "AK2*837*0001*005010X222A1~\nIK5*A~\nAK9*R*1*1*1*5~") \
+            .replace("SE*4*", "SE*6*")
+    await deliver_acknowledgment(harness, FileKind.X12_999, text)
+
+    async def all_rejected() -> bool:
+        return set(await statuses(harness, claim_ids)) == {"rejected"}
+
+    await eventually(all_rejected, within=10.0)
+    detail = await claim(harness, claim_ids[0])
+    assert detail["rejection_reasons"] == ["999 AK9 R: rejected",
+                                           "AK9 5: number of included transaction sets does not match actual count"]
+    assert detail["history"][-1]["action"] == "rejected_999"
+    await eventually(lambda: _has(harness, "claims.claim.v1", "claim.rejected", 3), within=10.0)
+
+
 async def test_277ca_partial_accepts_and_rejects_per_claim(harness: ServiceHarness) -> None:
     claim_ids = await _record(harness, range(30, 33))
     await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")

@@ -402,6 +402,8 @@ async def apply_mif_row(uow: AuthorizationsUnitOfWork, event: Envelope[MemberInf
                 actor=actor, parent=event)
         elif match.outcome is MifOutcome.CONFIRMED and target is not None:
             history(uow, target, "mif_confirmed", actor, now, file_id=row.file_id)
+        elif match.outcome is MifOutcome.NUMBER_RECORDED and target is not None:
+            await _record_number(uow, target, row, actor, event, now)
         elif match.outcome is MifOutcome.PERIOD_CHANGED and target is not None:
             await _change_period(uow, target, row, actor, event, now)
         elif match.outcome is MifOutcome.DISCONTINUED and target is not None:
@@ -453,6 +455,19 @@ async def _change_period(uow: AuthorizationsUnitOfWork, auth: Authorization, row
         await sweep_now(uow, now)
     history(uow, auth, "period_changed", actor, now, period_start=period.start, period_end=period.end)
     emit(uow, auth, approved_event(auth, now, modified=True), event, now)
+    if auth.status == AuthorizationStatus.SUSPENDED.value:
+        await _restate_suspension(uow, auth, event, now)
+
+
+async def _record_number(uow: AuthorizationsUnitOfWork, auth: Authorization, row: MemberInformationReceived,
+                         actor: str, event: Envelope[Any], now: datetime) -> None:
+    auth.mcp_authorization_number, auth.updated_at = row.mcp_authorization_id, now
+    history(uow, auth, "mcp_number_recorded", actor, now, mcp_authorization_number=row.mcp_authorization_id,
+            file_id=row.file_id)
+    # The same decision and period, restated with the number: claims put it on the 837P as the prior
+    # authorization, and the gateway on the RTF.
+    emit(uow, auth, approved_event(auth, now, modified=auth.decision == DecisionKind.APPROVED_AS_MODIFIED.value),
+         event, now)
     if auth.status == AuthorizationStatus.SUSPENDED.value:
         await _restate_suspension(uow, auth, event, now)
 

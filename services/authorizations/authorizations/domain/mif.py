@@ -1,9 +1,10 @@
 """Matching a Member Information File row to the member's authorizations with the same MCP and service.
 
 Every row ends in exactly one outcome: a decision on an open request, a confirmation of a known approval,
-a period change, a discontinuation, an MCP-initiated assignment, or an exception kept for a person. None is
-dropped (docs/decisions/0042-mif-matching.md). A row of an older reporting period than one already applied for
-the member may confirm what stands but never changes it (docs/decisions/0126-late-member-information-files.md).
+the MCP's number for an approval recorded without one, a period change, a discontinuation, an MCP-initiated
+assignment, or an exception kept for a person. None is dropped (docs/decisions/0042-mif-matching.md). A row of an
+older reporting period than one already applied for the member may confirm what stands but never changes it
+(docs/decisions/0126-late-member-information-files.md).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class MifOutcome(StrEnum):
 
     DECISION_APPLIED = "decision_applied"
     CONFIRMED = "confirmed"  # the monthly MIF repeats a known approval
+    NUMBER_RECORDED = "number_recorded"  # the MCP's number for an approval the hub recorded without one
     PERIOD_CHANGED = "period_changed"  # same MCP authorization number, new period: approved as modified
     DISCONTINUED = "discontinued"
     ASSIGNMENT_CREATED = "assignment_created"
@@ -44,6 +46,7 @@ class MifException(StrEnum):
     UNKNOWN_PROVIDER = "unknown_provider"  # assignment created, but the assigned NPI maps to no CBO
     INVALID_PERIOD = "invalid_period"
     OLDER_REPORTING_PERIOD = "older_reporting_period"  # the member's newer MIF already stands
+    REQUEST_SUSPENDED = "request_suspended"  # a decision for a request suspended while awaiting the MCP
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ def match_row(decision: MifDecision | None, service_key: str, number: str | None
                    and c.mcp_authorization_number is None]
     approved = [c for c in same if c.status in (AuthorizationStatus.APPROVED, AuthorizationStatus.SUSPENDED)]
     numbered = [c for c in approved if number and c.mcp_authorization_number == number]
+    # Suspended before the MCP decided (an open request, or a presumptive approval awaiting confirmation): a
+    # suspended request takes no decision (decision 0041), and an assignment beside it would be a duplicate.
+    suspended_requests = [c for c in same if c.status is AuthorizationStatus.SUSPENDED
+                          and (c.period_start is None or c.presumptive)]
 
     if decision is MifDecision.DISCONTINUED:
         target = numbered or approved
@@ -118,11 +125,22 @@ def match_row(decision: MifDecision | None, service_key: str, number: str | None
         covering = [c for c in approved if not number and _covers(c, start, end)]
         if covering:
             return MifMatch(MifOutcome.CONFIRMED, covering[0].authorization_id)
+        # The hub recorded the MCP's approval without its number (a phone or fax decision): this row is that
+        # approval, not an MCP assignment beside it.
+        unnumbered = [c for c in approved if number and c.mcp_authorization_number is None and not c.presumptive
+                      and _covers(c, start, end)]
+        if unnumbered:
+            return MifMatch(MifOutcome.NUMBER_RECORDED, unnumbered[0].authorization_id)
+        if suspended_requests:
+            return MifMatch(MifOutcome.EXCEPTION, suspended_requests[0].authorization_id,
+                            MifException.REQUEST_SUSPENDED)
         if start is None:
             return MifMatch(MifOutcome.EXCEPTION, reason=MifException.MISSING_AUTHORIZATION_START)
         return MifMatch(MifOutcome.ASSIGNMENT_CREATED)
     if decision is MifDecision.DENIED and numbered:
         return MifMatch(MifOutcome.EXCEPTION, numbered[0].authorization_id, MifException.DENIAL_OF_APPROVED)
+    if suspended_requests:
+        return MifMatch(MifOutcome.EXCEPTION, suspended_requests[0].authorization_id, MifException.REQUEST_SUSPENDED)
     return MifMatch(MifOutcome.EXCEPTION, reason=MifException.NO_OPEN_REQUEST)
 
 

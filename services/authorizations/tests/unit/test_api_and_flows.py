@@ -459,3 +459,43 @@ async def test_a_trusted_providers_referral_without_a_period_by_rule_stays_open_
         # The MCP decides with a period, as for any open request.
         r = await decide(h, chw["id"], {"decision": "approved", "period_end": "2026-12-31"}, MCP_LACARE)
         assert (r.json()["status"], r.json()["period_end"]) == ("approved", "2026-12-31")
+
+
+async def test_the_monthly_mif_gives_its_number_to_an_approval_recorded_without_one(harness: ServiceHarness) -> None:
+    auth = await opened(harness)
+    # The MCP phoned its approval: the hub records it before the MCP's authorization number is known.
+    r = await decide(harness, auth["id"], {"decision": "approved", "period_start": "2026-03-05"}, MCP_LACARE)
+    assert (r.json()["period_end"], r.json()["mcp_authorization_number"]) == ("2027-03-04", None)
+    await publish(harness.bus, envelope(mif_row(1, number="LAC-1", start=date(2026, 3, 5), end=date(2027, 3, 4)),
+                                        at=T0, source="sftp-gateway"))
+
+    async def numbered() -> list[dict[str, Any]]:
+        return [i for i in await listed(harness) if i["mcp_authorization_number"] == "LAC-1"]
+
+    [item] = await eventually(numbered, within=15.0)
+    assert (item["id"], item["origin"], item["status"]) == (auth["id"], "referral", "approved")
+    assert len(await listed(harness)) == 1  # no MCP assignment beside it
+    approvals = await wait_published(harness, "authorization.approved", 2)
+    # The approval is restated with the number (claims bill with it), for the same authorization and period.
+    assert {(e["subject"], e["data"]["period_end"], e["data"]["mcp_authorization_number"]) for e in approvals} == {
+        (auth["id"], "2027-03-04", None), (auth["id"], "2027-03-04", "LAC-1")}
+
+
+async def test_a_mif_approval_of_a_request_suspended_while_open_is_kept_for_a_person(
+        harness: ServiceHarness) -> None:
+    auth = await opened(harness)
+    await publish(harness.bus, envelope(eligibility(EligibilityLost, mcp_code="lacare", effective=date(2026, 3, 3),
+                                                    reason="disenrolled", as_of=date(2026, 3, 3)), at=T0,
+                                        source="eligibility"))
+    await wait_published(harness, "authorization.suspended")
+    await publish(harness.bus, envelope(mif_row(1, number="LAC-1", start=date(2026, 3, 5)), at=T0,
+                                        source="sftp-gateway"))
+
+    async def exceptions() -> list[dict[str, Any]]:
+        r = await harness.client.get("/v1/authorization-exceptions", headers=harness.headers(HUB))
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items
+
+    [found] = await eventually(exceptions, within=15.0)
+    assert (found["reason"], found["authorization_id"]) == ("request_suspended", auth["id"])
+    assert [(i["id"], i["status"]) for i in await listed(harness)] == [(auth["id"], "suspended")]

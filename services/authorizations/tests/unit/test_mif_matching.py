@@ -18,6 +18,13 @@ APPROVED = Candidate("auth_ok", S.APPROVED, "ecm", T, mcp_authorization_number="
 PRESUMPTIVE = Candidate("auth_pres", S.APPROVED, "ecm", T, presumptive=True, period_start=date(2026, 3, 2),
                         period_end=date(2027, 3, 1))
 DENIED = Candidate("auth_denied", S.DENIED, "ecm", T)
+# The hub recorded the MCP's approval through the API (a phone or fax decision) before the MCP's number was known.
+UNNUMBERED = Candidate("auth_api", S.APPROVED, "ecm", T, period_start=date(2026, 3, 5), period_end=date(2027, 3, 4))
+SUSPENDED_UNNUMBERED = Candidate("auth_api", S.SUSPENDED, "ecm", T, period_start=date(2026, 3, 5),
+                                 period_end=date(2027, 3, 4))
+SUSPENDED_REQUEST = Candidate("auth_susp", S.SUSPENDED, "ecm", T)  # suspended while open: no period yet
+SUSPENDED_PRESUMPTIVE = Candidate("auth_susp", S.SUSPENDED, "ecm", T, presumptive=True,
+                                  period_start=date(2026, 3, 2), period_end=date(2027, 3, 1))
 
 CASES = [
     # (case, decision, service, number, start, end, candidates, outcome, authorization, reason)
@@ -43,6 +50,18 @@ CASES = [
      [PRESUMPTIVE], MifOutcome.DECISION_APPLIED, "auth_pres", None),
     ("mcp denies a presumptive approval", MifDecision.DENIED, "ecm", None, None, None, [PRESUMPTIVE],
      MifOutcome.DECISION_APPLIED, "auth_pres", None),
+    ("the mcp's number for an approval recorded without one", MifDecision.APPROVED, "ecm", "LAC-1",
+     date(2026, 3, 5), date(2027, 3, 4), [UNNUMBERED], MifOutcome.NUMBER_RECORDED, "auth_api", None),
+    ("the mcp's number, row inside the unnumbered approval", MifDecision.APPROVED, "ecm", "LAC-1",
+     date(2026, 4, 1), None, [UNNUMBERED], MifOutcome.NUMBER_RECORDED, "auth_api", None),
+    ("the mcp's number for a suspended approval recorded without one", MifDecision.APPROVED, "ecm", "LAC-1",
+     date(2026, 3, 5), date(2027, 3, 4), [SUSPENDED_UNNUMBERED], MifOutcome.NUMBER_RECORDED, "auth_api", None),
+    ("approval of a request suspended while open", MifDecision.APPROVED, "ecm", "LAC-1", date(2026, 3, 5), None,
+     [SUSPENDED_REQUEST], MifOutcome.EXCEPTION, "auth_susp", MifException.REQUEST_SUSPENDED),
+    ("approval of a suspended presumptive approval", MifDecision.APPROVED, "ecm", "LAC-1", date(2026, 3, 2),
+     None, [SUSPENDED_PRESUMPTIVE], MifOutcome.EXCEPTION, "auth_susp", MifException.REQUEST_SUSPENDED),
+    ("denial of a request suspended while open", MifDecision.DENIED, "ecm", None, None, None,
+     [SUSPENDED_REQUEST], MifOutcome.EXCEPTION, "auth_susp", MifException.REQUEST_SUSPENDED),
     ("unmatched approval is an mcp-initiated assignment", MifDecision.APPROVED, "ecm", "LAC-2", date(2026, 3, 1),
      None, [DENIED], MifOutcome.ASSIGNMENT_CREATED, None, None),
     ("unmatched approval without a start date", MifDecision.APPROVED, "ecm", "LAC-2", None, None, [],

@@ -62,12 +62,16 @@ class EligibilityPlanChanged(_MemberEligibility):
 
 @event("eligibility.excluded", ELIGIBILITY)
 class EligibilityExcluded(_MemberEligibility):
-    """A program flag makes the member ineligible for a program (e.g. hospice: no ECM)."""
+    """A program flag makes the member ineligible for a program (e.g. hospice: no ECM) from `effective` through
+    `effective_to`. A program stay already over on `as_of` is never announced."""
 
     program: str = Field(description="ecm, cs or chw")
     exclusion: str = Field(description="The excluding program or status, e.g. hospice.")
     effective: date
     reason: str
+    effective_to: date | None = Field(default=None, description="The excluding program's last day (inclusive); "
+                                      "None: no end known yet. Added within major 1 (docs/decisions/0050): an "
+                                      "event written before it reads as None.")
 
 
 @event("eligibility_batch.created", ELIGIBILITY_BATCH)

@@ -147,7 +147,7 @@ def change_events(changes: Sequence[Change], *, cin: str, member_id: str, state:
         else:
             data = EligibilityExcluded(**common, mcp_code=state.mcp_code, program=change.program or "ecm",
                                        exclusion=change.exclusion or "", effective=change.effective,
-                                       reason=change.reason or "excluded program")
+                                       effective_to=change.effective_to, reason=change.reason or "excluded program")
         events.append(_event(data, member_id=member_id, subject=member_id, parent=parent, at=at))
     return events
 

@@ -137,6 +137,7 @@ class Change:
     reason: str | None = None
     program: str | None = None  # EXCLUDED: the CalAIM program ruled out (ecm)
     exclusion: str | None = None  # EXCLUDED: the program flag that rules it out
+    effective_to: date | None = None  # EXCLUDED: the program's last day (inclusive); None: open-ended
     span: Span | None = None
     first_seen: bool = False
 
@@ -206,16 +207,20 @@ def _merge_programs(current: Sequence[ProgramFlag], new: Iterable[ProgramFlag],
     return sorted(flags, key=lambda f: (f.code, f.start)), added
 
 
-def _exclusions(added: Iterable[ProgramFlag]) -> list[Change]:
-    """An EXCLUDED change for each new flag that rules ECM out (not eligible, or ECM-or-program)."""
+def _exclusions(added: Iterable[ProgramFlag], as_of: date) -> list[Change]:
+    """An EXCLUDED change for each new flag that rules ECM out (not eligible, or ECM-or-program), ending when the
+    program ends. A stay that was over before `as_of` is history, not an exclusion: it is kept on the state (the
+    rule engine still sees it for dates inside it) and not announced."""
     changes: list[Change] = []
     for flag in added:
+        if flag.end is not None and flag.end < as_of:
+            continue
         relation = ecm_relation(flag.code, flag.start)
         if relation not in (EcmRelation.NOT_ELIGIBLE, EcmRelation.ECM_OR_PROGRAM):
             continue
         reasons = ecm_conflicts({flag.code}, on=flag.start)
         changes.append(Change(ChangeKind.EXCLUDED, None, flag.start, program="ecm", exclusion=flag.code,
-                              reason=reasons[0].message if reasons else None))
+                              effective_to=flag.end, reason=reasons[0].message if reasons else None))
     return changes
 
 
@@ -245,10 +250,12 @@ def apply(state: MemberState, observation: Observation) -> Outcome:
 
     new = replace(state, spans=tuple(spans), programs=tuple(programs))
     if stale:
-        return Outcome(new, _exclusions(added), stale=True)
+        # Judged against the newest date known: a stay over by then is history for an older fact too.
+        return Outcome(new, _exclusions(added, state.as_of or obs.as_of), stale=True)
 
     if obs.active and obs.mcp_code is None:
-        return Outcome(new, _exclusions(added))  # program flags only: no enrollment fact to conclude from
+        # program flags only: no enrollment fact to conclude from
+        return Outcome(new, _exclusions(added, obs.as_of))
     new = replace(new, as_of=obs.as_of, source=obs.source, verified_at=obs.observed_at)
     if obs.active and obs.mcp_code is not None:
         effective = obs.span_start or obs.as_of
@@ -277,5 +284,5 @@ def apply(state: MemberState, observation: Observation) -> Outcome:
             # First seen already without coverage: nothing was lost that CalHub had announced.
             new = replace(new, status=Status.NOT_ENROLLED, mcp_code=None, effective=effective)
         # Enrolled elsewhere and this plan says "not ours": consistent, nothing changes.
-    changes.extend(_exclusions(added))
+    changes.extend(_exclusions(added, obs.as_of))
     return Outcome(new, changes)

@@ -93,6 +93,31 @@ def test_new_excluding_program_is_announced_once() -> None:
     assert state.programs_on(MAR2) == frozenset({"hospice"})
 
 
+def test_program_stay_over_before_the_fact_is_history_not_an_exclusion() -> None:
+    # A 271 of March 2026 reporting a hospice stay of early 2024: true then, nothing to exclude now.
+    over = ProgramFlag("hospice", date(2024, 1, 1), date(2024, 3, 31), Source.X12_271)
+    outcome = apply(MemberState(), Observation(True, "lacare", MAR2, Source.X12_271, AT, programs=(over,)))
+    assert [c.kind for c in outcome.changes] == [ChangeKind.VERIFIED]
+    assert outcome.state.programs_on(MAR2) == frozenset()
+    assert outcome.state.programs_on(date(2024, 2, 1)) == frozenset({"hospice"})  # kept as history
+
+
+@pytest.mark.parametrize(("end", "as_of"), [(date(2026, 6, 30), MAR2), (MAR2, MAR2), (None, MAR2),
+                                            (date(2026, 2, 20), date(2026, 2, 20))])
+def test_exclusion_ends_when_the_program_ends(end: date | None, as_of: date) -> None:
+    hospice = ProgramFlag("hospice", date(2026, 2, 15), end, Source.X12_271)
+    outcome = apply(MemberState(), Observation(True, None, as_of, Source.X12_271, AT, programs=(hospice,)))
+    (change,) = outcome.changes
+    assert (change.kind, change.effective, change.effective_to) == (ChangeKind.EXCLUDED, date(2026, 2, 15), end)
+
+
+def test_older_fact_with_a_stay_over_by_the_newest_fact_is_not_an_exclusion() -> None:
+    state = apply(MemberState(), active("lacare", MAR2)).state
+    over = ProgramFlag("hospice", date(2026, 1, 1), date(2026, 1, 31), Source.X12_271)
+    outcome = apply(state, Observation(True, "lacare", date(2026, 1, 15), Source.MIF, AT, programs=(over,)))
+    assert outcome.stale and outcome.changes == []
+
+
 def test_program_that_may_run_beside_ecm_is_not_an_exclusion() -> None:
     ihss = ProgramFlag("ihss", FEB1)
     outcome = apply(MemberState(), Observation(True, None, FEB1, Source.MANUAL, AT, programs=(ihss,)))

@@ -3,7 +3,7 @@ referrals, authorizations, the monthly schedule."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from eligibility import models
@@ -11,6 +11,8 @@ from eligibility.service import FLUSH_TIMER, MONTHLY_TIMER
 from eligibility.x12.x270 import parse_270, validate_270
 from sqlalchemy import func, select
 
+from shared.contracts.eligibility import EligibilityExcluded, EligibilitySource
+from shared.envelope import new_event
 from shared.identity import member_id_for
 from shared.reference.plans import plans_in_county
 
@@ -90,6 +92,44 @@ async def test_hospice_in_271_excludes_ecm_and_the_engine_says_why(kit: Any) -> 
     before = await kit.harness.client.get("/v1/members/90000001A/eligibility", params={"date": "2026-02-14"},
                                           headers=kit.harness.headers("hub-token"))
     assert before.json()["eligibility"]["ecm"]["allowed"] is True  # hospice began 15 Feb
+
+
+async def test_hospice_stay_over_before_the_271_is_not_an_exclusion(kit: Any) -> None:
+    await kit.deliver(kit.mif(period="2026-02"))
+    # The MCP reports a hospice stay of January-March 2024 on 2 March 2026: history, not an open exclusion.
+    past = kit.fixture("271_excluded_program.x12").replace(
+        "EB*R*IND*45*MA*MEDICARE HOSPICE BENEFIT ELECTED~", "EB*1*IND*45*MC~").replace(
+        "DTP*193*D8*20260215~", "DTP*292*RD8*20240101-20240331~")
+    assert "RD8*20240101-20240331" in past
+    await kit.deliver(kit.file_received(past))
+    assert await kit.events_of("eligibility.excluded") == []
+    response = await kit.harness.client.get("/v1/members/90000001A/eligibility", params={"date": "2026-03-02"},
+                                            headers=kit.harness.headers("hub-token"))
+    assert response.json()["programs"] == [] and response.json()["eligibility"]["ecm"]["allowed"] is True
+
+
+async def test_exclusion_event_says_when_the_program_ends(kit: Any) -> None:
+    await kit.deliver(kit.mif(period="2026-02"))
+    running = kit.fixture("271_excluded_program.x12").replace("DTP*193*D8*20260215~",
+                                                              "DTP*292*RD8*20260215-20260630~")
+    assert "RD8*20260215-20260630" in running
+    await kit.deliver(kit.file_received(running))
+    excluded = await kit.events_of("eligibility.excluded")
+    assert [(e.data.exclusion, e.data.effective, e.data.effective_to) for e in excluded] == [
+        ("hospice", date(2026, 2, 15), date(2026, 6, 30))]
+
+
+def test_exclusion_written_before_it_carried_an_end_still_reads() -> None:
+    """`effective_to` was added within major 1 (decision 0050): an exclusion already on the topic or in a
+    dead-letter queue reads as open-ended, and the schema version stays 1."""
+    data = EligibilityExcluded(cin="90000001A", mcp_code="lacare", source=EligibilitySource.X12_271,
+                               as_of=date(2026, 3, 2), verified_at=datetime(2026, 3, 2, 17, tzinfo=UTC),
+                               program="ecm", exclusion="hospice", effective=date(2026, 2, 15), reason="hospice")
+    envelope = new_event(data, subject="mbr_1", source="eligibility")
+    raw = envelope.model_dump(mode="json")
+    del raw["data"]["effective_to"]
+    older = type(envelope).model_validate(raw)
+    assert older.data.effective_to is None and older.schema_version == EligibilityExcluded.schema_version == 1
 
 
 async def test_aaa_rejection_is_mapped_to_a_plain_reason(kit: Any) -> None:

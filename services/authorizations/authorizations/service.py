@@ -17,7 +17,14 @@ from uuid import UUID
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from authorizations.domain.deadlines import Deadline, decision_due, escalation_at, pend_extension, service_key
+from authorizations.domain.deadlines import (
+    Deadline,
+    decision_due,
+    escalation_at,
+    next_escalation,
+    pend_extension,
+    service_key,
+)
 from authorizations.domain.mif import (
     Candidate,
     MifException,
@@ -558,9 +565,20 @@ async def resume_member(uow: AuthorizationsUnitOfWork, member_id: str, mcp_code:
                                              cbo_organization_id=auth.cbo_organization_id, effective=effective),
              parent, now)
         if auth.status in {s.value for s in OPEN} or auth.decision == "presumptive":
-            await schedule_escalation(uow, auth, 1, terms_of(uow, auth))  # overdue already? it fires at once
+            # Overdue already? The next escalation fires at once, numbered on from the last one raised.
+            await schedule_escalation(uow, auth, await _next_escalation(uow, auth), terms_of(uow, auth))
         resumed += 1
     return resumed
+
+
+async def _next_escalation(uow: AuthorizationsUnitOfWork, auth: Authorization) -> int:
+    due = aware(auth.decision_due)
+    if due is None:
+        return 1
+    raised = [(datetime.fromisoformat(h.detail["decision_due"]), int(h.detail["escalation"]))
+              for h in await uow.authorizations.history(auth.id)
+              if h.action == "decision_overdue" and "decision_due" in h.detail and "escalation" in h.detail]
+    return next_escalation(raised, due)
 
 
 async def close(uow: AuthorizationsUnitOfWork, auth: Authorization, *, reason: str, effective: date, actor: str,

@@ -6,6 +6,7 @@ Expedited: 72 elapsed hours. The always-expedited Community Supports are expedit
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -116,3 +117,13 @@ def escalation_at(due: datetime, escalation: int, urgency: Urgency, terms: Terms
         return due + timedelta(hours=terms.expedited_escalation_hours * (escalation - 1)) + JUST_AFTER
     later = terms.calendar.add_business_days(due, escalation - 1)
     return later.astimezone(UTC) + JUST_AFTER
+
+
+def next_escalation(raised: Iterable[tuple[datetime, int]], due: datetime) -> int:
+    """The number of the next `authorization.decision_overdue` for deadline `due`, given those already raised as
+    (deadline, number) pairs: a resumed request goes on from the last one (1 when none was raised for `due`).
+
+    Raises ValueError for a naive datetime.
+    """
+    # Numbering is per deadline: a pend's extended deadline starts again at 1 (decision 0041).
+    return max((number for at, number in raised if _aware(at) == _aware(due)), default=0) + 1

@@ -499,3 +499,27 @@ async def test_a_mif_approval_of_a_request_suspended_while_open_is_kept_for_a_pe
     [found] = await eventually(exceptions, within=15.0)
     assert (found["reason"], found["authorization_id"]) == ("request_suspended", auth["id"])
     assert [(i["id"], i["status"]) for i in await listed(harness)] == [(auth["id"], "suspended")]
+
+
+@pytest.mark.parametrize(("escalation_max", "raised"), [(10, [1, 2, 3, 4]), (3, [1, 2, 3])])
+async def test_escalations_continue_after_a_suspension_up_to_the_maximum(tmp_path: Path, clock: FixedClock,
+                                                                         escalation_max: int,
+                                                                         raised: list[int]) -> None:
+    async with running(tmp_path, clock, AuthorizationPolicy(escalation_max=escalation_max)) as h:
+        auth = await opened(h)
+        for day in (10, 11, 12):  # the deadline is the end of 2026-03-09 Pacific
+            clock.set(datetime(2026, 3, day, 7, 30, tzinfo=UTC))
+            await fire_timers(h)
+        await wait_published(h, "authorization.decision_overdue", 3)
+        await publish(h.bus, envelope(eligibility(EligibilityLost, mcp_code="lacare", effective=date(2026, 3, 12),
+                                                  reason="disenrolled", as_of=date(2026, 3, 12)), at=T0,
+                                      source="eligibility"))
+        await wait_published(h, "authorization.suspended")
+        await publish(h.bus, envelope(eligibility(EligibilityRegained, mcp_code="lacare",
+                                                  effective=date(2026, 3, 13), as_of=date(2026, 3, 13)), at=T0,
+                                      source="eligibility"))
+        await wait_published(h, "authorization.resumed")
+        clock.set(datetime(2026, 3, 13, 7, 30, tzinfo=UTC))
+        await fire_timers(h)
+        r = await h.client.get(f"/v1/authorizations/{auth['id']}", headers=h.headers(HUB))
+        assert [e["detail"]["escalation"] for e in r.json()["history"] if e["action"] == "decision_overdue"] == raised

@@ -7,7 +7,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from authorizations.domain.deadlines import DeadlineBasis, decision_due, escalation_at, pend_extension
+from authorizations.domain.deadlines import (
+    DeadlineBasis,
+    decision_due,
+    escalation_at,
+    next_escalation,
+    pend_extension,
+)
 from authorizations.domain.policy import AuthorizationPolicy, McpTerms, Terms
 
 from shared.contracts.values import Program, ServiceRequested, Urgency
@@ -218,3 +224,11 @@ def test_a_pend_after_the_deadline_extends_nothing() -> None:
     assert pend_extension(due, Urgency.STANDARD, terms(), pended_at=due) is not None  # the last instant still counts
     assert pend_extension(due, Urgency.STANDARD, terms(), pended_at=due + timedelta(microseconds=1)) is None
     assert pend_extension(due, Urgency.STANDARD, terms(), pended_at=at(date(2026, 3, 16))) is None
+
+
+def test_escalation_numbering_continues_per_deadline() -> None:
+    due, extended = end_of(date(2026, 3, 9)), end_of(date(2026, 3, 23))
+    assert next_escalation([], due) == 1
+    assert next_escalation([(due, 1), (due, 2), (due, 3)], due) == 4  # resumed after a suspension
+    assert next_escalation([(due, 1), (due, 2)], extended) == 1  # a pend's new deadline starts again
+    assert next_escalation([(due, 1), (extended, 1), (extended, 2)], extended.astimezone(UTC)) == 3

@@ -397,7 +397,7 @@ async def post_decision(authorization_id: AuthorizationId, body: DecisionBody, r
              responses=problem_responses(401, 403, 404, 409))
 async def post_reauthorization(authorization_id: AuthorizationId, request: Request, caller: Writer,
                                scope: Tenant, uow: Uow, key: IdempotencyKey) -> Response:
-    """Open a reauthorization request for an approved authorization not already followed by one."""
+    """Open a reauthorization request for an approved or expired authorization not already followed by one."""
 
     async def produce() -> tuple[int, Any]:
         auth = await _visible(uow, scope, authorization_id, for_update=True)

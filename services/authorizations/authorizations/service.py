@@ -737,8 +737,11 @@ async def sweep_expiries(uow: AuthorizationsUnitOfWork, *, chunk: int) -> SweepR
                        more=len(rows) >= chunk or len(expired) >= chunk)
 
 
-REAUTHORIZABLE_STATUSES = frozenset({AuthorizationStatus.APPROVED.value, AuthorizationStatus.SUSPENDED.value,
-                                     AuthorizationStatus.EXPIRED.value})
+# A reauthorization may be requested for these, by the automatic pass or by hand: an authorization that expired
+# before anyone asked (a care-team task done after the period end) is reauthorized like one about to.
+REQUESTABLE_STATUSES = frozenset({AuthorizationStatus.APPROVED.value, AuthorizationStatus.EXPIRED.value})
+# The automatic pass weighs these; a suspended one (eligibility lost) always becomes a care-team task.
+REAUTHORIZABLE_STATUSES = REQUESTABLE_STATUSES | {AuthorizationStatus.SUSPENDED.value}
 
 
 async def reauthorize_expiring(uow: AuthorizationsUnitOfWork, *, chunk: int) -> ReauthReport:
@@ -836,10 +839,11 @@ def _reauthorize_row(uow: AuthorizationsUnitOfWork, row: Any, policy: Authorizat
 async def request_reauthorization(uow: AuthorizationsUnitOfWork, auth: Authorization, *, actor: str) -> str:
     """The care team asks for a reauthorization by hand; returns the new request's id.
 
-    Raises TransitionRefused unless the authorization is approved and not already followed by a request.
+    Raises TransitionRefused unless the authorization is approved or expired and not already followed by a
+    request.
     """
-    if auth.status != AuthorizationStatus.APPROVED.value or auth.period_end is None:
-        raise TransitionRefused("not_approved", "only an approved authorization can be reauthorized")
+    if auth.status not in REQUESTABLE_STATUSES or auth.period_end is None:
+        raise TransitionRefused("not_approved", "only an approved or expired authorization can be reauthorized")
     if await uow.authorizations.successor(auth.id) is not None:
         raise TransitionRefused("already_requested", "a reauthorization was already requested")
     now = now_of(uow)

@@ -523,3 +523,24 @@ async def test_escalations_continue_after_a_suspension_up_to_the_maximum(tmp_pat
         await fire_timers(h)
         r = await h.client.get(f"/v1/authorizations/{auth['id']}", headers=h.headers(HUB))
         assert [e["detail"]["escalation"] for e in r.json()["history"] if e["action"] == "decision_overdue"] == raised
+
+
+async def test_the_care_team_can_reauthorize_a_just_expired_authorization(harness: ServiceHarness,
+                                                                         clock: FixedClock) -> None:
+    auth = await opened(harness)
+    await decide(harness, auth["id"], {"decision": "approved", "period_start": "2026-03-05"})
+    clock.set(datetime(2027, 2, 2, 8, 0, 1, tzinfo=UTC))  # the expiring notice: no encounter, so a task
+    await fire_timers(harness)
+    await wait_published(harness, "authorization.care_task_opened")
+    clock.set(datetime(2027, 3, 5, 8, 0, 1, tzinfo=UTC))  # the period ended yesterday (Pacific)
+    await fire_timers(harness)
+    await wait_published(harness, "authorization.expired")
+    tasks = (await harness.client.get("/v1/authorization-tasks", headers=harness.headers(CBO_HARBOR))).json()["items"]
+    # The task was done after the period end: the same statuses as the automatic pass may be reauthorized.
+    done = await harness.client.post(f"/v1/authorization-tasks/{tasks[0]['id']}/complete",
+                                     json={"outcome": "reauthorization_requested"}, headers=harness.headers(CBO_HARBOR))
+    assert done.status_code == 200, done.text
+    [new] = [i for i in await listed(harness) if i["origin"] == "reauthorization"]
+    assert (new["previous_authorization_id"], new["status"]) == (auth["id"], "requested")
+    r = await decide(harness, new["id"], {"decision": "approved"})
+    assert (r.json()["period_start"], r.json()["period_end"]) == ("2027-03-05", "2027-09-04")

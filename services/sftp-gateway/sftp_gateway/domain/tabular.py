@@ -1,9 +1,11 @@
 """Parsing and writing the tabular CalAIM files with an MCP's layout, row by row, with reasons.
 
-Parsing never raises on bad content: file-level problems (empty, undecodable, missing columns, wrong
-delimiter, broken quoting) and row-level problems (bad date, bad CIN, missing value, wrong column count) come
-back as `Problem`s naming the row (physical line), the column and the rule, never the offending value (it may
-be PHI). Hot path: 100,000-row files are parsed in about a second, so converters are built once per column.
+Parsing never raises on bad content: file-level problems (empty, missing columns, wrong delimiter, a header
+that does not decode or split) and row-level problems (bytes not in the encoding, broken quoting, bad date, bad
+CIN, missing value, wrong column count) come back as `Problem`s naming the row (physical line), the column and
+the rule, never the offending value (it may be PHI). Each record is decoded and split on its own, so one bad
+row never costs the file's other rows. Hot path: 100,000-row files are parsed in about a second, so converters
+are built once per column.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -240,34 +242,131 @@ def _dialect(layout: Layout) -> dict[str, Any]:
             "quoting": csv.QUOTE_MINIMAL, "strict": True}
 
 
-def decode(content: bytes, encoding: str) -> tuple[str | None, Problem | None]:
-    """Text of a file without a UTF-8 byte-order mark; a Problem if it does not decode."""
+@lru_cache(maxsize=32)
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether line breaks, quotes and delimiters are the same single bytes in this encoding (UTF-8, Latin-1,
+    cp1252 ...), so a file can be cut into lines before it is decoded (not UTF-16)."""
+    sample = bytes(range(128))
     try:
-        text = content.decode(encoding)
-    except UnicodeDecodeError as exc:
-        return None, Problem("encoding", f"bytes at offset {exc.start} are not valid {encoding}")
-    return text.removeprefix(_BOM), None
+        return sample.decode(encoding) == sample.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+
+
+def _lines(content: bytes, encoding: str) -> tuple[list[bytes], str, Problem | None]:
+    """The file's physical lines (ends kept) in bytes of an ASCII-compatible encoding, that encoding, and a
+    file Problem when an encoding that cannot be cut before decoding (UTF-16) does not decode as a whole."""
+    if not _ascii_compatible(encoding):
+        try:
+            content, encoding = content.decode(encoding).encode("utf-8"), "utf-8"
+        except UnicodeDecodeError as exc:
+            return [], encoding, Problem("encoding", f"bytes at offset {exc.start} are not valid {encoding}")
+    return content.splitlines(keepends=True), encoding, None
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes kept by errors="surrogateescape"
+_QUOTING, _ENCODING = "quoting", "encoding"
+
+
+class _Records:
+    """A file's lines read record by record: a quoted cell may span lines; a record whose bytes do not decode
+    or whose quoting is broken comes back as that record's error (cells as far as they split) and the next
+    record starts after it, so one bad row never costs the others. `width`, once known, tells a record that
+    spans lines because of a stray quote (its first line alone is then the bad record)."""
+
+    def __init__(self, lines: Sequence[bytes], encoding: str, layout: Layout) -> None:
+        self._lines = lines
+        self.encoding = encoding
+        self._feed = _Feed()
+        # One reader for the whole file, fed one record at a time (a reader per record costs twice as much).
+        self._reader = csv.reader(self._feed, **_dialect(layout))
+        self._quote = None if layout.quoting is Quoting.NONE else layout.quotechar.encode(encoding)
+        self.width: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, list[str], str | None]]:
+        """(physical line the record starts on, cells, None or the rule it broke: quoting, encoding)."""
+        lines, quote, count = self._lines, self._quote, len(self._lines)
+        start = 0
+        while start < count:
+            end = start + 1
+            if quote is not None and lines[start].count(quote) % 2:
+                # An odd number of quotes opens a cell that goes on to the line closing it (RFC 4180 2.6).
+                while end < count:
+                    end += 1
+                    if lines[end - 1].count(quote) % 2:
+                        break
+            cells, error = self._read(start, end)
+            if end - start > 1 and (error == _QUOTING or (self.width is not None and len(cells) != self.width)):
+                # Most likely a stray quote that swallowed the lines after it: its line alone is the bad record.
+                end = start + 1
+                cells, error = self._read(start, end)
+            yield start + 1, cells, error
+            start = end
+
+    def _read(self, start: int, end: int) -> tuple[list[str], str | None]:
+        chunk = self._lines[start] if end - start == 1 else b"".join(self._lines[start:end])
+        chunk = chunk.rstrip(b"\r\n")
+        error: str | None = None
+        try:
+            text = chunk.decode(self.encoding)
+        except UnicodeDecodeError:
+            # Split anyway (bad bytes as surrogates) to name the column they are in.
+            text, error = chunk.decode(self.encoding, errors="surrogateescape"), _ENCODING
+        if start == 0:
+            text = text.removeprefix(_BOM)
+        if not text:
+            return [], error
+        self._feed.text = text
+        try:
+            return next(self._reader, []), error
+        except csv.Error:
+            self._feed.text = None
+            return [], error or _QUOTING
+
+
+class _Feed:
+    """The csv reader's input: the current record only, so a quote left open at its end is an error rather
+    than a reason to read on into the next record; unlike a generator it gives lines again after stopping."""
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        text, self.text = self.text, None
+        if text is None:
+            raise StopIteration
+        return text
 
 
 def parse_table(content: bytes, layout: Layout, record: Record) -> ParsedTable:
     """Parse a file's bytes with an MCP layout into canonical rows and problems (never raises on content)."""
     result = ParsedTable()
-    text, problem = decode(content, layout.encoding)
-    if problem is not None or text is None:
-        result.problems.append(problem or Problem("encoding", "undecodable"))
+    lines, encoding, problem = _lines(content, layout.encoding)
+    if problem is not None:
+        result.problems.append(problem)
         return result
-    if not text.strip():
+    if not any(line.strip() for line in lines):
         result.problems.append(Problem("empty_file", "the file has no rows"))
         return result
-    reader = csv.reader(io.StringIO(text, newline=""), **_dialect(layout))
     required = record.required | set(layout.required)
-    try:
-        _parse_rows(reader, layout, record, required, result)
-    except csv.Error:
-        result.problems.append(Problem("quoting", f"unbalanced quotes or a malformed line near line "
-                                                  f"{reader.line_num}", row=None))
-        result.rows.clear()
+    _parse_rows(_Records(lines, encoding, layout), layout, record, required, result)
     return result
+
+
+def _unreadable(error: str, number: int, cells: Sequence[str], encoding: str,
+                positions: Mapping[int, tuple[str, str | None]]) -> Problem:
+    """The problem of a record that could not be read: its row, the column of the first bad bytes, the rule."""
+    if error == _QUOTING:
+        return Problem(_QUOTING, "unbalanced quotes or a malformed quoted value", row=number)
+    for position, cell in enumerate(cells):
+        if _UNDECODABLE.search(cell):
+            column, canonical = positions.get(position, (None, None))
+            return Problem(_ENCODING, f"the value has bytes that are not valid {encoding}", row=number,
+                           column=column, field=canonical)
+    return Problem(_ENCODING, f"the row has bytes that are not valid {encoding}", row=number)
 
 
 def _header_positions(header: list[str], layout: Layout, record: Record, required: AbstractSet[str],
@@ -300,9 +399,8 @@ def _delimiter_name(delimiter: str) -> str:
     return {"\t": "tab", "|": "pipe", ",": "comma", ";": "semicolon"}.get(delimiter, repr(delimiter))
 
 
-def _parse_rows(reader: Iterable[list[str]], layout: Layout, record: Record, required: AbstractSet[str],
+def _parse_rows(records: _Records, layout: Layout, record: Record, required: AbstractSet[str],
                 result: ParsedTable) -> None:
-    line_reader: Any = reader
     strict = set(layout.strict_values)
     converters: dict[str, Converter | None] = {}
     for canonical in layout.columns.values():
@@ -326,24 +424,35 @@ def _parse_rows(reader: Iterable[list[str]], layout: Layout, record: Record, req
                                            + ", ".join(missing)))
             return
     plan = _plan(mapped, converters, required)
-    last_line = 0
+    records.width = width if not layout.header else None
     append_row = result.rows.append
     append_problem = result.problems.append
-    for cells in line_reader:
-        start = last_line + 1
-        last_line = line_reader.line_num
-        if not cells or not "".join(cells).strip():
+    for start, cells, error in records:
+        if error is None and (not cells or not "".join(cells).strip()):
             continue  # blank lines (trailing or not) are not rows
         if not header_seen:
+            if error is not None:
+                # Without its header no row can be mapped: the file is quarantined, naming the line.
+                problem = _unreadable(error, start, (), records.encoding, {})
+                append_problem(Problem(problem.rule, f"the header (line {start}): {problem.message}"))
+                return
             header_seen = True
             positions = _header_positions(cells, layout, record, required, result)
             if positions is None:
                 return
             mapped, extra = positions
             width = len(cells)
+            records.width = width
             plan = _plan(mapped, converters, required)
             continue
         result.data_rows += 1
+        if error is not None:
+            # Bad bytes or broken quoting are this row's problem: the rows around it are still read.
+            names: dict[int, tuple[str, str | None]] = {p: (column, canonical) for p, column, canonical in mapped}
+            names.update((p, (name, None)) for p, name in extra)
+            append_problem(_unreadable(error, start, cells, records.encoding, names))
+            result.rejected_rows.add(start)
+            continue
         if len(cells) != width:
             append_problem(Problem("column_count", f"expected {width} columns, found {len(cells)}", row=start))
             result.rejected_rows.add(start)

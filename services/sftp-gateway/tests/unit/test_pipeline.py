@@ -59,7 +59,7 @@ async def test_all_or_nothing_profile_quarantines_the_whole_file(gateway: Gatewa
      "wrong_delimiter"),
     ("empty file", b"", "empty_file"),
     ("header only", (HN_MIF_HEADER + "\r\n\r\n").encode(), "empty_file"),
-    ("not UTF-8", HN_MIF_HEADER.encode() + b"\r\n\xff\xfe\r\n", "encoding"),
+    ("header not UTF-8", HN_MIF_HEADER.encode() + b"\xff\r\n" + hn_mif_row(1).encode() + b"\r\n", "encoding"),
 ])
 async def test_bad_files_are_quarantined_with_the_reason(gateway: Gateway, name: str, content: bytes,
                                                          reason: str) -> None:
@@ -68,6 +68,34 @@ async def test_bad_files_are_quarantined_with_the_reason(gateway: Gateway, name:
     assert quarantined.data.reason == reason
     assert gateway.events(MIF_TOPIC) == []
     assert [r["rule"] for r in report(gateway, "healthnet")] == [reason]
+
+
+async def test_a_row_with_broken_quoting_or_bytes_is_rejected_alone_on_a_row_level_profile(gateway: Gateway) -> None:
+    rows = [hn_mif_row(n) for n in range(1, 6)]
+    rows[2] = hn_mif_row(3, address='"100 Main St" Apt 4')
+    rows[3] = hn_mif_row(4).replace("Testperson", "Peña")
+    await gateway.upload("healthnet", "HN_ECM_MIF_202610.csv",
+                         ("\r\n".join([HN_MIF_HEADER, *rows]) + "\r\n").encode("cp1252"))
+    assert sorted(e.data.row_number for e in gateway.events(MIF_TOPIC)) == [2, 3, 6]
+    [file] = await gateway.files(direction="inbound")
+    assert (file["status"], file["rows_accepted"], file["rows_rejected"]) == ("partially_accepted", 3, 2)
+    lines = report(gateway, "healthnet")
+    assert [(r["row"], r["column"], r["field"], r["rule"]) for r in lines] == [
+        ("4", "", "", "quoting"), ("5", "Member_Last_Name", "last_name", "encoding")]
+    assert "Pe" not in str(lines) and "Main St" not in str(lines)
+
+
+async def test_a_row_with_bad_bytes_quarantines_an_all_or_nothing_file_naming_the_row(gateway: Gateway) -> None:
+    header = ("CIN|LAST_NAME|FIRST_NAME|DOB|GENDER|ADDRESS|CITY|STATE|ZIP|PHONE|HOMELESS_FLAG|POF_CODES|ECM_STATUS|"
+              "AUTH_NUMBER|AUTH_START|AUTH_END|PROVIDER_NPI|ACUITY|REPORT_PERIOD")
+    good = ("90000001A|Testperson|Ana|19800101|F|1 Elm St|Los Angeles|CA|90001|5555550101|N|1a|E|A1|20261001|"
+            "20270930|1234567893|2|202610")
+    bad = good.replace("90000001A", "90000002A").replace("Testperson", "Peña")
+    await gateway.upload("lacare", "LAC_MIF_202610.txt", f"{header}\n{good}\n{bad}\n".encode("cp1252"))
+    assert gateway.events(MIF_TOPIC) == []
+    [quarantined] = gateway.events(FILE_TOPIC, "file.quarantined")
+    assert quarantined.data.reason == "row_errors"
+    assert [(r["row"], r["column"], r["rule"]) for r in report(gateway, "lacare")] == [("3", "LAST_NAME", "encoding")]
 
 
 async def test_bom_crlf_quoted_delimiters_and_trailing_blank_lines_are_accepted(gateway: Gateway) -> None:

@@ -40,7 +40,8 @@ def rules(result: Any) -> list[tuple[int | None, str | None, str]]:
     ("bad POF", f"{HEADER}\n{GOOD}\n90000002A,Testperson,Bo,01/15/1980,x,12,A,N\n", [(3, "POF", "pof_code")]),
     ("bad flag", f"{HEADER}\n{GOOD}\n90000002A,Testperson,Bo,01/15/1980,x,1a,A,maybe\n", [(3, "Homeless", "flag")]),
     ("unbalanced quotes", f'{HEADER}\n{GOOD}\n90000002A,Testperson,"Bo,01/15/1980,x,1a,A,N\n',
-     [(None, None, "quoting")]),
+     [(3, None, "quoting")]),
+    ("undecodable header", HEADER.encode() + b"\xff\n" + GOOD.encode() + b"\n", [(None, None, "encoding")]),
 ])
 def test_malformed_file_matrix_names_row_column_and_rule(name: str, content: str, expected: list[Any]) -> None:
     assert rules(parse(content)) == expected
@@ -88,12 +89,39 @@ def test_strict_value_map_rejects_unmapped_values() -> None:
     assert rules(result) == [(2, "Status", "value_map")]
 
 
-def test_invalid_encoding_is_a_file_problem() -> None:
-    result = parse(HEADER.encode() + b"\n90000001A,Testp\xe9rson,Ana,01/15/1980,x,1a,A,N\n")
-    assert rules(result) == [(None, None, "encoding")]
-    latin = parse(HEADER.encode() + b"\n90000001A,Testp\xe9rson,Ana,01/15/1980,x,1a,A,N\n",
-                  CSV.model_copy(update={"encoding": "latin-1"}))
-    assert latin.rows[0].values["last_name"] == "Testpérson"
+def test_invalid_bytes_reject_their_row_naming_the_column_and_the_other_rows_are_read() -> None:
+    content = (HEADER.encode() + b"\n" + GOOD.encode() + b"\n90000002A,Testp\xe9rson,Ana,01/15/1980,x,1a,A,N\n"
+               + GOOD.replace("90000001A", "90000003A").encode() + b"\n")
+    result = parse(content)
+    assert rules(result) == [(3, "Last", "encoding")]
+    assert [r.number for r in result.rows] == [2, 4]
+    assert "\ufffd" not in result.problems[0].message and "rson" not in result.problems[0].message
+    latin = parse(content, CSV.model_copy(update={"encoding": "latin-1"}))
+    assert latin.rows[1].values["last_name"] == "Testpérson"
+
+
+@pytest.mark.parametrize("bad_address", ['"100 Main St" Apt 4', '"100 Main St, Apt 4'])
+def test_a_stray_quote_rejects_its_row_and_keeps_the_rows_after_it(bad_address: str) -> None:
+    rows = [GOOD.replace("90000001A", f"9000000{n}A") for n in range(1, 6)]
+    rows[2] = rows[2].replace("1 Main St", bad_address)
+    result = parse("\r\n".join([HEADER, *rows]) + "\r\n")
+    assert rules(result) == [(4, None, "quoting")]
+    assert [r.number for r in result.rows] == [2, 3, 5, 6]
+    assert result.data_rows == 5
+
+
+def test_two_stray_quotes_do_not_swallow_the_rows_between_them() -> None:
+    rows = [GOOD.replace("90000001A", f"9000000{n}A") for n in range(1, 6)]
+    rows[1] = rows[1].replace("1 Main St", '"1 Main St')
+    rows[3] = rows[3].replace("1 Main St", '"1 Main St, Apt 4')
+    result = parse("\n".join([HEADER, *rows]) + "\n")
+    assert rules(result) == [(3, None, "quoting"), (5, None, "quoting")]
+    assert [r.number for r in result.rows] == [2, 4, 6]
+
+
+def test_utf16_files_are_decoded_as_a_whole() -> None:
+    result = parse(f"{HEADER}\r\n{GOOD}\r\n".encode("utf-16"), CSV.model_copy(update={"encoding": "utf-16"}))
+    assert result.problems == [] and result.rows[0].values["cin"] == "90000001A"
 
 
 def test_headerless_pipe_layout_maps_by_position() -> None:

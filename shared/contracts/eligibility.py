@@ -119,6 +119,9 @@ class EligibilityResponseProcessed(EventData):
     changed: int
     rejected: int
     processed_at: datetime
+    unmatched: int = Field(default=0, description="Member answers whose trace named no check CalHub sent to this "
+                           "MCP about that member: applied to the member, attached to no check, listed by position "
+                           "on the response record. Added within major 1 (docs/decisions/0050).")
 
 
 @event("eligibility_response.refused", ELIGIBILITY_RESPONSE)

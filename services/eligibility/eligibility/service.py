@@ -6,7 +6,7 @@ Each function works inside the caller's unit of work: it changes rows and record
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -370,6 +370,32 @@ class ResponseSummary:
     verified: int = 0
     changed: int = 0
     rejected: int = 0
+    unmatched: int = 0
+
+
+def answered_check(answer: Answer, checks: Mapping[str, Any], *, mcp_code: str, member_id: str | None,
+                   ) -> Any | None:
+    """The check a 271 member answer belongs to, or None: the answer is then an exception, attached to no check.
+
+    The echoed trace (TRN01=2, TRN03 = the hub's originator id) names it when it is a check sent to this MCP about
+    this member (any member when the answer names no CIN to compare). Another candidate trace (TRN03 rewritten,
+    or the echo sent as TRN01=1) is accepted only for a check sent to this MCP about this very member.
+    """
+    def belongs(check: Any | None, *, echoed: bool) -> bool:
+        if check is None or check.mcp_code != mcp_code:
+            return False
+        return echoed if member_id is None else check.member_id == member_id
+
+    if answer.trace is not None and belongs(checks.get(answer.trace), echoed=True):
+        return checks[answer.trace]
+    return next((checks[t] for t in answer.other_traces if belongs(checks.get(t), echoed=False)), None)
+
+
+def _unmatched(subscriber: SubscriberAnswer) -> dict[str, Any]:
+    # Position and rule only, as for a refused file: never the trace or member id (PHI-adjacent values).
+    return {"position": subscriber.position, "segment": "TRN", "rule": "trace_unmatched",
+            "message": "no TRN of the member answer (TRN01=2, TRN03 = the hub's originator id) names a check "
+                       "CalHub sent to this MCP about this member; applied to the member, attached to no check"}
 
 
 def _cin_of(member_id_element: str) -> str | None:
@@ -445,7 +471,9 @@ async def _apply_answers(uow: EligibilityUnitOfWork, event: Envelope[Any],
     mcp_code: str = data.mcp_code
     now = uow.now()
     as_of = data.received_at.astimezone(PACIFIC).date()
+    originator_id = uow.settings.trace_originator
     summary = ResponseSummary()
+    unmatched: list[dict[str, Any]] = []
     answers: list[tuple[Answer, SubscriberAnswer]] = []
     for transaction in response.transactions:
         for source in transaction.sources:
@@ -459,25 +487,27 @@ async def _apply_answers(uow: EligibilityUnitOfWork, event: Envelope[Any],
                     summary.rejected += 1
             for receiver in source.receivers:
                 for subscriber in receiver.subscribers:
-                    answer = interpret(subscriber, mcp_code=mcp_code, as_of=as_of, observed_at=now,
-                                       plan_of=plan_for)
+                    answer = interpret(subscriber, mcp_code=mcp_code, originator_id=originator_id,
+                                       as_of=as_of, observed_at=now, plan_of=plan_for)
                     answers.append((answer, subscriber))
                     summary.subscribers += 1
-    checks = await uow.checks.get_many([a.trace for a, _ in answers if a.trace])
+    checks = await uow.checks.get_many([t for a, _ in answers for t in (a.trace, *a.other_traces) if t])
     cins = [c for c in (_cin_of(a.cin) for a, _ in answers) if c is not None]
     known = await uow.members.find_many_by_cin(cins)
     member_ids = [known[c].member_id if c in known else member_id_for(c) for c in cins]
     states = await uow.members.load_states(member_ids)
     for answer, subscriber in answers:
-        check = checks.get(answer.trace) if answer.trace else None
         cin = _cin_of(answer.cin)
-        if cin is None:
+        member_id = (known[cin].member_id if cin in known else member_id_for(cin)) if cin is not None else None
+        check = answered_check(answer, checks, mcp_code=mcp_code, member_id=member_id)
+        if check is None:
+            unmatched.append(_unmatched(subscriber))
+        if cin is None or member_id is None:
             summary.rejected += 1
             if check is not None:
                 await uow.checks.finish(check.check_id, status="rejected", at=now, result="rejected",
                                         detail="the plan answered with a member id that is not a CIN")
             continue
-        member_id = known[cin].member_id if cin in known else member_id_for(cin)
         if cin not in known:
             await uow.members.ensure(member_id, cin, now, last_name=subscriber.last_name or None,
                                      first_name=subscriber.first_name or None, birth_date=subscriber.birth_date,
@@ -511,14 +541,18 @@ async def _apply_answers(uow: EligibilityUnitOfWork, event: Envelope[Any],
                                     result=after.status.value if after.status is not Status.UNKNOWN else None,
                                     result_mcp_code=after.mcp_code if after.status is Status.ENROLLED else None)
     await uow.responses.add(file_id=data.file_id, sha256=data.file.sha256, mcp_code=mcp_code, status="processed",
-                            subscribers=summary.subscribers, errors=[], processed_at=now)
+                            subscribers=summary.subscribers, errors=unmatched[:200], processed_at=now)
+    summary.unmatched = len(unmatched)
     uow.record(caused_by(event, EligibilityResponseProcessed(
         file_id=data.file_id, mcp_code=mcp_code, subscribers=summary.subscribers, verified=summary.verified,
-        changed=summary.changed, rejected=summary.rejected, processed_at=now),
+        changed=summary.changed, rejected=summary.rejected, processed_at=now, unmatched=summary.unmatched),
         subject=data.file_id, source=SOURCE, time=now))
     log.info("271 applied", extra={"file_id": data.file_id, "mcp_code": mcp_code,
                                    "answer_count": summary.subscribers, "change_count": summary.changed,
-                                   "rejected_count": summary.rejected})
+                                   "rejected_count": summary.rejected, "unmatched_count": summary.unmatched})
+    if unmatched:
+        log.warning("271 answers matched no check of CalHub", extra={"file_id": data.file_id, "mcp_code": mcp_code,
+                                                                      "unmatched_count": summary.unmatched})
     return summary
 
 

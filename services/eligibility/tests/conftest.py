@@ -6,7 +6,7 @@ Synthetic data only: CINs 9000000xA, surname Testperson.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -160,6 +160,22 @@ class Kit:
         """A 271 answering every member of a 270."""
         return answer_270(text_270, active=active, control=control)
 
+    @staticmethod
+    def member_answer(cin: str, *traces: tuple[str, str, str]) -> list[list[str]]:
+        """A member's answer (2000C): the TRNs given (TRN01, TRN02, TRN03), active coverage from 2025-01-01."""
+        return member_answer(cin, *traces)
+
+    @staticmethod
+    def response_set(reference: str, members: Sequence[list[list[str]]] = (),
+                     rejection: str | None = None) -> list[list[str]]:
+        """One 271 transaction set echoing BHT03 `reference` (see `response_set`)."""
+        return response_set(reference, members, rejection=rejection)
+
+    @staticmethod
+    def make_271(*sets: list[list[str]], control: int = 900) -> str:
+        """A 271 interchange of these transaction sets."""
+        return make_271(*sets, control=control)
+
     async def add_check(self, check_id: str, cin: str = "90000001A", mcp: str = "lacare",
                         referral_id: str | None = None, batch_id: str | None = "eb_fixture_batch") -> None:
         async with self.uow() as uow:
@@ -210,6 +226,36 @@ def answer_270(text_270: str, *, active: bool = True, mcp_name: str = "L.A. CARE
                         interchange_control_number=control, group_control_number=control, functional_code="HB",
                         version="005010X279A1", created=datetime(2026, 3, 2, 9, 0))
     return build_interchange(spec, bodies, line_breaks=True)
+
+
+def member_answer(cin: str, *traces: tuple[str, str, str]) -> list[list[str]]:
+    """A member's answer (2000C): the TRNs given (TRN01, TRN02, TRN03), active coverage from 2025-01-01."""
+    return [*(["TRN", *trace] for trace in traces),
+            ["NM1", "IL", "1", "TESTPERSON", "ANA", "", "", "", "MI", cin],
+            ["EB", "1", "IND", "30", "MC"], ["DTP", "346", "D8", "20250101"]]
+
+
+def response_set(reference: str, members: Sequence[list[list[str]]] = (), *,
+                 rejection: str | None = None) -> list[list[str]]:
+    """One 271 transaction set echoing BHT03 `reference`: the MCP, the hub and each member answer; or, with
+    `rejection` (an AAA03 code), the MCP rejecting the whole set at 2000A (AAA*Y, follow-up R: resubmit)."""
+    body: list[list[str]] = [["BHT", "0022", "11", reference, "20260302", "0900"]]
+    if rejection is not None:
+        return [*body, ["HL", "1", "", "20", "0"], ["AAA", "Y", "", rejection, "R"],
+                ["NM1", "PR", "2", "L.A. CARE HEALTH PLAN", "", "", "", "", "PI", "LACARE"]]
+    body += [["HL", "1", "", "20", "1"], ["NM1", "PR", "2", "L.A. CARE HEALTH PLAN", "", "", "", "", "PI", "LACARE"],
+             ["HL", "2", "1", "21", "1"], ["NM1", "1P", "2", "CALHUB HUB", "", "", "", "", "XX", "1234567893"]]
+    for number, segments in enumerate(members, start=3):
+        body += [["HL", str(number), "2", "22", "0"], *segments]
+    return body
+
+
+def make_271(*sets: list[list[str]], control: int = 900) -> str:
+    """A 271 interchange from L.A. Care of these transaction sets."""
+    spec = EnvelopeSpec(sender=Party("ZZ", "LACARE", "LACARE"), receiver=Party("ZZ", "CALHUB", "CALHUB"),
+                        interchange_control_number=control, group_control_number=control, functional_code="HB",
+                        version="005010X279A1", created=datetime(2026, 3, 2, 9, 0))
+    return build_interchange(spec, list(sets), line_breaks=True)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 
 from eligibility.domain.enrollment import Observation, ProgramFlag, Source
 from eligibility.x12 import codes
-from eligibility.x12.x271 import Benefit, Period, Rejection, SubscriberAnswer
+from eligibility.x12.x271 import Benefit, Period, Rejection, SubscriberAnswer, Trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +83,31 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What one 2000C answer means: facts to apply (in order) or a rejection."""
+    """What one 2000C answer means: facts to apply (in order) or a rejection.
+
+    `trace` is the check id the 270 sent, echoed (TRN01=2, TRN03 = the hub's originator id); `other_traces` are
+    TRN02s that may still name it when the MCP rewrote TRN03 or sent the echo as TRN01=1 with our TRN03 (the
+    caller accepts one only for a check of this MCP about this very member). Neither is ever the MCP's own trace.
+    """
 
     cin: str
     trace: str | None
     observations: tuple[Observation, ...] = ()
     rejected: Rejected | None = None
+    other_traces: tuple[str, ...] = ()
+
+
+def our_traces(traces: Sequence[Trace], originator_id: str) -> tuple[str | None, tuple[str, ...]]:
+    """The echoed trace of the hub's 270 (or None) and the other references that may name a check, in file order.
+
+    X279A1 2000C: the 271 returns each TRN of the 270 as TRN01=2 with its TRN03 unchanged, and may add its own
+    as TRN01=1 under the MCP's TRN03; that one never names a CalHub check, whatever its position.
+    """
+    echoed = [t.reference for t in traces if t.type == codes.TRN_REFERENCED and t.originator == originator_id]
+    others = [t.reference for t in traces
+              if t.reference not in echoed and t.reference
+              and (t.type == codes.TRN_REFERENCED or t.originator == originator_id)]
+    return (echoed[0] if echoed else None), tuple(echoed[1:] + others)
 
 
 def rejected(rejection: Rejection) -> Rejected:
@@ -119,16 +138,17 @@ def _covers_plan(benefit: Benefit) -> bool:
     return not benefit.service_types or codes.SERVICE_TYPE_PLAN_COVERAGE in benefit.service_types
 
 
-def interpret(answer: SubscriberAnswer, *, mcp_code: str, as_of: date, observed_at: datetime,
+def interpret(answer: SubscriberAnswer, *, mcp_code: str, originator_id: str, as_of: date, observed_at: datetime,
               plan_of: Callable[[str], str | None]) -> Answer:
-    """The facts one 271 member answer states. `plan_of` maps a payer name or id to an MCP code (or None).
+    """The facts one 271 member answer states. `plan_of` maps a payer name or id to an MCP code (or None);
+    `originator_id` is the TRN03 the hub's 270s carry.
 
     Order of the facts: coverage with the answering MCP first, then coverage another MCP holds (a plan change).
     """
-    trace = answer.traces[0] if answer.traces else None
+    trace, other_traces = our_traces(answer.traces, originator_id)
     rejections = list(answer.rejections) + [r for b in answer.benefits for r in b.rejections]
     if rejections and not any(b.code in codes.EB01_ACTIVE | codes.EB01_INACTIVE for b in answer.benefits):
-        return Answer(answer.member_id, trace, rejected=rejected(rejections[0]))
+        return Answer(answer.member_id, trace, rejected=rejected(rejections[0]), other_traces=other_traces)
     member_start, member_end = _dates(answer.periods)
     programs: list[ProgramFlag] = []
     for benefit in answer.benefits:
@@ -168,7 +188,7 @@ def interpret(answer: SubscriberAnswer, *, mcp_code: str, as_of: date, observed_
     elif programs:
         # Only other-payer or benefit loops: record the program flags without an enrollment conclusion.
         observations.append(Observation(True, None, as_of, Source.X12_271, observed_at, programs=tuple(programs)))
-    return Answer(answer.member_id, trace, tuple(observations))
+    return Answer(answer.member_id, trace, tuple(observations), other_traces=other_traces)
 
 
 def _other_mcp(benefits: Sequence[Benefit], plan_of: Callable[[str], str | None],

@@ -89,11 +89,21 @@ class Benefit:
 
 
 @dataclass(frozen=True, slots=True)
+class Trace:
+    """A TRN of loop 2000C: TRN01 2 = a trace of the 270 echoed back, 1 = one the MCP (or a clearinghouse) adds;
+    TRN02 the reference; TRN03 the originator's id (ours: the hub's originator id the 270 sent)."""
+
+    type: str
+    reference: str
+    originator: str
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriberAnswer:
     """The answer about one member (2000C/2100C/2110C)."""
 
     position: int
-    traces: tuple[str, ...]
+    traces: tuple[Trace, ...]
     member_id: str
     last_name: str
     first_name: str
@@ -335,7 +345,7 @@ def _subscriber(level: Level) -> SubscriberAnswer:
     dmg = parts.first("DMG")
     return SubscriberAnswer(
         position=level.hl.position,
-        traces=tuple(s.get(2) for s in parts.header if s.id == "TRN"),
+        traces=tuple(Trace(s.get(1), s.get(2), s.get(3)) for s in parts.header if s.id == "TRN"),
         member_id=nm1.get(9), last_name=nm1.get(3), first_name=nm1.get(4), middle_name=nm1.get(5) or None,
         birth_date=parse_d8(dmg.get(2)) if dmg is not None else None,
         gender=(dmg.get(3) or None) if dmg is not None else None,
@@ -399,7 +409,8 @@ def response_json(response: Response271) -> dict[str, Any]:
     """A read 271 as JSON-ready data, code values spelled out for the analyst."""
     def subscriber(s: SubscriberAnswer) -> dict[str, Any]:
         return {
-            "position": s.position, "traces": list(s.traces), "member_id": s.member_id,
+            "position": s.position, "member_id": s.member_id,
+            "traces": [{"type": t.type, "reference": t.reference, "originator": t.originator} for t in s.traces],
             "last_name": s.last_name, "first_name": s.first_name, "middle_name": s.middle_name,
             "birth_date": s.birth_date, "gender": s.gender, "dates": [_period_json(p) for p in s.periods],
             "rejections": [_rejection_json(r) for r in s.rejections],

@@ -13,17 +13,18 @@ from eligibility.domain.responses import interpret
 from eligibility.x12 import codes
 from eligibility.x12.loops import X279Invalid
 from eligibility.x12.x270 import Entity, InquiryBatch, SubscriberInquiry, build_270
-from eligibility.x12.x271 import read_271, validate_271
+from eligibility.x12.x271 import SubscriberAnswer, read_271, validate_271
 from x12sdk.io import X12ModelReader
 
 from calhub.cli import main
 from shared.reference.plans import plan_named
-from shared.x12.envelope import EnvelopeSpec, Party
+from shared.x12.envelope import EnvelopeSpec, Party, build_interchange
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 VALID = ["271_active.x12", "271_inactive.x12", "271_excluded_program.x12", "271_plan_changed.x12",
          "271_rejected.x12"]
 AS_OF, AT = date(2026, 3, 2), datetime(2026, 3, 2, 17, tzinfo=UTC)
+ORIGINATOR = "9CALHUB000"  # TRN03 of the hub's 270s (the fixtures echo it)
 
 
 def text(name: str) -> str:
@@ -37,7 +38,8 @@ def plan_of(value: str) -> str | None:
 
 def meaning(name: str) -> tuple[tuple[Observation, ...], object]:
     (subscriber,) = read_271(text(name)).subscribers()
-    answer = interpret(subscriber, mcp_code="lacare", as_of=AS_OF, observed_at=AT, plan_of=plan_of)
+    answer = interpret(subscriber, mcp_code="lacare", originator_id=ORIGINATOR, as_of=AS_OF, observed_at=AT,
+                       plan_of=plan_of)
     return answer.observations, answer.rejected
 
 
@@ -77,6 +79,37 @@ def test_plan_changed_is_enrollment_with_the_other_mcp() -> None:
     (observation,), _ = meaning("271_plan_changed.x12")
     assert (observation.active, observation.mcp_code, observation.span_start) == (True, "healthnet",
                                                                                   date(2026, 3, 1))
+
+
+def traced(*trns: str) -> SubscriberAnswer:
+    """A member answer carrying these TRN segments."""
+    body = [["BHT", "0022", "11", "eb_test", "20260302", "0800"], ["HL", "1", "", "20", "1"],
+            ["NM1", "PR", "2", "L.A. CARE", "", "", "", "", "PI", "LACARE"], ["HL", "2", "1", "21", "1"],
+            ["NM1", "1P", "2", "HUB", "", "", "", "", "XX", "1234567893"], ["HL", "3", "2", "22", "0"],
+            *(trn.split("*") for trn in trns), ["NM1", "IL", "1", "TESTPERSON", "ANA", "", "", "", "MI", "90000001A"],
+            ["EB", "1", "IND", "30", "MC"]]
+    spec = EnvelopeSpec(sender=Party("ZZ", "LACARE", "LACARE"), receiver=Party("ZZ", "CALHUB", "CALHUB"),
+                        interchange_control_number=7, group_control_number=7, functional_code="HB",
+                        version="005010X279A1", created=AT)
+    (subscriber,) = read_271(build_interchange(spec, [body])).subscribers()
+    return subscriber
+
+
+@pytest.mark.parametrize(("trns", "trace", "others"), [
+    # The MCP's own trace first (TRN01=1 under its TRN03): never ours, whatever its position.
+    (("TRN*1*PAYERTRACE77*9LACARE001", "TRN*2*chk_ours*9CALHUB000"), "chk_ours", ()),
+    (("TRN*2*chk_ours*9CALHUB000", "TRN*1*PAYERTRACE77*9LACARE001"), "chk_ours", ()),
+    # A clearinghouse's trace echoed under its own TRN03 is only a candidate; so is a TRN03 the MCP rewrote.
+    (("TRN*2*CLEARING1*9CLEARING0", "TRN*2*chk_ours*9CALHUB000"), "chk_ours", ("CLEARING1",)),
+    (("TRN*2*chk_ours*1999999999",), None, ("chk_ours",)),
+    (("TRN*1*chk_ours*9CALHUB000",), None, ("chk_ours",)),  # our echo mislabelled as the MCP's own
+    (("TRN*1*PAYERTRACE77*9LACARE001",), None, ()),  # nothing of ours: an exception for the caller
+])
+def test_answer_names_the_check_by_our_echoed_trace(trns: tuple[str, ...], trace: str | None,
+                                                     others: tuple[str, ...]) -> None:
+    answer = interpret(traced(*trns), mcp_code="lacare", originator_id=ORIGINATOR, as_of=AS_OF, observed_at=AT,
+                       plan_of=plan_of)
+    assert (answer.trace, answer.other_traces) == (trace, others)
 
 
 def test_rejection_in_plain_words() -> None:

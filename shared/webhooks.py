@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -71,6 +72,9 @@ USER_AGENT = "CalHub-Webhooks/1"
 SIGNATURE_TOLERANCE_SECONDS = 300  # receivers should refuse older timestamps (replay protection)
 MAX_URL_LENGTH = 2000
 MAX_SUBSCRIPTIONS_PER_ORGANIZATION = 20
+# ASCII digits only (str.isdigit() also accepts '²', which int() refuses), and few enough for int() (which
+# refuses more than 4300): unix seconds have 10.
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
 class DeliveryStatus(StrEnum):
@@ -94,21 +98,22 @@ def verify_signature(secret: str, header: str, body: bytes, *, now: float | None
     """True when `header` signs `body` with `secret` and its timestamp is within `tolerance` seconds of now.
 
     For receivers (and tests): compares in constant time and accepts any of several `v1=` values (sent
-    while a secret is being rotated).
+    while a secret is being rotated). A malformed header is False, never an exception.
     """
     timestamp: int | None = None
-    candidates: list[str] = []
+    candidates: list[bytes] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and _TIMESTAMP.fullmatch(value):
             timestamp = int(value)
         elif name == "v1":
-            candidates.append(value)
+            # Bytes: compare_digest raises on str with non-ASCII characters.
+            candidates.append(value.encode(errors="replace"))
     if timestamp is None or not candidates:
         return False
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
-    expected = signature_header(secret, timestamp, body).split("v1=", 1)[1]
+    expected = signature_header(secret, timestamp, body).split("v1=", 1)[1].encode()
     return any(hmac.compare_digest(expected, candidate) for candidate in candidates)
 
 

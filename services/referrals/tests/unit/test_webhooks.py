@@ -46,6 +46,17 @@ def test_a_signature_verifies_only_for_its_secret_body_and_time() -> None:
     assert not verify_signature("whsec_a", "garbage", b'{"x":1}', now=1_800_000_000)
 
 
+@pytest.mark.parametrize("header", [
+    "t=\u00b2,v1=ab",  # a digit to str.isdigit(), not to int()
+    "t=1" + "0" * 5000 + ",v1=ab",  # more digits than int() converts
+    "t=1800000000,v1=\u00e9\u00e9",  # compare_digest refuses non-ASCII str
+    "t=-1800000000,v1=ab",
+    "t=,v1=",
+])
+def test_a_malformed_signature_header_is_refused_not_raised(header: str) -> None:
+    assert verify_signature("whsec_a", header, b'{"x":1}', now=1_800_000_000) is False
+
+
 @pytest.mark.parametrize(("url", "allow_http", "rules"), [
     ("https://ehr.example.org/hooks", False, set()),
     ("http://ehr.example.org/hooks", False, {"https_required"}),

@@ -500,19 +500,32 @@ def render_table(rows: Sequence[Mapping[str, Any]], layout: Layout, record: Reco
     dialect.pop("strict", None)
     if layout.quoting is Quoting.ALL:
         dialect["quoting"] = csv.QUOTE_ALL
-    if layout.quoting is Quoting.NONE:
-        dialect["escapechar"] = "\\"
+    unquoted = layout.quoting is Quoting.NONE
+    if unquoted:
+        # No escapes and no quote character: the MCP's reader splits on every delimiter and line break.
+        dialect["quotechar"] = None
     writer = csv.writer(buffer, lineterminator="\r\n" if layout.line_ending == "crlf" else "\n", **dialect)
     columns = list(layout.columns.items())
     if layout.header:
         writer.writerow([column for column, _ in columns])
     reverse = {canonical: {v: k for k, v in mapping.items()} for canonical, mapping in layout.value_maps.items()}
     date_format = layout.date_formats[0]
+    unsafe = (layout.delimiter, "\r", "\n")
     for row in rows:
-        writer.writerow([_render_value(row.get(canonical), record.fields[canonical], date_format,
-                                       reverse.get(canonical, {}), layout.list_separator)
-                         for _, canonical in columns])
+        cells = [_render_value(row.get(canonical), record.fields[canonical], date_format,
+                               reverse.get(canonical, {}), layout.list_separator) for _, canonical in columns]
+        writer.writerow([_unquoted_cell(c, unsafe) for c in cells] if unquoted else cells)
     return buffer.getvalue().encode(layout.encoding)
+
+
+def _unquoted_cell(text: str, unsafe: Sequence[str]) -> str:
+    """A value for a layout without quoting: a delimiter or line break inside it becomes a space (the way the
+    270 builder cleans X12 elements), since nothing could escape it."""
+    if not any(c in text for c in unsafe):
+        return text
+    for c in unsafe:
+        text = text.replace(c, " ")
+    return " ".join(text.split())
 
 
 def _render_value(value: Any, field_type: FieldType, date_format: str, reverse: Mapping[str, str],

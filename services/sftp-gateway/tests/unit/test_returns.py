@@ -6,8 +6,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import yaml
-from sftp_gateway.domain.profile import parse_profile
+from sftp_gateway.domain.profile import Quoting, parse_profile
+from sftp_gateway.domain.records import RECORDS
 from sftp_gateway.domain.returns import (
     AuthorizationView,
     EncounterView,
@@ -18,8 +20,13 @@ from sftp_gateway.domain.returns import (
     build_referral_rows,
     build_rtf_rows,
 )
+from sftp_gateway.domain.tabular import parse_table, render_table
 
-PROFILE = parse_profile((Path(__file__).resolve().parents[2] / "sftp_gateway/profiles/healthnet.yaml").read_text())
+from shared.contracts.gateway import FileKind
+
+PACKAGED = Path(__file__).resolve().parents[2] / "sftp_gateway/profiles"
+PROFILE = parse_profile((PACKAGED / "healthnet.yaml").read_text())
+PROFILES = {p.mcp_code: p for p in (parse_profile(f.read_text()) for f in sorted(PACKAGED.glob("*.yaml")))}
 MEMBER = MemberOnFile(cin="90000001A", last_name="Testperson", first_name="Ana", birth_date=date(1980, 1, 15),
                       address_line1="1 Main St", city="Los Angeles", state="CA", zip="90001")
 OPTIONS = ReturnOptions(closed_loop_exempt=frozenset({"sobering_centers"}))
@@ -109,3 +116,43 @@ def test_referral_rows_carry_the_request() -> None:
 def test_profile_fixture_is_the_packaged_one() -> None:
     assert yaml.safe_load((Path(__file__).resolve().parents[2] / "sftp_gateway/profiles/healthnet.yaml")
                           .read_text())["mcp_code"] == PROFILE.mcp_code
+
+
+# Every delimiter an MCP layout uses, a quote and a line break, in the member's own details.
+AWKWARD = MemberOnFile(cin="90000002A", last_name='Testperson, "Jr" | Sr', first_name="Ana\tMaria",
+                       birth_date=date(1980, 1, 15), address_line1="100 Main St | Apt 4; rear\r\nBuilding 2",
+                       city="Los Angeles", state="CA", zip="90001", phone="555-555-0101")
+
+
+def generated_rows(mcp: str, kind: FileKind) -> list[dict[str, object]]:
+    profile = PROFILES[mcp]
+    authorization = auth(mcp_code=mcp, member=AWKWARD)
+    outreach = [encounter(1, date(2026, 10, 2), modifiers=("U8",), outreach=True), encounter(2, date(2026, 10, 7))]
+    if kind is FileKind.RTF:
+        return build_rtf_rows("2026-10", profile, [authorization], {"ref_1": LOOP},
+                              {"auth_1": outreach}, date(2026, 11, 5), OPTIONS)
+    if kind is FileKind.OTF:
+        return build_otf_rows("2026-10", profile, 15, {"auth_1": authorization}, outreach, date(2026, 11, 5)).rows
+    return build_referral_rows(profile, [auth(mcp_code=mcp, member=AWKWARD, status="requested")])
+
+
+@pytest.mark.parametrize(("mcp", "kind"), [(mcp, kind) for mcp, profile in PROFILES.items()
+                                           for kind in (FileKind.RTF, FileKind.OTF, FileKind.REFERRAL)
+                                           if kind in profile.layouts])
+def test_every_generated_file_parses_back_with_its_own_layout(mcp: str, kind: FileKind) -> None:
+    layout = PROFILES[mcp].layouts[kind]
+    rows = generated_rows(mcp, kind)
+    assert rows
+    back = parse_table(render_table(rows, layout, RECORDS[kind]), layout, RECORDS[kind])
+    assert back.problems == []
+    assert len(back.rows) == len(rows)
+    for row, parsed in zip(rows, back.rows, strict=True):
+        for canonical in layout.columns.values():
+            value = row.get(canonical)
+            if value is None or value == "":
+                continue
+            if isinstance(value, str):
+                # Unquoted layouts cannot carry a delimiter or line break: those become single spaces.
+                value = " ".join(value.replace(layout.delimiter, " ").split()) if layout.quoting is Quoting.NONE \
+                    and any(c in value for c in (layout.delimiter, "\r", "\n")) else value.strip()
+            assert parsed.values.get(canonical) == value, canonical

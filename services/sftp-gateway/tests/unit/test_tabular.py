@@ -159,3 +159,13 @@ def test_whitespace_only_lines_are_blank_and_repeated_bad_values_fail_every_time
     assert result.rows[0].values["last_name"] == "Testperson"
     assert result.rows[0].values["pof_codes"] == result.rows[1].values["pof_codes"] == ("9", "1a")
     assert result.data_rows == 4
+
+
+def test_unquoted_layouts_write_no_escapes_a_delimiter_or_line_break_becomes_a_space() -> None:
+    layout = Layout(columns={"CIN": "cin", "ADDRESS": "address_line1", "CITY": "city"}, delimiter="pipe",
+                    quoting="none", line_ending="lf")
+    rows = [{"cin": "90000001A", "address_line1": '100 Main St | Apt "4"\r\nrear', "city": "Los Angeles"}]
+    content = render_table(rows, layout, RTF)
+    assert content.decode() == 'CIN|ADDRESS|CITY\n90000001A|100 Main St Apt "4" rear|Los Angeles\n'
+    back = parse_table(content, layout, RTF)
+    assert back.problems == [] and back.rows[0].values["address_line1"] == '100 Main St Apt "4" rear'

@@ -452,6 +452,7 @@ class _SystemClock:
 @dataclass(frozen=True)
 class _Claimed:
     id: UUID
+    subscription_id: str
     url: str
     secret: str
     body: bytes
@@ -482,40 +483,50 @@ class WebhookDeliverer:
         """Send every delivery due now, batch by batch; returns how many attempts were made."""
         total = 0
         semaphore = asyncio.Semaphore(self.policy.concurrency)
+        size = self.policy.batch_size
+        gone: set[str] = set()  # subscriptions a receiver answered 410 for during this pass
 
-        async def one(item: _Claimed) -> None:
+        async def one(item: _Claimed) -> int:
             async with semaphore:
-                await self._attempt(item)
+                if item.subscription_id in gone:
+                    return 0  # claimed before the 410; failed with the subscription's other deliveries
+                if await self._attempt(item):
+                    gone.add(item.subscription_id)
+                return 1
 
         while True:
-            claimed = await self._claim()
+            claimed = await self._claim(size)
             if not claimed:
                 return total
 
-            await asyncio.gather(*(one(item) for item in claimed))
-            total += len(claimed)
-            if len(claimed) < self.policy.batch_size:
+            total += sum(await asyncio.gather(*(one(item) for item in claimed)))
+            if len(claimed) < size:
                 return total
 
-    async def _claim(self) -> list[_Claimed]:
-        """Take due rows and push their next attempt past the claim timeout, so no other instance sends them."""
+    async def _claim(self, size: int) -> list[_Claimed]:
+        """Take up to `size` due rows of active subscriptions and push their next attempt past the claim timeout,
+        so no other instance sends them."""
         d, s = self.tables.delivery, self.tables.subscription
         now = self.clock.now()
         async with self.sessions() as session, session.begin():
-            query = (select(d.c.id, d.c.body, d.c.event_id, d.c.event_type, d.c.attempts, s.c.url, s.c.secret)
+            query = (select(d.c.id, d.c.subscription_id, d.c.body, d.c.event_id, d.c.event_type, d.c.attempts,
+                            s.c.url, s.c.secret)
                      .join(s, s.c.id == d.c.subscription_id)
-                     .where(d.c.status == DeliveryStatus.PENDING.value, d.c.next_attempt_at <= now)
-                     .order_by(d.c.next_attempt_at).limit(self.policy.batch_size))
+                     .where(d.c.status == DeliveryStatus.PENDING.value, d.c.next_attempt_at <= now,
+                            s.c.active.is_(True))
+                     .order_by(d.c.next_attempt_at).limit(size))
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(of=d, skip_locked=True)
             rows = (await session.execute(query)).all()
             if rows:
                 await session.execute(update(d).where(d.c.id.in_([r.id for r in rows]))
                                       .values(next_attempt_at=now + self.policy.claim_timeout))
-        return [_Claimed(id=r.id, url=r.url, secret=r.secret, body=bytes(r.body), event_id=r.event_id,
-                         event_type=r.event_type, attempts=r.attempts) for r in rows]
+        return [_Claimed(id=r.id, subscription_id=r.subscription_id, url=r.url, secret=r.secret,
+                         body=bytes(r.body), event_id=r.event_id, event_type=r.event_type, attempts=r.attempts)
+                for r in rows]
 
-    async def _attempt(self, item: _Claimed) -> None:
+    async def _attempt(self, item: _Claimed) -> bool:
+        """POST one claimed delivery and record the result; True if the receiver said the endpoint is gone."""
         sent_at = int(self.clock.now().timestamp())
         headers = {
             "Content-Type": "application/json",
@@ -535,9 +546,9 @@ class WebhookDeliverer:
         except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt, retried
             error = _error_name(exc)
         duration_ms = int((time.monotonic() - started) * 1000)
-        await self._record(item, status, error, duration_ms)
+        return await self._record(item, status, error, duration_ms)
 
-    async def _record(self, item: _Claimed, status: int | None, error: str | None, duration_ms: int) -> None:
+    async def _record(self, item: _Claimed, status: int | None, error: str | None, duration_ms: int) -> bool:
         d = self.tables.delivery
         now = self.clock.now()
         attempts = item.attempts + 1
@@ -558,12 +569,16 @@ class WebhookDeliverer:
             await session.execute(update(d).where(d.c.id == item.id).values(
                 attempts=attempts, last_status_code=status, last_error=error, **values))
             if gone:
+                # As deleting the subscription does: disabled, and nothing more is sent to it.
                 sub = self.tables.subscription
-                sub_id = select(d.c.subscription_id).where(d.c.id == item.id).scalar_subquery()
-                await session.execute(update(sub).where(sub.c.id == sub_id)
+                await session.execute(update(sub).where(sub.c.id == item.subscription_id)
                                       .values(active=False, disabled_at=now))
+                await session.execute(update(d).where(d.c.subscription_id == item.subscription_id,
+                                                      d.c.status == DeliveryStatus.PENDING.value)
+                                      .values(status=DeliveryStatus.FAILED.value, last_error="subscription_disabled"))
         log.info("webhook attempt", extra={"delivery_id": str(item.id), "status_code": status,
                                            "error_type": error, "attempt_count": attempts, "duration_ms": duration_ms})
+        return gone
 
     async def backlog(self) -> dict[str, int]:
         """Pending and failed delivery counts (readiness and ops)."""

@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from referrals.testkit import approved, make_referral, publish, requested
+from sqlalchemy import MetaData, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,10 +27,16 @@ from starlette.routing import Route
 from shared.testing.app import ServiceHarness
 from shared.testing.polling import eventually
 from shared.webhooks import (
+    DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
+    Audience,
     HttpxWebhookSender,
+    WebhookDeliverer,
     WebhookPolicy,
+    WebhookTables,
     check_url,
+    define_webhook_tables,
+    enqueue_webhook,
     signature_header,
     verify_signature,
 )
@@ -72,6 +82,105 @@ def test_callback_urls(url: str, allow_http: bool, rules: set[str]) -> None:
 def test_backoff_doubles_and_is_capped() -> None:
     policy = WebhookPolicy(initial_backoff=timedelta(seconds=30), max_backoff=timedelta(minutes=5))
     assert [policy.backoff(n).total_seconds() for n in (1, 2, 3, 4, 5, 6)] == [30, 60, 120, 240, 300, 300]
+
+
+@dataclass
+class FakeSender:
+    """A receiver that answers every POST with `status`; records the delivery id of each."""
+
+    status: int = 200
+    posts: list[str] = field(default_factory=list)
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> int:
+        self.posts.append(headers[DELIVERY_ID_HEADER])
+        return self.status
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class WebhookStore:
+    sessions: async_sessionmaker[AsyncSession]
+    tables: WebhookTables
+
+    async def subscribe(self, subscription_id: str, organization_id: str) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(insert(self.tables.subscription).values(
+                id=subscription_id, organization_id=organization_id, organization_kind="cbo",
+                organization_code=None, url=f"https://{subscription_id}.example.org/hooks", secret="whsec_test",
+                event_types=["referral.status_changed"], description=None, active=True,
+                created_at=datetime.now(UTC), disabled_at=None))
+
+    async def queue(self, organization_id: str, count: int) -> None:
+        async with self.sessions() as session, session.begin():
+            for number in range(count):
+                await enqueue_webhook(session, self.tables, event_id=uuid.uuid4(),
+                                      event_type="referral.status_changed", subject=f"ref_{number}", data={},
+                                      audience=Audience.of([organization_id]), occurred_at=datetime.now(UTC))
+
+    async def deliveries(self, subscription_id: str) -> list[tuple[str, int, str | None]]:
+        d = self.tables.delivery
+        async with self.sessions() as session:
+            rows = (await session.execute(select(d.c.status, d.c.attempts, d.c.last_error)
+                                          .where(d.c.subscription_id == subscription_id)
+                                          .order_by(d.c.subject))).all()
+        return [tuple(r) for r in rows]
+
+    async def active(self, subscription_id: str) -> bool:
+        sub = self.tables.subscription
+        async with self.sessions() as session:
+            return bool(await session.scalar(select(sub.c.active).where(sub.c.id == subscription_id)))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[WebhookStore]:
+    metadata = MetaData()
+    tables = define_webhook_tables(metadata)
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'webhooks.db'}")
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    try:
+        yield WebhookStore(async_sessionmaker(engine, expire_on_commit=False), tables)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("batch_size", [1, 50])
+async def test_a_410_stops_every_pending_delivery_of_that_subscription(store: WebhookStore, batch_size: int
+                                                                        ) -> None:
+    await store.subscribe("whs_gone", "org_a")
+    await store.subscribe("whs_live", "org_b")
+    await store.queue("org_a", 3)
+    await store.queue("org_b", 2)
+    gone, live = FakeSender(status=410), FakeSender(status=200)
+
+    class Router:
+        async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> int:
+            sender = gone if "whs_gone" in url else live
+            return await sender.post(url, body, headers, timeout_seconds)
+
+        async def close(self) -> None:
+            return None
+
+    deliverer = WebhookDeliverer(store.sessions, store.tables, Router(),
+                                 WebhookPolicy(batch_size=batch_size, concurrency=1))
+    await deliverer.deliver_due()
+    assert len(gone.posts) == 1  # the answer that said so; nothing more to the disabled endpoint
+    assert not await store.active("whs_gone")
+    assert sorted(await store.deliveries("whs_gone")) == [
+        ("failed", 0, "subscription_disabled"), ("failed", 0, "subscription_disabled"), ("failed", 1, "http_410")]
+    assert len(live.posts) == 2 and await store.deliveries("whs_live") == [("delivered", 1, None)] * 2
+
+
+async def test_pending_deliveries_of_a_disabled_subscription_are_not_sent(store: WebhookStore) -> None:
+    await store.subscribe("whs_off", "org_a")
+    await store.queue("org_a", 2)
+    async with store.sessions() as session, session.begin():
+        await session.execute(update(store.tables.subscription).values(active=False))
+    sender = FakeSender()
+    assert await WebhookDeliverer(store.sessions, store.tables, sender).deliver_due() == 0
+    assert sender.posts == []
 
 
 @dataclass

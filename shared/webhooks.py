@@ -416,6 +416,9 @@ class HttpxWebhookSender:
             self._client = None
 
 
+_RECORD_ALLOWANCE = timedelta(seconds=5)
+
+
 @dataclass(frozen=True)
 class WebhookPolicy:
     """How deliveries are retried and which URLs are accepted."""
@@ -434,6 +437,21 @@ class WebhookPolicy:
         """Wait after the given number of failed attempts: doubling from `initial_backoff`, capped."""
         seconds = self.initial_backoff.total_seconds() * (2 ** max(0, attempts - 1))
         return min(self.max_backoff, timedelta(seconds=seconds))
+
+    def _round(self) -> timedelta:
+        # The longest one attempt can hold a slot (the deliverer bounds it to twice the HTTP timeout), plus
+        # recording its result.
+        return timedelta(seconds=self.timeout_seconds * 2) + _RECORD_ALLOWANCE
+
+    def claim_size(self) -> int:
+        """How many deliveries one claim takes: no more than `concurrency` slots can send before the claim
+        expires, so another instance never claims (and sends) a row this one still holds. At least one round."""
+        rounds = max(1, self.claim_timeout // self._round())
+        return max(1, min(self.batch_size, rounds * self.concurrency))
+
+    def claim_hold(self) -> timedelta:
+        """How long a claim holds its rows: `claim_timeout`, or one round of attempts if that is longer."""
+        return max(self.claim_timeout, self._round())
 
 
 class Clock(Protocol):
@@ -483,7 +501,7 @@ class WebhookDeliverer:
         """Send every delivery due now, batch by batch; returns how many attempts were made."""
         total = 0
         semaphore = asyncio.Semaphore(self.policy.concurrency)
-        size = self.policy.batch_size
+        size = self.policy.claim_size()
         gone: set[str] = set()  # subscriptions a receiver answered 410 for during this pass
 
         async def one(item: _Claimed) -> int:
@@ -504,8 +522,8 @@ class WebhookDeliverer:
                 return total
 
     async def _claim(self, size: int) -> list[_Claimed]:
-        """Take up to `size` due rows of active subscriptions and push their next attempt past the claim timeout,
-        so no other instance sends them."""
+        """Take up to `size` due rows of active subscriptions and push their next attempt past the claim, so no
+        other instance sends them (`WebhookPolicy.claim_size` keeps the batch sendable within it)."""
         d, s = self.tables.delivery, self.tables.subscription
         now = self.clock.now()
         async with self.sessions() as session, session.begin():
@@ -520,7 +538,7 @@ class WebhookDeliverer:
             rows = (await session.execute(query)).all()
             if rows:
                 await session.execute(update(d).where(d.c.id.in_([r.id for r in rows]))
-                                      .values(next_attempt_at=now + self.policy.claim_timeout))
+                                      .values(next_attempt_at=now + self.policy.claim_hold()))
         return [_Claimed(id=r.id, subscription_id=r.subscription_id, url=r.url, secret=r.secret,
                          body=bytes(r.body), event_id=r.event_id, event_type=r.event_type, attempts=r.attempts)
                 for r in rows]

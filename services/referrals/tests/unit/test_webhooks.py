@@ -84,6 +84,21 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert [policy.backoff(n).total_seconds() for n in (1, 2, 3, 4, 5, 6)] == [30, 60, 120, 240, 300, 300]
 
 
+@pytest.mark.parametrize(("timeout_seconds", "claim_size", "hold_seconds"), [
+    (10.0, 40, 120),  # an attempt holds a slot up to 2 x 10 s (+5 s to record): 4 rounds of 10 in 2 minutes
+    (13.0, 30, 120),  # 5 rounds of 2 x 13 s would outlive the claim
+    (30.0, 10, 120),  # one round only
+    (60.0, 10, 125),  # not even one round: the claim holds for one
+])
+def test_a_claim_takes_no_more_than_can_be_sent_before_it_expires(timeout_seconds: float, claim_size: int,
+                                                                  hold_seconds: int) -> None:
+    policy = WebhookPolicy(timeout_seconds=timeout_seconds, batch_size=50, concurrency=10,
+                           claim_timeout=timedelta(minutes=2))
+    assert policy.claim_size() == claim_size
+    assert policy.claim_hold() == timedelta(seconds=hold_seconds)
+    assert WebhookPolicy(batch_size=5, concurrency=10).claim_size() == 5
+
+
 @dataclass
 class FakeSender:
     """A receiver that answers every POST with `status`; records the delivery id of each."""
@@ -181,6 +196,15 @@ async def test_pending_deliveries_of_a_disabled_subscription_are_not_sent(store:
     sender = FakeSender()
     assert await WebhookDeliverer(store.sessions, store.tables, sender).deliver_due() == 0
     assert sender.posts == []
+
+
+async def test_a_backlog_larger_than_one_claim_is_sent_claim_by_claim(store: WebhookStore) -> None:
+    await store.subscribe("whs_a", "org_a")
+    await store.queue("org_a", 25)
+    sender = FakeSender()
+    policy = WebhookPolicy(timeout_seconds=30.0, concurrency=10)  # claims of 10
+    assert await WebhookDeliverer(store.sessions, store.tables, sender, policy).deliver_due() == 25
+    assert len(set(sender.posts)) == 25
 
 
 @dataclass

@@ -30,7 +30,7 @@ from sftp_gateway.domain.returns import ReturnOptions, build_otf_rows, build_ref
 from sftp_gateway.domain.tabular import ParsedTable, Problem, Row, parse_table, render_table
 from sftp_gateway.pgp import PgpError, looks_encrypted
 from sftp_gateway.ports import GatewayPorts, gateway_ports
-from sftp_gateway.repository import SftpGatewayUnitOfWork
+from sftp_gateway.repository import USED_STATUSES, SftpGatewayUnitOfWork
 from sftp_gateway.row_encoding import encode_rows
 from shared.contracts.gateway import (
     FileDelivered,
@@ -264,7 +264,7 @@ def error_report(file_name: str, problems: Sequence[Problem], limit: int) -> byt
 
 async def ingest(uow_factory: UowFactory, ports: GatewayPorts, arrival: Arrival) -> IngestOutcome:
     """Run an inbound file through the pipeline; returns what happened. Raises GatewayError for an unknown
-    MCP. Safe to call twice with the same bytes (the second is recorded as a duplicate)."""
+    MCP. Safe to call twice with the same bytes (once the first's rows went out, the second is a duplicate)."""
     profile = ports.profiles.get(arrival.mcp_code)
     if profile is None:
         raise GatewayError(404, "profile-not-found", "no profile for this MCP")
@@ -279,7 +279,6 @@ async def ingest(uow_factory: UowFactory, ports: GatewayPorts, arrival: Arrival)
     prepared = await asyncio.to_thread(prepare, ports, profile, arrival)
     try:
         async with uow_factory() as uow:
-            await uow.files.mark_seen(arrival.mcp_code, sha, file_id, ports.clock.now())
             outcome = await _record_inbound(uow, ports, profile, arrival, file_id, sha, prepared)
             await uow.commit()
     except IntegrityError:
@@ -358,6 +357,11 @@ async def _record_inbound(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, profi
         "reason": reason, "processed_at": now,
         "retain_until": now + timedelta(days=ports.settings.archive_retention_days),
     }
+    if status in USED_STATUSES and await uow.files.seen(arrival.mcp_code, sha) != file_id:
+        # The content counts as seen once its rows went out, in whole or in part; a file quarantined for its name,
+        # its encryption or its rows may come again, corrected, with the same bytes. Two uploads of the same bytes
+        # at once: the second insert fails (primary key) and the caller records a duplicate.
+        await uow.files.mark_seen(arrival.mcp_code, sha, file_id, now)
     if await uow.files.get(file_id) is None:
         await uow.files.add({"id": file_id, "received_at": now, **values})
     else:
@@ -433,6 +437,9 @@ async def reprocess(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, file_id: st
     if row.reason == INCOMPLETE_UPLOAD:
         raise GatewayError(409, "file-incomplete", "the archived bytes are a partial upload; the MCP sends the "
                                                    "whole file again")
+    original = await uow.files.seen(row.mcp_code, row.sha256)
+    if original not in (None, file_id):
+        raise GatewayError(409, "file-duplicate", f"the same content was processed since as file {original}")
     rejected = await uow.files.rejected_rows(file_id)
     profile = ports.profiles.get(row.mcp_code)
     if profile is None:

@@ -112,6 +112,25 @@ async def test_unrecognized_names_are_quarantined(gateway: Gateway) -> None:
     assert quarantined.data.reason == "unrecognized_name" and quarantined.data.kind is None
 
 
+async def test_a_quarantined_file_sent_again_under_a_corrected_name_is_processed(gateway: Gateway) -> None:
+    content = hn_mif(2)
+    await gateway.upload("healthnet", "HN_ECM_MIF_202610.CSV.txt", content)
+    [quarantined] = gateway.events(FILE_TOPIC, "file.quarantined")
+    assert quarantined.data.reason == "unrecognized_name"
+    await gateway.upload("healthnet", "HN_ECM_MIF_202610.csv", content)
+    assert gateway.events(FILE_TOPIC, "file.duplicate") == []
+    assert sorted(e.data.row_number for e in gateway.events(MIF_TOPIC)) == [2, 3]
+    # Once its rows went out the bytes are a duplicate, and the quarantined twin is not run again either.
+    await gateway.upload("healthnet", "HN_ECM_MIF_202610_again.csv", content)
+    [duplicate] = gateway.events(FILE_TOPIC, "file.duplicate")
+    [received] = gateway.events(FILE_TOPIC, "file.received")
+    assert duplicate.data.original_file_id == received.data.file_id
+    again = await gateway.client.post(f"/v1/files/{quarantined.data.file_id}/reprocess", headers=gateway.headers())
+    assert again.status_code == 409 and again.json()["type"].endswith("file-duplicate")
+    await gateway.settle()
+    assert len(gateway.events(MIF_TOPIC)) == 2
+
+
 async def test_x12_files_go_to_their_owners_by_reference(gateway: Gateway) -> None:
     content = x12()
     await gateway.upload("healthnet", "remit_20261120.835", content)

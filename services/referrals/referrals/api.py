@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -465,7 +465,8 @@ async def list_referrals(
     if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise validation_problem([FieldError(field="query.cursor", rule="cursor",
                                              message="Not a cursor returned by this endpoint.")])
-    since = created_since.replace(tzinfo=UTC) if created_since and created_since.tzinfo is None else created_since
+    # As UTC: SQLite compares the stored UTC wall time with the parameter's wall time, whatever its offset.
+    since = service.as_utc(created_since) if created_since is not None else None
     runtime = referrals_runtime(request)
     uow = runtime.uow()
     assert isinstance(uow, ReferralsUnitOfWork)

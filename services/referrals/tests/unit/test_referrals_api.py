@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -247,6 +247,22 @@ async def test_list_filters_and_cursor_paging(harness: ServiceHarness) -> None:
     bad = await harness.client.get("/v1/referrals?cursor=nope", headers=harness.headers("hub"))
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.cursor"
     assert (await harness.client.get("/v1/referrals?status=lost", headers=harness.headers("hub"))).status_code == 422
+
+
+@ON_BOTH_DATABASES
+async def test_created_since_with_a_utc_offset_means_the_same_instant(harness: ServiceHarness) -> None:
+    created = (await submit(harness, make_referral())).json()
+    at = datetime.fromisoformat(created["created_at"])
+    pacific, kiribati = timezone(timedelta(hours=-8)), timezone(timedelta(hours=14))
+
+    async def listed(since: datetime) -> list[str]:
+        page = (await harness.client.get("/v1/referrals", params={"created_since": since.isoformat()},
+                                         headers=harness.headers("hub"))).json()
+        return [r["id"] for r in page["items"]]
+
+    assert await listed((at + timedelta(hours=1)).astimezone(pacific)) == []
+    assert await listed((at - timedelta(hours=1)).astimezone(kiribati)) == [created["id"]]
+    assert await listed((at - timedelta(hours=1)).replace(tzinfo=None)) == [created["id"]]  # naive: UTC
 
 
 async def test_reading_a_referral_is_audited(harness: ServiceHarness) -> None:

@@ -115,6 +115,8 @@ eligibility_check = Table(
     Column("referral_id", String(64), nullable=True),
     Column("job_id", String(40), nullable=True, index=True),
     Column("batch_id", String(40), nullable=True, index=True),
+    # BHT03 of the 270 transaction set the check went out in (x270.transaction_sets); None before revision 0004.
+    Column("set_reference", String(50), nullable=True, index=True),
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Column("answered_at", DateTime(timezone=True), nullable=True),

@@ -257,12 +257,13 @@ class CheckRepository:
         rows = await self.session.execute(select(c.c.mcp_code).where(c.c.status == "queued").distinct())
         return sorted(r.mcp_code for r in rows)
 
-    async def mark_sent(self, check_ids: Sequence[str], batch_id: str, at: datetime) -> None:
-        """Checks went out in a batch."""
+    async def mark_sent(self, check_ids: Sequence[str], batch_id: str, at: datetime, *,
+                        set_reference: str | None = None) -> None:
+        """Checks went out in a batch (in the transaction set whose BHT03 is `set_reference`)."""
         c = models.eligibility_check
         for chunk in _chunks(list(check_ids)):
-            await self.session.execute(update(c).where(c.c.check_id.in_(chunk))
-                                       .values(status="sent", batch_id=batch_id, sent_at=at))
+            await self.session.execute(update(c).where(c.c.check_id.in_(chunk)).values(
+                status="sent", batch_id=batch_id, set_reference=set_reference, sent_at=at))
 
     async def finish(self, check_id: str, *, status: str, at: datetime, result: str | None = None,
                      result_mcp_code: str | None = None, reject_reason_code: str | None = None,
@@ -273,11 +274,19 @@ class CheckRepository:
             status=status, answered_at=at, result=result, result_mcp_code=result_mcp_code,
             reject_reason_code=reject_reason_code, detail=detail))
 
-    async def sent_in_batch(self, batch_id: str) -> list[Row[Any]]:
-        """Checks of a batch still waiting for an answer."""
+    async def sent_in_set(self, reference: str) -> list[Row[Any]]:
+        """Checks of the 270 transaction set with this BHT03 still waiting for an answer.
+
+        A 270 written before revision 0004 gave every set the batch id as BHT03: its sets cannot be told apart,
+        so a reference that names no set is read as a batch id (the whole batch, as then).
+        """
         c = models.eligibility_check
-        return list((await self.session.execute(
-            select(c).where(c.c.batch_id == batch_id, c.c.status == "sent"))).all())
+        rows = list((await self.session.execute(
+            select(c).where(c.c.set_reference == reference, c.c.status == "sent"))).all())
+        if rows:
+            return rows
+        return list((await self.session.execute(select(c).where(
+            c.c.batch_id == reference, c.c.set_reference.is_(None), c.c.status == "sent"))).all())
 
     async def for_job(self, job_id: str) -> dict[str, Row[Any]]:
         """The checks a job created, by id."""

@@ -36,7 +36,7 @@ from eligibility.domain.served import period_supersedes, tracked_status
 from eligibility.repository import EligibilityUnitOfWork, aware, pending_timer
 from eligibility.x12 import codes
 from eligibility.x12.loops import X279Invalid
-from eligibility.x12.x270 import Entity, InquiryBatch, SubscriberInquiry, build_270
+from eligibility.x12.x270 import Entity, InquiryBatch, SubscriberInquiry, build_270, transaction_sets
 from eligibility.x12.x271 import Rejection, Response271, SubscriberAnswer, read_271
 from shared.bus.message import PermanentError, RetryableError
 from shared.contracts.eligibility import (
@@ -334,7 +334,8 @@ async def build_batch(uow: EligibilityUnitOfWork, mcp_code: str, *, kind: str, k
                           members=len(sendable), skipped=skipped, interchange_control_number=f"{control:09d}",
                           file_uri=reference.uri, file_sha256=reference.sha256, file_size=reference.size,
                           created_at=now)
-    await uow.checks.mark_sent([check.check_id for check, _ in sendable], batch_id, now)
+    for set_reference, members_in_set in transaction_sets(inquiry):
+        await uow.checks.mark_sent([m.trace for m in members_in_set], batch_id, now, set_reference=set_reference)
     data = EligibilityBatchCreated(batch_id=batch_id, mcp_code=mcp_code, members=len(sendable), file=reference,
                                    created_at=now, period=period, batch_key=key,
                                    interchange_control_number=f"{control:09d}")
@@ -477,12 +478,13 @@ async def _apply_answers(uow: EligibilityUnitOfWork, event: Envelope[Any],
     answers: list[tuple[Answer, SubscriberAnswer]] = []
     for transaction in response.transactions:
         for source in transaction.sources:
-            # A rejection of the MCP or of the hub answers every member the 270 asked about.
-            batch_rejections = list(source.rejections) + [r for rc in source.receivers for r in rc.rejections]
-            if batch_rejections:
-                for sent in await uow.checks.sent_in_batch(transaction.reference):
+            # A rejection of the MCP or of the hub answers every member of this transaction set (BHT03 echoes the
+            # set's reference), not those of the batch's other sets.
+            set_rejections = list(source.rejections) + [r for rc in source.receivers for r in rc.rejections]
+            if set_rejections:
+                for sent in await uow.checks.sent_in_set(transaction.reference):
                     member = await uow.members.get(sent.member_id)
-                    await _reject_check(uow, sent, batch_rejections[0], cin=member.cin if member else None,
+                    await _reject_check(uow, sent, set_rejections[0], cin=member.cin if member else None,
                                         mcp_code=mcp_code, parent=event)
                     summary.rejected += 1
             for receiver in source.receivers:

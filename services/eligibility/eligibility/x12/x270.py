@@ -1,7 +1,7 @@
 """X12 270 eligibility inquiry (005010X279A1): build a batch per MCP, read one back, check it against the guide.
 
 Shape CalHub sends (one functional group HS, transaction sets of at most `max_per_transaction` members):
-    ST*270 / BHT*0022*13*<batch ref>*CCYYMMDD*HHMM
+    ST*270 / BHT*0022*13*<set ref: its first check id>*CCYYMMDD*HHMM
     HL*1**20*1 / NM1*PR*2*<MCP name>*****PI*<payer id>                       2000A/2100A the MCP
     HL*2*1*21*1 / NM1*1P*2*<hub name>*****XX*<hub NPI>                       2000B/2100B the hub
     HL*n*2*22*0 / TRN*1*<check id>*<originator> / NM1*IL*1*<last>*<first>*<middle>***MI*<CIN>
@@ -79,7 +79,7 @@ class SubscriberInquiry:
 class InquiryBatch:
     """What one 270 interchange asks one MCP."""
 
-    reference: str  # BHT03: echoed in the 271, so a whole-batch rejection can be matched
+    reference: str  # the batch id (not sent: each transaction set has its own BHT03, see `transaction_sets`)
     created: datetime
     source: Entity
     receiver: Entity
@@ -115,19 +115,27 @@ def _subscriber_segments(hl_number: int, subscriber: SubscriberInquiry,
     return segments
 
 
-def transaction_bodies(batch: InquiryBatch) -> list[list[list[str]]]:
-    """The segments between ST and SE of each transaction set of the batch (members split into chunks)."""
+def transaction_sets(batch: InquiryBatch) -> list[tuple[str, list[SubscriberInquiry]]]:
+    """The batch's members split into transaction sets, each with its BHT03: the trace (check id) of its first
+    member. A check goes out once, so the reference is unique to its set and the same whenever it is computed;
+    the 271 echoes BHT03, so a rejection of a whole set (AAA in 2000A, 2100A or 2100B) names that set's checks
+    and no other's. Raises ValueError for an empty batch or a chunk size below 1."""
     if batch.max_per_transaction < 1:
         raise ValueError("max_per_transaction must be at least 1")
     if not batch.subscribers:
         raise ValueError("a 270 needs at least one member")
-    bodies: list[list[list[str]]] = []
     members = list(batch.subscribers)
-    for chunk_start in range(0, len(members), batch.max_per_transaction):
-        chunk = members[chunk_start:chunk_start + batch.max_per_transaction]
+    chunks = [members[start:start + batch.max_per_transaction]
+              for start in range(0, len(members), batch.max_per_transaction)]
+    return [(chunk[0].trace, chunk) for chunk in chunks]
+
+
+def transaction_bodies(batch: InquiryBatch) -> list[list[list[str]]]:
+    """The segments between ST and SE of each transaction set of the batch (members split into chunks)."""
+    bodies: list[list[list[str]]] = []
+    for reference, chunk in transaction_sets(batch):
         body: list[list[str]] = [
-            ["BHT", "0022", "13", batch.reference, batch.created.strftime("%Y%m%d"),
-             batch.created.strftime("%H%M")],
+            ["BHT", "0022", "13", reference, batch.created.strftime("%Y%m%d"), batch.created.strftime("%H%M")],
             ["HL", "1", "", codes.LEVEL_INFORMATION_SOURCE, "1"],
             ["NM1", "PR", "2", clean(batch.source.name), "", "", "", "", batch.source.id_qualifier,
              batch.source.id],

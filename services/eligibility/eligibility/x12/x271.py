@@ -139,7 +139,7 @@ class SourceAnswer:
 
 @dataclass(frozen=True, slots=True)
 class ResponseTransaction:
-    """One 271 transaction set; `reference` is BHT03, the 270's batch reference echoed back."""
+    """One 271 transaction set; `reference` is BHT03, the 270 transaction set's reference echoed back."""
 
     control_number: str
     reference: str

@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from eligibility.x12.x270 import Entity, InquiryBatch, SubscriberInquiry, build_270, clean, parse_270, validate_270
+from eligibility.x12.x270 import (
+    Entity,
+    InquiryBatch,
+    SubscriberInquiry,
+    build_270,
+    clean,
+    parse_270,
+    transaction_sets,
+    validate_270,
+)
 from x12sdk.io import X12ModelReader
 
 from shared.x12.envelope import EnvelopeSpec, Party
@@ -36,6 +45,13 @@ def test_generated_270_breaks_no_rule_and_reads_back() -> None:
                for m in r["members"]]
     assert [m["traces"][0] for m in members] == [f"chk_{i:04d}" for i in range(1, 251)]
     assert members[0]["first_name"] == "PENA" and members[0]["service_types"] == ["30"]
+
+
+def test_each_transaction_set_has_its_own_reference_its_first_check() -> None:
+    parsed = parse_270(build_270(SPEC, make_batch(250)))
+    references = [t["reference"] for t in parsed["transactions"]]
+    assert references == ["chk_0001", "chk_0100", "chk_0199"]  # 99 + 99 + 52 members
+    assert [reference for reference, _ in transaction_sets(make_batch(250))] == references  # the same every time
 
 
 def test_generated_270_round_trips_through_x12sdk() -> None:

@@ -28,14 +28,30 @@ class ProgramReading:
     service_types: frozenset[str] = frozenset()
     insurance_types: frozenset[str] = frozenset()
 
-    def matches(self, benefit: Benefit, words: str) -> bool:
-        """True when EB01 fits and either a listed service type, insurance type or keyword (in `words`, the
-        benefit's upper-cased EB05, MSG and 2120C names) is present."""
+    def matches(self, benefit: Benefit, texts: Sequence[str]) -> bool:
+        """True when EB01 fits and either a listed service type, insurance type or keyword is present; `texts` are
+        the benefit's upper-cased EB05, MSGs and 2120C names, each read alone (see `_mentions`)."""
         if benefit.code not in self.eb01:
             return False
         return (bool(self.service_types.intersection(benefit.service_types))
                 or benefit.insurance_type in self.insurance_types
-                or any(keyword in words for keyword in self.keywords))
+                or any(_mentions(keyword, text) for keyword in self.keywords for text in texts))
+
+
+# A program named right after one of these words is denied, not stated: "NO HOSPICE", "NOT ENROLLED IN PACE",
+# "NON-HOSPICE PLAN" [unconfirmed: MCP wording varies; a denial placed after the name is not recognized].
+_NEGATIONS = frozenset({"NO", "NOT", "NON", "NONE", "NEVER", "WITHOUT"})
+_NEGATION_REACH = 3  # words before the program's name
+_WORD = re.compile(r"[A-Z0-9]+")
+
+
+def _mentions(keyword: str, text: str) -> bool:
+    """True when `text` names `keyword` as a whole word (PACE, not PACEMAKER) and does not deny it."""
+    for found in re.finditer(rf"(?<![A-Z0-9]){re.escape(keyword)}(?![A-Z0-9])", text):
+        before = _WORD.findall(text[:found.start()])[-_NEGATION_REACH:]
+        if not _NEGATIONS.intersection(before):
+            return True
+    return False
 
 
 _FLAGGING = frozenset({"1", "R", "D", "MC", "X"})
@@ -152,11 +168,12 @@ def interpret(answer: SubscriberAnswer, *, mcp_code: str, originator_id: str, as
     member_start, member_end = _dates(answer.periods)
     programs: list[ProgramFlag] = []
     for benefit in answer.benefits:
-        words = " ".join([benefit.description, *benefit.messages, *(r.name for r in benefit.related)]).upper()
-        if not _may_flag(benefit, words):
+        texts = [text.upper() for text in (benefit.description, *benefit.messages, *(r.name for r in benefit.related))
+                 if text]
+        if not _may_flag(benefit, " ".join(texts)):
             continue
         for reading in PROGRAM_READINGS:
-            if reading.matches(benefit, words):
+            if reading.matches(benefit, texts):
                 start, end = _dates(benefit.periods)
                 programs.append(ProgramFlag(reading.program, start or as_of, end, Source.X12_271))
                 break

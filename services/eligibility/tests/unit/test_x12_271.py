@@ -81,13 +81,13 @@ def test_plan_changed_is_enrollment_with_the_other_mcp() -> None:
                                                                                   date(2026, 3, 1))
 
 
-def traced(*trns: str) -> SubscriberAnswer:
-    """A member answer carrying these TRN segments."""
+def traced(*trns: str, benefits: tuple[str, ...] = ("EB*1*IND*30*MC",)) -> SubscriberAnswer:
+    """A member answer carrying these TRN segments, then these benefit loop segments."""
     body = [["BHT", "0022", "11", "eb_test", "20260302", "0800"], ["HL", "1", "", "20", "1"],
             ["NM1", "PR", "2", "L.A. CARE", "", "", "", "", "PI", "LACARE"], ["HL", "2", "1", "21", "1"],
             ["NM1", "1P", "2", "HUB", "", "", "", "", "XX", "1234567893"], ["HL", "3", "2", "22", "0"],
             *(trn.split("*") for trn in trns), ["NM1", "IL", "1", "TESTPERSON", "ANA", "", "", "", "MI", "90000001A"],
-            ["EB", "1", "IND", "30", "MC"]]
+            *(segment.split("*") for segment in benefits)]
     spec = EnvelopeSpec(sender=Party("ZZ", "LACARE", "LACARE"), receiver=Party("ZZ", "CALHUB", "CALHUB"),
                         interchange_control_number=7, group_control_number=7, functional_code="HB",
                         version="005010X279A1", created=AT)
@@ -110,6 +110,22 @@ def test_answer_names_the_check_by_our_echoed_trace(trns: tuple[str, ...], trace
     answer = interpret(traced(*trns), mcp_code="lacare", originator_id=ORIGINATOR, as_of=AS_OF, observed_at=AT,
                        plan_of=plan_of)
     assert (answer.trace, answer.other_traces) == (trace, others)
+
+
+@pytest.mark.parametrize(("benefits", "programs"), [
+    (("EB*1*IND*30*MC", "MSG*NO HOSPICE"), []),
+    (("EB*1*IND*30*MC", "MSG*MEMBER NOT ENROLLED IN PACE"), []),
+    (("EB*1*IND*30*MC*NON-HOSPICE PLAN",), []),
+    (("EB*1*IND*30*MC", "MSG*PACEMAKER SUPPLIES COVERED"), []),  # a word, not the PACE program
+    (("EB*1*IND*30*MC", "MSG*HOSPICE ELECTED"), ["hospice"]),
+    (("EB*1*IND*30*MC", "MSG*NO SHARE OF COST", "MSG*ENROLLED IN PACE"), ["pace"]),  # each MSG read alone
+    (("EB*1*IND*30*MC*PACE",), ["pace"]),
+])
+def test_a_program_named_only_to_be_denied_flags_nothing(benefits: tuple[str, ...], programs: list[str]) -> None:
+    answer = interpret(traced("TRN*2*chk_1*9CALHUB000", benefits=benefits), mcp_code="lacare",
+                       originator_id=ORIGINATOR, as_of=AS_OF, observed_at=AT, plan_of=plan_of)
+    (observation,) = answer.observations
+    assert [p.code for p in observation.programs] == programs
 
 
 def test_rejection_in_plain_words() -> None:

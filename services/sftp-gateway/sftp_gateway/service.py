@@ -277,17 +277,25 @@ async def ingest(uow_factory: UowFactory, ports: GatewayPorts, arrival: Arrival)
             return outcome
     file_id = new_file_id()
     prepared = await asyncio.to_thread(prepare, ports, profile, arrival)
+    # PGP encrypts the same file to different bytes every time: an encrypted file is also known by its content.
+    content_sha = _content_sha(prepared)
     try:
         async with uow_factory() as uow:
-            outcome = await _record_inbound(uow, ports, profile, arrival, file_id, sha, prepared)
+            original = await uow.files.seen(arrival.mcp_code, content_sha) if content_sha else None
+            if original is not None:
+                outcome = await _record_duplicate(uow, ports, arrival, sha, original, content_sha=content_sha)
+            else:
+                outcome = await _record_inbound(uow, ports, profile, arrival, file_id, sha, prepared)
             await uow.commit()
     except IntegrityError:
-        # The same bytes arrived twice at once and the other upload committed first.
+        # The same bytes (or content) arrived twice at once and the other upload committed first.
         async with uow_factory() as uow:
             original = await uow.files.seen(arrival.mcp_code, sha)
+            if original is None and content_sha:
+                original = await uow.files.seen(arrival.mcp_code, content_sha)
             if original is None:
                 raise
-            outcome = await _record_duplicate(uow, ports, arrival, sha, original)
+            outcome = await _record_duplicate(uow, ports, arrival, sha, original, content_sha=content_sha)
             await uow.commit()
     log.info("inbound file handled", extra={"file_id": file_id, "mcp_code": arrival.mcp_code,
                                              "kind": outcome.kind, "status": outcome.status,
@@ -295,15 +303,21 @@ async def ingest(uow_factory: UowFactory, ports: GatewayPorts, arrival: Arrival)
     return outcome
 
 
+def _content_sha(prepared: _Prepared) -> str | None:
+    """The SHA-256 of an encrypted file's decrypted content (None for plaintext: its bytes are its content)."""
+    return prepared.content.sha256 if prepared.encrypted and prepared.content is not None else None
+
+
 async def _record_duplicate(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, arrival: Arrival, sha: str,
-                            original: str) -> IngestOutcome:
+                            original: str, *, content_sha: str | None = None) -> IngestOutcome:
     now = ports.clock.now()
     file_id = new_file_id()
     first = await uow.files.get(original)
     await uow.files.add({
         "id": file_id, "mcp_code": arrival.mcp_code, "direction": "inbound", "kind": first.kind if first else None,
         "status": "duplicate", "name": arrival.name, "source": arrival.source, "size": len(arrival.content),
-        "sha256": sha, "encrypted": bool(first.encrypted) if first else False, "duplicate_of": original,
+        "sha256": sha, "content_sha256": content_sha,
+        "encrypted": is_encrypted_name(arrival.name) or looks_encrypted(arrival.content), "duplicate_of": original,
         "received_at": now, "processed_at": now, "reason": "duplicate_content"})
     uow.record(new_event(FileDuplicate(file_id=file_id, mcp_code=arrival.mcp_code, original_file_id=original),
                          subject=file_id, source=SOURCE))
@@ -350,18 +364,21 @@ async def _record_inbound(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, profi
     values = {
         "mcp_code": arrival.mcp_code, "direction": "inbound", "kind": kind.value if kind else None,
         "status": status, "name": arrival.name, "source": arrival.source, "size": len(arrival.content),
-        "sha256": sha, "content_sha256": prepared.content.sha256 if prepared.content and prepared.encrypted else None,
+        "sha256": sha, "content_sha256": _content_sha(prepared),
         "encrypted": prepared.encrypted, "reporting_period": prepared.period, "rows_total": prepared.rows_total,
         "rows_accepted": accepted if prepared.rows_total is not None else None,
         "rows_rejected": rejected_rows if prepared.rows_total is not None else None,
         "reason": reason, "processed_at": now,
         "retain_until": now + timedelta(days=ports.settings.archive_retention_days),
     }
-    if status in USED_STATUSES and await uow.files.seen(arrival.mcp_code, sha) != file_id:
+    if status in USED_STATUSES:
         # The content counts as seen once its rows went out, in whole or in part; a file quarantined for its name,
-        # its encryption or its rows may come again, corrected, with the same bytes. Two uploads of the same bytes
-        # at once: the second insert fails (primary key) and the caller records a duplicate.
-        await uow.files.mark_seen(arrival.mcp_code, sha, file_id, now)
+        # its encryption or its rows may come again, corrected, with the same bytes. Both the bytes and, for an
+        # encrypted file, the decrypted content are remembered. Two uploads of the same at once: the second
+        # insert fails (primary key) and the caller records a duplicate.
+        for digest in dict.fromkeys(d for d in (sha, _content_sha(prepared)) if d):
+            if await uow.files.seen(arrival.mcp_code, digest) != file_id:
+                await uow.files.mark_seen(arrival.mcp_code, digest, file_id, now)
     if await uow.files.get(file_id) is None:
         await uow.files.add({"id": file_id, "received_at": now, **values})
     else:
@@ -437,9 +454,10 @@ async def reprocess(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, file_id: st
     if row.reason == INCOMPLETE_UPLOAD:
         raise GatewayError(409, "file-incomplete", "the archived bytes are a partial upload; the MCP sends the "
                                                    "whole file again")
-    original = await uow.files.seen(row.mcp_code, row.sha256)
-    if original not in (None, file_id):
-        raise GatewayError(409, "file-duplicate", f"the same content was processed since as file {original}")
+    for digest in (row.sha256, row.content_sha256):
+        original = await uow.files.seen(row.mcp_code, digest) if digest else None
+        if original not in (None, file_id):
+            raise GatewayError(409, "file-duplicate", f"the same content was processed since as file {original}")
     rejected = await uow.files.rejected_rows(file_id)
     profile = ports.profiles.get(row.mcp_code)
     if profile is None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 
 import asyncssh
+import gnupg
 import pytest
 from gateway_testing import Gateway, hn_mif, hn_mif_row, openssh_sftp, wait_for
 
@@ -119,6 +120,25 @@ async def test_duplicate_upload_is_recorded_not_processed(gateway: Gateway) -> N
     assert statuses == ["duplicate", "processed"]
 
 
+async def test_the_same_file_encrypted_twice_is_a_duplicate(gateway: Gateway) -> None:
+    gpg = gnupg.GPG(gnupghome=str(gateway.ports.pgp.home))
+    key = gpg.gen_key(gpg.gen_key_input(key_type="RSA", key_length=2048, name_email="hub@example.test",
+                                        no_protection=True))
+    mif = (b"member_cin\tlast_name\tfirst_name\tdate_of_birth\tecm_status\tperiod\n"
+           b"90000001A\tTestperson\tAna\t1980-01-15\tActive\t2026-10\n")
+    first, second = (bytes(gpg.encrypt(mif, [key.fingerprint], always_trust=True, armor=True).data) for _ in "12")
+    assert first != second  # a fresh session key each time
+    await gateway.upload("molina", "MOL_ECM_MIF_2026-10.tsv.asc", first)
+    await gateway.upload("molina", "MOL_ECM_MIF_2026-10.tsv.asc", second)
+    assert len(gateway.events(MIF_TOPIC)) == 1
+    [received] = gateway.events(FILE_TOPIC, "file.received")
+    [duplicate] = gateway.events(FILE_TOPIC, "file.duplicate")
+    assert duplicate.data.original_file_id == received.data.file_id
+    files = {f["status"]: f for f in await gateway.files(direction="inbound")}
+    assert files["duplicate"]["content_sha256"] == files["processed"]["content_sha256"]
+    assert files["duplicate"]["encrypted"]
+
+
 async def test_an_upload_completes_on_rename_from_a_temporary_name(gateway: Gateway) -> None:
     async with gateway.session("healthnet") as sftp:
         async with sftp.open("/inbound/HN_ECM_MIF_202610.csv.part", "wb") as handle:
@@ -170,8 +190,6 @@ async def test_concurrent_uploads_from_three_mcps(gateway: Gateway) -> None:
 
     def as_plaintext(mcp: str, data: dict) -> None:
         pass
-
-    import gnupg
 
     gpg = gnupg.GPG(gnupghome=str(gateway.ports.pgp.home))
     key = gpg.gen_key(gpg.gen_key_input(key_type="RSA", key_length=2048, name_email="hub@example.test",

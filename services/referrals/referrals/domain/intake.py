@@ -422,7 +422,10 @@ def _read_referring(reader: _Reader, raw: Mapping[str, Any]) -> tuple[str | None
         if email is not None and not _EMAIL.fullmatch(email):
             reader.fail("referring.contact.email", "email_format", "Must be an email address.")
             email = None
-        if contact_raw.get("phone") is None and contact_raw.get("email") is None:
+        # On what was read: an empty string is no way to reach anyone. A phone or email that was given but is
+        # malformed has its own violation already.
+        if phone is None and email is None and not (reader.failed_under("referring.contact.phone")
+                                                     or reader.failed_under("referring.contact.email")):
             reader.fail("referring.contact", "phone_or_email_required",
                         "Give a phone number or an email address to reach the referrer.")
         if contact_name is not None and not reader.failed_under("referring.contact"):

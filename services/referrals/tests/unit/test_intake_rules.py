@@ -65,6 +65,10 @@ def test_valid_ecm_referral_becomes_a_canonical_draft() -> None:
     ("referring.npi", "1234567890", "referring.npi", "npi_check_digit"),
     ("referring.npi", "12345", "referring.npi", "npi_format"),
     ("referring.contact", {"name": "Sam"}, "referring.contact", "phone_or_email_required"),
+    ("referring.contact", {"name": "Sam", "phone": ""}, "referring.contact", "phone_or_email_required"),
+    ("referring.contact", {"name": "Sam", "phone": " ", "email": ""}, "referring.contact",
+     "phone_or_email_required"),
+    ("referring.contact", {"name": "Sam", "phone": "555"}, "referring.contact.phone", "phone_format"),
     ("referring.contact", {"name": "Sam", "email": "not-an-email"}, "referring.contact.email", "email_format"),
     ("referring", ..., "referring", "required"),
     ("cbo_organization_id", "cbo-7", "cbo_organization_id", "pattern"),
@@ -99,6 +103,11 @@ def test_every_error_is_reported_at_once() -> None:
     assert {("member.cin", "cin_format"), ("member.birth_date", "birth_date_in_future"),
             ("member.address.county", "california_county"), ("referring.npi", "npi_check_digit"),
             ("service.pof_codes[0]", "pof_code")} <= found
+
+
+def test_a_malformed_phone_is_its_own_error_not_a_missing_contact() -> None:
+    found = rules(with_path(make_referral(), "referring.contact", {"name": "Sam", "phone": "555"}))
+    assert ("referring.contact", "phone_or_email_required") not in found
 
 
 def test_a_body_that_is_not_an_object_is_refused() -> None:

@@ -100,6 +100,7 @@ async def test_a_referral_is_stored_routed_and_announced(harness: ServiceHarness
     ("member.birth_date", "2999-01-01", "member.birth_date", "birth_date_in_future"),
     ("member.birth_date", "1800-01-01", "member.birth_date", "birth_date_implausible"),
     ("urgency", "expedited", "expedited_reason", "required_when_expedited"),
+    ("referring.contact", {"name": "Sam", "phone": ""}, "referring.contact", "phone_or_email_required"),
     ("member.first_name", ..., "member.first_name", "required"),
     ("favourite", "x", "favourite", "unknown_field"),
 ])

@@ -306,6 +306,8 @@ def _read_address(reader: _Reader, member: Mapping[str, Any]) -> tuple[Address |
 
 def _read_service(reader: _Reader, raw: Mapping[str, Any],
                   ) -> tuple[ServiceRequested | None, Urgency | None, str | None, bool]:
+    # Every rule that can be checked is checked, also when the service is missing or names no known program:
+    # the codes given are checked as far as they can be, and the expedited reason always.
     service = reader.obj(raw, "service", "service", required=True, allowed=_SERVICE)
     urgency_text = reader.text(raw, "urgency", "urgency", required=False, max_length=20) or Urgency.STANDARD
     urgency: Urgency | None
@@ -315,25 +317,25 @@ def _read_service(reader: _Reader, raw: Mapping[str, Any],
         reader.fail("urgency", "enum", "Must be standard or expedited.")
         urgency = None
     reason = reader.text(raw, "expedited_reason", "expedited_reason", required=False, max_length=MAX_REASON)
-    if service is None:
-        return None, urgency, reason, False
-    program_text = reader.text(service, "program", "service.program", required=True, max_length=10)
     program: Program | None = None
-    if program_text is not None:
-        try:
-            program = Program(program_text.lower())
-        except ValueError:
-            reader.fail("service.program", "enum", "Must be ecm, cs or chw.")
-    pofs = reader.text_list(service, "pof_codes", "service.pof_codes")
-    cs_code = reader.text(service, "cs_code", "service.cs_code", required=False, max_length=60)
-    after_acute = reader.boolean(service, "after_acute_care", "service.after_acute_care") or False
-    if program is None:
-        return None, urgency, reason, False
+    pofs: list[str] | None = None
+    cs_code: str | None = None
+    after_acute = False
+    if service is not None:
+        program_text = reader.text(service, "program", "service.program", required=True, max_length=10)
+        if program_text is not None:
+            try:
+                program = Program(program_text.lower())
+            except ValueError:
+                reader.fail("service.program", "enum", "Must be ecm, cs or chw.")
+        pofs = reader.text_list(service, "pof_codes", "service.pof_codes")
+        cs_code = reader.text(service, "cs_code", "service.cs_code", required=False, max_length=60)
+        after_acute = reader.boolean(service, "after_acute_care", "service.after_acute_care") or False
 
     canonical_pofs: list[str] = []
-    if program is Program.ECM:
+    if program in (Program.ECM, None):  # None: unknown program, the codes given are still checked
         # [rule] ECM is authorized for a member in one or more Populations of Focus.
-        if not pofs:
+        if program is Program.ECM and not pofs:
             reader.fail("service.pof_codes", "required_for_ecm",
                         "ECM needs at least one Population of Focus (e.g. 1a, 3).")
         for index, code in enumerate(pofs or []):
@@ -352,15 +354,14 @@ def _read_service(reader: _Reader, raw: Mapping[str, Any],
                     "Populations of Focus apply to ECM referrals only.")
 
     by_rule = False
-    if program is Program.CS:
-        if cs_code is None:
-            reader.fail("service.cs_code", "required_for_cs", "A Community Supports referral names one service.")
-        else:
-            try:
-                cs_code = community_support(cs_code).code
-                by_rule = is_always_expedited(cs_code, after_acute)
-            except ValueError:
-                reader.fail("service.cs_code", "cs_code", "Not a Community Support code (e.g. recuperative_care).")
+    if program is Program.CS and cs_code is None:
+        reader.fail("service.cs_code", "required_for_cs", "A Community Supports referral names one service.")
+    elif program in (Program.CS, None) and cs_code is not None:
+        try:
+            cs_code = community_support(cs_code).code
+            by_rule = is_always_expedited(cs_code, after_acute)
+        except ValueError:
+            reader.fail("service.cs_code", "cs_code", "Not a Community Support code (e.g. recuperative_care).")
     elif cs_code is not None:
         reader.fail("service.cs_code", "not_allowed_for_program",
                     "A Community Support code applies to CS referrals only.")
@@ -372,7 +373,7 @@ def _read_service(reader: _Reader, raw: Mapping[str, Any],
                     "An expedited referral states why the standard timeframe could harm the member.")
     if by_rule:
         urgency = Urgency.EXPEDITED  # some Community Supports are expedited by rule, whatever was asked
-    if reader.failed_under("service"):
+    if program is None or reader.failed_under("service"):
         return None, urgency, reason, by_rule
     requested = ServiceRequested(program=program, pof_codes=tuple(canonical_pofs),
                                  cs_code=cs_code if program is Program.CS else None,

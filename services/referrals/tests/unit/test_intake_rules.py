@@ -110,6 +110,27 @@ def test_a_malformed_phone_is_its_own_error_not_a_missing_contact() -> None:
     assert ("referring.contact", "phone_or_email_required") not in found
 
 
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"urgency": "expedited", "service": {"program": "ecmm", "pof_codes": ["1a"]}},
+     {("service.program", "enum"), ("expedited_reason", "required_when_expedited")}),
+    ({"urgency": "expedited", "service": None},
+     {("service", "required"), ("expedited_reason", "required_when_expedited")}),
+    ({"service": {"program": "ecmm", "pof_codes": ["1a", "99"]}},
+     {("service.program", "enum"), ("service.pof_codes[1]", "pof_code")}),
+    ({"service": {"program": "ccs", "cs_code": "yacht"}},
+     {("service.program", "enum"), ("service.cs_code", "cs_code")}),
+    # The code says "expedited by rule" even if the program is misspelt: no reason is owed for it.
+    ({"urgency": "expedited", "service": {"program": "c s", "cs_code": "recuperative_care"}},
+     {("service.program", "enum")}),
+])
+def test_rules_independent_of_the_service_are_checked_when_the_service_is_wrong(
+        overrides: dict[str, Any], expected: set[tuple[str, str]]) -> None:
+    body = make_referral(**overrides)
+    if body["service"] is None:
+        del body["service"]
+    assert rules(body) == expected
+
+
 def test_a_body_that_is_not_an_object_is_refused() -> None:
     assert rules(["not", "an", "object"]) == {("body", "type")}
 

@@ -126,6 +126,14 @@ async def test_all_errors_come_back_in_one_answer(harness: ServiceHarness) -> No
     assert {e["field"] for e in errors} >= {"member.cin", "referring.npi", "member.address.county"}
 
 
+async def test_an_unknown_program_does_not_hide_the_missing_expedited_reason(harness: ServiceHarness) -> None:
+    body = make_referral(urgency="expedited", service={"program": "ecmm", "pof_codes": ["1a"]})
+    response = await submit(harness, body)
+    assert response.status_code == 422
+    assert {(e["field"], e["rule"]) for e in response.json()["errors"]} == {
+        ("service.program", "enum"), ("expedited_reason", "required_when_expedited")}
+
+
 @pytest.mark.parametrize(("content", "rule"), [(b"{not json", "json"), (b"[1, 2]", "type")])
 async def test_a_body_that_is_not_a_referral_object_is_refused(harness: ServiceHarness, content: bytes,
                                                                 rule: str) -> None:

@@ -60,7 +60,14 @@ from shared.auth import Caller, Tenant, TenantScope, require_scopes
 from shared.db import read_one_snapshot
 from shared.idempotency import IdempotencyKey, hash_request, idempotent
 from shared.identity import member_id_for
-from shared.problems import FieldError, Problem, field_errors, problem_responses, validation_problem
+from shared.problems import (
+    PROBLEM_MEDIA_TYPE,
+    FieldError,
+    Problem,
+    field_errors,
+    problem_responses,
+    validation_problem,
+)
 from shared.reference.calendar import PACIFIC
 
 router = APIRouter(tags=["claims"])
@@ -315,7 +322,7 @@ async def create_batch(request: Request, caller: Writer, key: IdempotencyKey, bo
     validate = bool(getattr(settings, "validate_batches", True))
     max_claims = int(getattr(settings, "max_claims_per_batch", 50_000))
     async with _uow(request) as uow:
-        async def produce() -> tuple[int, Any]:
+        async def produce() -> tuple[int, Any] | tuple[int, Any, dict[str, str]]:
             try:
                 result = await service.create_batch(uow, body.mcp_code, actor=service.Actor(caller=caller),
                                                     trigger="on_demand", validate=validate, max_claims=max_claims)
@@ -324,6 +331,13 @@ async def create_batch(request: Request, caller: Writer, key: IdempotencyKey, bo
             if result is None:
                 raise Problem(409, "no-claims-to-batch", "No claims to batch",
                               "The MCP has no draft claims.")
+            if result.batch is None:
+                # Answered, not raised: the drafts rejected at batching stay rejected (the transaction commits).
+                refused = Problem(409, "no-claims-to-batch", "No claims to batch",
+                                  f"No draft claim could go in the file: {len(result.rejected_ids)} were rejected "
+                                  "at batching, each with its reasons.")
+                return (409, refused.details().model_dump(mode="json", exclude_none=True),
+                        {"content-type": PROBLEM_MEDIA_TYPE})
             return 201, batch_out(result.batch).model_dump(mode="json")
 
         response = await idempotent(uow.session, uow.tables, caller, key, fingerprint, produce)

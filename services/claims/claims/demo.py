@@ -127,7 +127,7 @@ async def bill(runtime: ServiceRuntime, organizations: Sequence[dict[str, Any]])
                     uow, MCP_CODE, actor=service.Actor(caller=_caller(hub, "claims:write")), trigger="on_demand",
                     validate=bool(getattr(settings, "validate_batches", True)),
                     max_claims=int(getattr(settings, "max_claims_per_batch", 50_000)))
-                batch_id = result.batch.id if result is not None else None
+                batch_id = result.batch.id if result is not None and result.batch is not None else None
                 await uow.commit()
     return {"recorded": recorded, "existing": existing, "claims": len(demo_claims), "batch_id": batch_id}
 

@@ -280,7 +280,8 @@ class AuthorizationCoverage(Base):
     ends_before: Mapped[date | None] = mapped_column(Date)
     suspensions: Mapped[list[list[str | None]]] = mapped_column(JSON)
     presumptive: Mapped[bool] = mapped_column(Boolean)
-    mcp_authorization_number: Mapped[str | None] = mapped_column(String(50))
+    # As the authorizations service takes it (migration 0007); the encounter check refuses one REF*G1 cannot carry.
+    mcp_authorization_number: Mapped[str | None] = mapped_column(String(100))
     # When the approval whose period stands was decided (migration 0005): of two approvals of one authorization
     # (approved, then approved as modified) the newest decision sets the period, whatever order they arrive in.
     # NULL until an approval arrives, and for rows projected before 0005.

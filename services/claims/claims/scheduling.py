@@ -7,6 +7,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from claims import service
 from claims.domain.configuration import BatchSchedule, BillingConfiguration
@@ -36,7 +37,12 @@ def next_run(plan: BatchSchedule, after: datetime) -> datetime:
 
 @timers.handles(BATCH_TIMER)
 async def run_scheduled_batch(timer: DueTimer, uow: ClaimsUnitOfWork) -> None:
-    """Batch the MCP's drafts (if any) and arm the next run; a validation failure keeps the drafts."""
+    """Batch the MCP's drafts (if any) and arm the next run, whatever the batch did: a failed run keeps the drafts.
+
+    Raises only database and file store errors (the scheduler retries this run): any other failure ending the
+    handler would, after the scheduler's last attempt, leave the timer failed with no next run, and the MCP's
+    billing would stop until someone re-armed it.
+    """
     config: BillingConfiguration = uow.ports["billing"]
     billing = config.mcp(timer.subject)
     if billing is None or billing.profile.schedule is None:
@@ -48,9 +54,15 @@ async def run_scheduled_batch(timer: DueTimer, uow: ClaimsUnitOfWork) -> None:
         async with uow.session.begin_nested():
             await service.create_batch(uow, timer.subject, actor=service.Actor(system="schedule"), trigger="schedule",
                                        validate=validate, max_claims=max_claims)
+    except (SQLAlchemyError, OSError):
+        raise
     except service.BatchFailedValidation as failed:
         # The drafts stay draft (savepoint rolled back); ops sees this log line and the next run retries.
         log.error("scheduled batch failed validation", extra={"mcp_code": timer.subject, "count": len(failed.issues)})
+    except Exception as error:
+        # Control numbers exhausted, a configuration the 837P cannot carry, a bug: the savepoint rolled back, the
+        # drafts stay draft, and the chain goes on (a claim the 837P cannot carry is rejected by create_batch alone).
+        log.error("scheduled batch failed", extra={"mcp_code": timer.subject, "error_type": type(error).__name__})
     now = service.clock(uow).now()
     await schedule(uow.session, uow.tables, kind=BATCH_TIMER, subject=timer.subject,
                    due_at=next_run(billing.profile.schedule, max(now, timer.due_at)), payload={})

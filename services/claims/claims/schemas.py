@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from claims.x12.x837p import REFERENCE_RULE, reference_problem
 from shared.contracts.values import Program
 from shared.reference.identifiers import npi_problem
 
@@ -23,6 +24,13 @@ def _npi(value: str) -> str:
     return value
 
 
+def _reference(value: str) -> str:
+    if reference_problem(value) is not None:
+        # Written as REF02 of the 837P (REF*G1): a delimiter would split the segment for the whole batch.
+        raise PydanticCustomError("x12_reference", "Must be " + REFERENCE_RULE + ".")
+    return value
+
+
 def _icd10(value: str) -> str:
     return value.replace(".", "").upper()
 
@@ -30,6 +38,7 @@ def _icd10(value: str) -> str:
 Npi = Annotated[str, AfterValidator(_npi)]
 DiagnosisCode = Annotated[str, Field(pattern=ICD10), AfterValidator(_icd10)]
 Modifier = Annotated[str, Field(pattern=r"^[A-Z0-9]{2}$")]
+Reference = Annotated[str, AfterValidator(_reference)]
 
 
 class _In(BaseModel):
@@ -265,7 +274,7 @@ class ClaimCorrectionIn(_In):
 
     reason: str = Field(min_length=3, max_length=200)
     diagnosis_codes: list[DiagnosisCode] | None = Field(None, min_length=1, max_length=12)
-    prior_authorization_number: str | None = Field(None, min_length=1, max_length=50)
+    prior_authorization_number: Reference | None = Field(None, description="REF*G1: " + REFERENCE_RULE + ".")
     rendering_npi: Npi | None = None
     place_of_service: str | None = Field(None, pattern=r"^[0-9]{2}$")
     lines: list[LineCorrection] = Field(default_factory=list, max_length=50)

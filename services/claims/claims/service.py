@@ -31,7 +31,7 @@ from claims.domain.claims import (
 )
 from claims.domain.configuration import BillingConfiguration, ClaimFormat, McpBilling
 from claims.domain.coverage import approval_supersedes, next_status, with_resumption, with_suspension
-from claims.domain.encounters import CheckContext, EncounterSubmission, check_encounter
+from claims.domain.encounters import CheckContext, Coverage, EncounterSubmission, check_encounter
 from claims.domain.payouts import (
     Collection,
     FeeTerm,
@@ -90,12 +90,14 @@ from claims.models import audit_event as audit_table
 from claims.repository import ClaimState, ClaimsUnitOfWork, ControlNumbersExhausted, mark_claims, new_history
 from claims.schemas import ClaimCorrectionIn, EncounterIn
 from claims.x12.invoice import build_invoice
-from claims.x12.validation import ValidationIssue, validate_837p
+from claims.x12.validation import ValidationIssue, claims_at, validate_837p
 from claims.x12.x277ca import parse_277ca
 from claims.x12.x835 import parse_835
 from claims.x12.x837p import (
     BatchHeader,
     BillingProvider,
+    Built837,
+    ClaimBuildError,
     Payer,
     PostalAddress,
     ProfessionalClaim,
@@ -104,6 +106,8 @@ from claims.x12.x837p import (
     ServiceLine,
     Subscriber,
     build_837p,
+    check_claim,
+    reference_problem,
 )
 from claims.x12.x837p import Submitter as X12Submitter
 from claims.x12.x999 import parse_999
@@ -177,7 +181,8 @@ class InvalidCorrection(ClaimsError):
 
 
 class BatchFailedValidation(ClaimsError):
-    """The generated 837P did not pass the validator; nothing left, the claims stay draft."""
+    """The generated 837P did not pass the validator outside any one claim (envelope, header, billing provider);
+    nothing left, the claims stay draft."""
 
     status = 422
 
@@ -288,7 +293,7 @@ async def record_encounter(uow: ClaimsUnitOfWork, body: EncounterIn, *, cbo_orga
         reasons=[{"code": r.code, "message": r.message} for r in result.reasons],
         flags=[{"code": f.code, "message": f.message} for f in result.flags],
         authorization_id=authorization.authorization_id if authorization else None,
-        prior_authorization_number=authorization.mcp_authorization_number if authorization else None,
+        prior_authorization_number=_billable_number(authorization),
         expected_amount=result.price.amount if result.price and result.accepted else None,
         pricing=[{"basis": c.basis.value, "amount": str(c.amount), "note": c.note}
                  for c in (result.price.components if result.price else ())],
@@ -324,6 +329,12 @@ async def record_encounter(uow: ClaimsUnitOfWork, body: EncounterIn, *, cbo_orga
                                "expected_amount": row.expected_amount, "mcp_code": row.mcp_code})
     await uow.flush()  # the next encounter of the same request must see this one in the member's history
     return EncounterOutcome(row)
+
+
+def _billable_number(authorization: Coverage | None) -> str | None:
+    # A number REF*G1 cannot carry refuses the encounter (authorization_number_unusable); it is not kept on it.
+    number = authorization.mcp_authorization_number if authorization is not None else None
+    return number if number is not None and reference_problem(number) is None else None
 
 
 async def _authorization_lineage(uow: ClaimsUnitOfWork, authorization_id: str | None) -> UUID | None:
@@ -418,22 +429,29 @@ def _address(data: dict[str, Any]) -> PostalAddress:
                          state=data.get("state") or "CA", zip=data["zip"])
 
 
+def _subscriber(claim: Claim) -> Subscriber:
+    member = claim.member
+    return Subscriber(cin=claim.cin, last_name=member["last_name"], first_name=member["first_name"],
+                      middle_name=member.get("middle_name"), birth_date=date.fromisoformat(member["birth_date"]),
+                      sex=member.get("sex") or "U", address=_address(member["address"]))
+
+
 def professional_claim(claim: Claim, lines: Sequence[ClaimLine], config: BillingConfiguration,
                        billing: McpBilling) -> ProfessionalClaim:
-    """The 837P view of a stored claim. Raises LookupError if the billing identity is no longer configured."""
+    """The 837P view of a stored claim. Raises LookupError if the billing identity is no longer configured,
+    ClaimBuildError if the member data stored with the claim is incomplete."""
     identity = config.hub if claim.billing_provider == "hub" else config.cbos.get(claim.cbo_organization_id)
     if identity is None:
         raise LookupError("billing identity not configured")
-    member = claim.member
+    try:
+        subscriber = _subscriber(claim)
+    except (KeyError, TypeError, ValueError):
+        raise ClaimBuildError("2010BA subscriber: the member data stored with the claim is incomplete") from None
     provider = BillingProvider(name=identity.name, npi=identity.npi, tin=identity.tin,
                                address=PostalAddress(identity.address.line1, identity.address.city,
                                                      identity.address.state, identity.address.zip,
                                                      identity.address.line2),
                                taxonomy=identity.taxonomy)
-    subscriber = Subscriber(cin=claim.cin, last_name=member["last_name"], first_name=member["first_name"],
-                            middle_name=member.get("middle_name"),
-                            birth_date=date.fromisoformat(member["birth_date"]), sex=member.get("sex") or "U",
-                            address=_address(member["address"]))
     rendering = RenderingProvider(npi=claim.rendering_npi, last_name=claim.rendering_last_name or "PROVIDER",
                                   first_name=claim.rendering_first_name,
                                   organization=claim.rendering_first_name is None)
@@ -450,25 +468,75 @@ def professional_claim(claim: Claim, lines: Sequence[ClaimLine], config: Billing
         prior_authorization=claim.prior_authorization_number, rendering_provider=rendering)
 
 
+def _validated_837p(header: BatchHeader, claims: list[ProfessionalClaim], refused: dict[str, list[str]], *,
+                    validate: bool, mcp_code: str) -> tuple[Built837 | None, list[ProfessionalClaim]]:
+    """The 837P of `claims` and the claims it carries. A claim whose own loops fail the validator goes to `refused`
+    and the file is built again without it (None when no claim is left). Raises BatchFailedValidation for an issue
+    outside every claim: the envelope, header or billing provider are the configuration's, not one claim's."""
+    built = build_837p(header, claims)
+    if not validate:
+        return built, claims
+    for _ in range(3):  # a rebuild without the failing claims is valid at once unless something else is wrong
+        issues = validate_837p(built.text)
+        if not issues:
+            return built, claims
+        owners = claims_at(built.text, [issue.file_position for issue in issues])
+        if any(issue.file_position not in owners for issue in issues):
+            log.error("generated 837P failed validation", extra={"mcp_code": mcp_code, "count": len(issues)})
+            raise BatchFailedValidation(issues)
+        for issue in issues:
+            refused.setdefault(owners[issue.file_position], []).append(
+                f"837P validation: {issue.segment or 'segment'} {issue.message} ({issue.rule})")
+        log.warning("claims refused: 837P validation", extra={"mcp_code": mcp_code, "count": len(set(owners.values()))})
+        claims = [claim for claim in claims if claim.claim_id not in refused]
+        if not claims:
+            return None, []
+        built = build_837p(header, claims)
+    log.error("generated 837P failed validation", extra={"mcp_code": mcp_code, "count": len(issues)})
+    raise BatchFailedValidation(issues)
+
+
+def _refuse_at_batching(uow: ClaimsUnitOfWork, drafts: Sequence[Claim], refused: dict[str, list[str]], *,
+                        actor: Actor, now: datetime, parent: Envelope[Any] | None) -> None:
+    """Reject the drafts the 837P cannot carry, each with its reasons, so the CBO sees why and corrects it."""
+    if not refused:
+        return
+    log.warning("claims refused at batching", extra={"count": len(refused)})
+    for claim in drafts:
+        reasons = refused.get(claim.id)
+        if reasons is None or not _transition(uow, claim, ClaimStatus.REJECTED, actor=actor,
+                                              action="rejected_at_batching", now=now, detail={"reasons": reasons}):
+            continue
+        claim.rejection_reasons = reasons
+        uow.record(_claim_event(claim, ClaimRejected(claim_id=claim.id, mcp_code=claim.mcp_code,
+                                                     cbo_organization_id=claim.cbo_organization_id,
+                                                     acknowledgment="calhub", reasons=tuple(reasons)),
+                                parent=parent, now=now))
+
+
 def _party(party: Any) -> Party:
     return Party(qualifier=party.qualifier, id=party.id, application_code=party.application_code)
 
 
 @dataclass
 class BatchResult:
-    """A batch and the claims it sealed."""
+    """A batch and the claims it sealed, and the drafts rejected at batching (no batch when none could go)."""
 
-    batch: ClaimBatch
+    batch: ClaimBatch | None
     claim_ids: list[str]
+    rejected_ids: list[str] = field(default_factory=list)
 
 
 async def create_batch(uow: ClaimsUnitOfWork, mcp_code: str, *, actor: Actor, trigger: str,
                        max_claims: int = 50_000, validate: bool = True,
                        parent: Envelope[Any] | None = None) -> BatchResult | None:
-    """Seal the MCP's draft claims into one 837P (or invoice) file in the file store; None if none are drafts.
+    """Seal the MCP's draft claims into one 837P (or invoice) file in the file store; None if none are drafts,
+    a result without a batch if every draft was rejected at batching.
 
-    Raises NotFound for an MCP CalHub does not bill, BatchFailedValidation when the file fails the validator
-    (the transaction must then roll back), ClaimsError when control numbers are exhausted.
+    A claim the 837P cannot carry (`check_claim`) or whose own loops fail the validator is rejected on its own
+    with the reasons (`rejected_at_batching`, corrected like an MCP rejection) and the others go out. Raises
+    NotFound for an MCP CalHub does not bill, BatchFailedValidation when the file fails the validator outside
+    any claim (the transaction must then roll back), ClaimsError when control numbers are exhausted.
     """
     config = configuration(uow)
     billing = config.mcp(mcp_code)
@@ -482,15 +550,25 @@ async def create_batch(uow: ClaimsUnitOfWork, mcp_code: str, *, actor: Actor, tr
     lines = await uow.claims.lines_of([c.id for c in drafts])
     professional: list[ProfessionalClaim] = []
     held: list[str] = []
+    refused: dict[str, list[str]] = {}  # claim id -> why the 837P cannot carry it
+    x12 = billing.profile.claim_format is ClaimFormat.X12_837P
     for claim in drafts:
         try:
-            professional.append(professional_claim(claim, lines[claim.id], config, billing))
+            view = professional_claim(claim, lines[claim.id], config, billing)
+            if x12:
+                check_claim(view)
+        except ClaimBuildError as error:
+            refused[claim.id] = [f"837P: {error}"]
+            continue
         except LookupError:
             held.append(claim.id)  # the CBO's billing identity was removed from the configuration
+            continue
+        professional.append(view)
     if held:
         log.warning("claims held: billing identity missing", extra={"mcp_code": mcp_code, "count": len(held)})
     if not professional:
-        return None
+        _refuse_at_batching(uow, drafts, refused, actor=actor, now=now, parent=parent)
+        return BatchResult(None, [], sorted(refused)) if refused else None
     try:
         interchange, group = uow.batches.advance(counter)
     except ControlNumbersExhausted:
@@ -507,12 +585,10 @@ async def create_batch(uow: ClaimsUnitOfWork, mcp_code: str, *, actor: Actor, tr
             receiver=Receiver(billing.profile.receiver_name, billing.profile.receiver_id),
             interchange_control_number=interchange, group_control_number=group, created=created_local,
             reference=batch_id, usage=billing.profile.usage)
-        built = build_837p(header, professional)
-        if validate:
-            issues = validate_837p(built.text)
-            if issues:
-                log.error("generated 837P failed validation", extra={"mcp_code": mcp_code, "count": len(issues)})
-                raise BatchFailedValidation(issues)
+        built, professional = _validated_837p(header, professional, refused, validate=validate, mcp_code=mcp_code)
+        if built is None:
+            _refuse_at_batching(uow, drafts, refused, actor=actor, now=now, parent=parent)
+            return BatchResult(None, [], sorted(refused))
         content = built.text.encode("ascii")
         media_type, extension, kind = "application/edi-x12", "x12", "837P"
         transaction_of = dict(built.transaction_of_claim)
@@ -543,6 +619,7 @@ async def create_batch(uow: ClaimsUnitOfWork, mcp_code: str, *, actor: Actor, tr
                            "transaction_set": transaction_of.get(c.id)}}
                for c in drafts if c.id in sealed]
     await uow.session.execute(insert(ClaimHistory), history)
+    _refuse_at_batching(uow, drafts, refused, actor=actor, now=now, parent=parent)
     for claim in drafts:
         if claim.id not in sealed:
             continue
@@ -563,9 +640,9 @@ async def create_batch(uow: ClaimsUnitOfWork, mcp_code: str, *, actor: Actor, tr
     await record_audit(uow.session, audit_table, action="claim_batch.created", resource_type="claim_batch",
                        resource_id=batch_id, caller=actor.caller, occurred_at=now,
                        detail={"mcp_code": mcp_code, "claims": len(professional), "total_amount": total,
-                               "trigger": trigger, "held": len(held)})
+                               "trigger": trigger, "held": len(held), "refused": len(refused)})
     log.info("claim batch created", extra={"batch_id": batch_id, "mcp_code": mcp_code, "count": len(professional)})
-    return BatchResult(batch, [c.claim_id for c in professional])
+    return BatchResult(batch, [c.claim_id for c in professional], sorted(refused))
 
 
 # ------------------------------------------------------------------------------------------ status changes

@@ -1,8 +1,9 @@
 """Claims: identifiers, the status lifecycle, and how recorded encounters group into claims.
 
-Lifecycle: draft -> batched -> submitted -> accepted | rejected -> paid | denied (| reversed). A rejected claim
-is corrected back to draft and batched again; an accepted or adjudicated claim is changed by a new claim
-with frequency 7 (replacement) or 8 (void) that quotes the payer's claim number in REF*F8.
+Lifecycle: draft -> batched -> submitted -> accepted | rejected -> paid | denied (| reversed); a draft the 837P
+cannot carry is rejected at batching. A rejected claim is corrected back to draft and batched again; an accepted
+or adjudicated claim is changed by a new claim with frequency 7 (replacement) or 8 (void) that quotes the
+payer's claim number in REF*F8.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class ClaimStatus(StrEnum):
 
 _ADJUDICATED = {ClaimStatus.PAID, ClaimStatus.DENIED}
 TRANSITIONS: dict[ClaimStatus, frozenset[ClaimStatus]] = {
-    ClaimStatus.DRAFT: frozenset({ClaimStatus.BATCHED}),
+    # A draft the 837P cannot carry (a value it cannot hold, loops that fail the validator) is rejected at batching,
+    # alone, and corrected like a claim the MCP rejected.
+    ClaimStatus.DRAFT: frozenset({ClaimStatus.BATCHED, ClaimStatus.REJECTED}),
     # A 999/277CA (or even the 835: MCPs without a 277CA) can arrive before the gateway reports delivery:
     # batched goes straight to its answer.
     ClaimStatus.BATCHED: frozenset({ClaimStatus.SUBMITTED, ClaimStatus.ACCEPTED, ClaimStatus.REJECTED,

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from claims.domain.configuration import BillingConfiguration, McpBilling, ThresholdAction
 from claims.domain.pricing import NoRate, Price, PricedService, PricingRequest, price
+from claims.x12.x837p import reference_problem
 from shared.reference import codes
 from shared.reference.services import LifetimeCap, chw_care_plan_rule, community_support
 
@@ -274,6 +275,14 @@ def _check_authorization(submission: EncounterSubmission, context: CheckContext,
     for coverage in relevant:
         if all(coverage.covers(day) for day in days):
             result.authorization = coverage
+            number = coverage.mcp_authorization_number
+            problem = reference_problem(number) if number is not None else None
+            if problem is not None:
+                # The authorizations service takes up to 100 characters of any kind; the 837P cannot carry such a
+                # number, and a claim with it would fail the MCP's whole batch.
+                result.reasons.append(Reason("authorization_number_unusable", "the MCP authorization number of "
+                                             f"the authorization {problem} to go in the 837P (REF*G1 prior "
+                                             "authorization number); the authorization needs a corrected number"))
             return
     if any(c.suspended_on(day) for c in relevant for day in days):
         result.reasons.append(Reason("authorization_suspended", "the authorization is suspended on the date of "

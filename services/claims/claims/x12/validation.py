@@ -13,7 +13,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -75,6 +75,14 @@ class ValidationIssue:
     segment: str | None
     rule: str
     message: str
+    # 1-based position of the segment in the whole file, when `position` counts within its transaction set (as
+    # pyx12 reports it); 0 when `position` already is the file position.
+    in_file: int = 0
+
+    @property
+    def file_position(self) -> int:
+        """1-based position of the segment in the whole file (0: the file as a whole)."""
+        return self.in_file or self.position
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, as `calhub x12 validate` prints it."""
@@ -108,19 +116,21 @@ def _pyx12_issues(document: dict[str, Any]) -> list[ValidationIssue]:
                 envelope(transaction, "ST")
                 for seg in transaction.get("segments", []):
                     position = int(seg.get("seg_count") or seg.get("cur_line") or 0)
+                    in_file = int(seg.get("cur_line") or 0)
                     seg_id = seg.get("seg_id")
                     for error in seg.get("errors", []):
                         code = str(error.get("err_cde", ""))
                         loop = _without_values(str(error.get("err_str", "")))
                         meaning = SEGMENT_ERRORS.get(code, "segment error")
                         issues.append(ValidationIssue(position, seg_id, f"ik304-{code}",
-                                                      f"{meaning}: {loop}" if loop else meaning))
+                                                      f"{meaning}: {loop}" if loop else meaning, in_file))
                     for element in seg.get("elements", []):
                         where = f"{element.get('name')} ({element.get('ele_ref_num')})"
                         for error in element.get("errors", []):
                             code = str(error.get("err_cde", ""))
                             meaning = ELEMENT_ERRORS.get(code, "data element error")
-                            issues.append(ValidationIssue(position, seg_id, f"ik403-{code}", f"{where}: {meaning}"))
+                            issues.append(ValidationIssue(position, seg_id, f"ik403-{code}", f"{where}: {meaning}",
+                                                          in_file))
     return issues
 
 
@@ -272,6 +282,52 @@ class _ClaimScan:
             self.entity = None
         elif sid == "GS" and (elements[8] if count > 8 else "") != IMPLEMENTATION:
             self.issues.append(ValidationIssue(position, "GS", "gs08-version", f"GS08 must be {IMPLEMENTATION}"))
+
+
+def claims_at(text: str, positions: Collection[int]) -> dict[int, str]:
+    """The claim (CLM01) whose loops hold each of these 1-based segment positions of an 837P: from its subscriber
+    HL (2000B, HL03 = 22) up to the next HL or SE. Positions outside every claim (envelope, header, billing
+    provider) are left out."""
+    wanted = set(positions)
+    found: dict[int, str] = {}
+    try:
+        delimiters = detect_delimiters(text)
+    except X12SyntaxError:
+        return found
+    element = delimiters.element
+    body = text.lstrip("\ufeff \r\n\t")
+    line_breaks = "\n" in body or "\r" in body
+    position = 0
+    in_claim = False
+    claim_id: str | None = None
+    held: list[int] = []  # wanted positions in the current claim's loops
+
+    def close() -> None:
+        if claim_id is not None:
+            found.update((p, claim_id) for p in held)
+        held.clear()
+
+    for raws in _segment_chunks(body, delimiters.segment):
+        for raw in raws:
+            if line_breaks:
+                raw = raw.strip("\r\n")
+            if not raw:
+                continue
+            position += 1
+            cut = raw.find(element)
+            sid = raw if cut < 0 else raw[:cut]
+            if sid in ("HL", "SE"):
+                close()
+                claim_id = None
+                parts = raw.split(element)
+                in_claim = sid == "HL" and len(parts) > 3 and parts[3] == "22"
+            elif in_claim and sid == "CLM":
+                parts = raw.split(element)
+                claim_id = parts[1] if len(parts) > 1 else None
+            if in_claim and position in wanted:
+                held.append(position)
+    close()
+    return found
 
 
 def validate_837p(text: str, *, with_guide: bool = True) -> list[ValidationIssue]:

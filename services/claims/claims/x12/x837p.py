@@ -162,7 +162,8 @@ class Built837:
 
 
 class ClaimBuildError(ValueError):
-    """A claim cannot be expressed in 005010X222A1 (a structural limit, not a business rule)."""
+    """A claim cannot be expressed in 005010X222A1: a structural limit, or a value the file cannot carry. The
+    message names the element and the rule, never the value."""
 
 
 def money(value: Decimal) -> str:
@@ -183,6 +184,27 @@ def quantity(value: Decimal) -> str:
 
 
 _DELIMITERS_TO_SPACE = str.maketrans({ch: " " for ch in "~*:^\r\n\t"})
+# The ISA separators of our 837P: element, component, repetition, segment.
+DELIMITERS = frozenset("*:^~")
+REFERENCE_MAX = 50  # REF02 is AN 1/50 (2300 REF*G1, REF*F8)
+REFERENCE_RULE = (f"1 to {REFERENCE_MAX} characters of the X12 basic or extended character set, without the "
+                  "delimiters * : ^ ~")
+
+
+def _x12_character(ch: str) -> bool:
+    # X12.6 as 5010 uses it: the basic set (A-Z, 0-9, space, ! " & ' ( ) * + , - . / : ; ? =) and the extended
+    # set (a-z, % @ [ ] _ { } \ | < > ~ ^ ` # $) together are exactly the printable ASCII characters.
+    return " " <= ch <= "~"
+
+
+def reference_problem(value: str) -> str | None:
+    """Why `value` cannot be written as a REF02 reference (REF*G1 prior authorization, REF*F8 payer claim
+    number), or None. A delimiter inside would end the element or the segment early."""
+    if not 1 <= len(value) <= REFERENCE_MAX:
+        return f"must be 1 to {REFERENCE_MAX} characters"
+    if any(ch in DELIMITERS or not _x12_character(ch) for ch in value):
+        return "must use the X12 basic or extended character set, without the delimiters * : ^ ~"
+    return None
 
 
 def _x12_text(value: str, limit: int) -> str:
@@ -202,7 +224,9 @@ def _composite(*components: str) -> str:
     return ":".join(components).rstrip(":")
 
 
-def _check_claim(claim: ProfessionalClaim) -> None:
+def check_claim(claim: ProfessionalClaim) -> None:
+    """Raise ClaimBuildError (naming the element and the rule) when the claim cannot be written as one valid
+    005010X222A1 claim: structural limits, and values the file cannot carry unchanged."""
     lines = claim.lines
     diagnoses = len(claim.diagnosis_codes)
     if not lines:
@@ -223,6 +247,16 @@ def _check_claim(claim: ProfessionalClaim) -> None:
             raise ClaimBuildError("SV107 carries 1 to 4 diagnosis pointers")
         if not 1 <= min(pointers) <= max(pointers) <= diagnoses:
             raise ClaimBuildError("a diagnosis pointer points past the claim's diagnosis codes")
+    # Values from outside CalHub (an MCP's authorization number, a CBO's correction, member demographics): one
+    # that the file cannot carry would fail the whole batch's validation, or split a segment.
+    if claim.prior_authorization:
+        problem = reference_problem(claim.prior_authorization)
+        if problem is not None:
+            raise ClaimBuildError(f"REF*G1 prior authorization number {problem}")
+    if claim.frequency_code in ("7", "8") and claim.payer_claim_number:
+        problem = reference_problem(claim.payer_claim_number)
+        if problem is not None:
+            raise ClaimBuildError(f"REF*F8 payer claim number {problem}")
 
 
 class _SegmentWriter:
@@ -322,7 +356,7 @@ class _SegmentWriter:
 
     def claim(self, claim: ProfessionalClaim, subscriber_hl: int, parent_hl: int, out: list[str]) -> None:
         """Append loops 2000B-2400 of one claim to `out`. Raises ClaimBuildError."""
-        _check_claim(claim)
+        check_claim(claim)
         sub = claim.subscriber
         n3, n4 = self.address(sub.address)
         sex = sub.sex

@@ -70,6 +70,22 @@ async def test_billing_flow_on_postgres(tmp_path: Path, postgres_url: str) -> No
         assert [x["action"] for x in detail["history"]] == ["opened", "batched", "rejected_999"]
 
 
+async def test_an_authorization_number_over_50_characters_is_projected_and_refuses_the_encounter(
+        tmp_path: Path, postgres_url: str) -> None:
+    # The authorizations service takes up to 100 characters; the projection used to refuse more than 50 (the
+    # approval never landed and encounters were refused as unauthorized, without saying why).
+    async with service_harness([definition(clock=FixedClock(NOW), billing=testkit.make_billing())], tmp_path,
+                               keys=KEYS, database_url=postgres_url) as h:
+        await testkit.apply_events(h.runtimes["claims"], [testkit.eligibility_event(7),
+                                                          *testkit.authorization_events(7, number="A" * 100)])
+        response = await h.client.post("/v1/encounters", json=testkit.encounter_body(7), headers=h.headers("cbo"))
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["status"] == "rejected"
+        assert [r["code"] for r in body["reasons"]] == ["authorization_number_unusable"]
+        assert body["authorization_id"]
+
+
 async def test_encounter_to_claim_batch_created_on_kafka(tmp_path: Path, postgres_url: str, kafka_bootstrap: str,
                                                          kafka_topic_prefix: str) -> None:
     try:

@@ -318,6 +318,79 @@ async def test_999_rejecting_the_whole_group_rejects_every_claim_of_the_batch(ha
     await eventually(lambda: _has(harness, "claims.claim.v1", "claim.rejected", 3), within=10.0)
 
 
+async def change_claim(h: ServiceHarness, claim_id: str, **values: Any) -> None:
+    """Rewrite stored claim fields, as rows written before today's intake rules may hold them."""
+    async with h.runtimes["claims"].uow() as uow:
+        row = await uow.claims.get(claim_id)
+        assert row is not None
+        for name, value in values.items():
+            setattr(row, name, value)
+        await uow.commit()
+
+
+async def test_a_claim_the_837p_cannot_carry_is_rejected_alone_and_the_batch_goes_out(
+        harness: ServiceHarness) -> None:
+    claim_ids = await _record(harness, range(90, 94))
+    await change_claim(harness, claim_ids[0], prior_authorization_number="LAC~1")  # would split the segment
+    await change_claim(harness, claim_ids[1], prior_authorization_number="LAC*2025*001")  # would shift REF
+    await change_claim(harness, claim_ids[2], rendering_npi="1234567890")  # fails the validator, in its own loops
+    created = await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")
+    assert created.status_code == 201, created.text
+    batch = created.json()
+    assert batch["claims"] == 1
+    text = store(harness).get(batch["file"]["uri"]).decode()
+    assert validate_837p(text) == [] and claim_ids[3] in text and "LAC" not in text
+    assert await statuses(harness, claim_ids) == ["rejected", "rejected", "rejected", "batched"]
+    first = await claim(harness, claim_ids[0])
+    assert first["rejection_reasons"] == ["837P: REF*G1 prior authorization number must use the X12 basic or "
+                                          "extended character set, without the delimiters * : ^ ~"]
+    assert first["history"][-1]["action"] == "rejected_at_batching" and first["batch_id"] is None
+    third = await claim(harness, claim_ids[2])
+    assert any(r.startswith("837P validation: NM1") and "npi-check-digit" in r for r in third["rejection_reasons"])
+    assert "1234567890" not in str(third["rejection_reasons"])
+    await eventually(lambda: _has(harness, "claims.claim.v1", "claim.rejected", 3), within=10.0)
+
+    # The CBO corrects the number: one the 837P cannot carry is refused naming field and rule.
+    refused = await post(harness, f"/v1/claims/{claim_ids[0]}/corrections",
+                         {"reason": "number from the MCP portal", "prior_authorization_number": "LAC~1"})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "prior_authorization_number"
+    assert refused.json()["errors"][0]["rule"] == "x12_reference" and "LAC~1" not in refused.text
+    too_long = await post(harness, f"/v1/claims/{claim_ids[0]}/corrections",
+                          {"reason": "number from the MCP portal", "prior_authorization_number": "A" * 51})
+    assert too_long.status_code == 422 and too_long.json()["errors"][0]["rule"] == "x12_reference"
+    fixed = await post(harness, f"/v1/claims/{claim_ids[0]}/corrections",
+                       {"reason": "number from the MCP portal", "prior_authorization_number": "LAC-2025-001"})
+    assert fixed.status_code == 201, fixed.text
+    again = (await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")).json()
+    assert again["claims"] == 1
+    assert "REF*G1*LAC-2025-001~" in store(harness).get(again["file"]["uri"]).decode()
+
+
+async def test_when_no_draft_can_go_the_rejections_stand_and_no_file_leaves(harness: ServiceHarness) -> None:
+    (claim_id,) = await _record(harness, range(96, 97))
+    await change_claim(harness, claim_id, prior_authorization_number="A" * 60)
+    response = await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["type"].endswith("no-claims-to-batch") and "1 were rejected" in response.json()["detail"]
+    detail = await claim(harness, claim_id)
+    assert detail["status"] == "rejected"
+    assert detail["rejection_reasons"] == ["837P: REF*G1 prior authorization number must be 1 to 50 characters"]
+    assert (await harness.client.get("/v1/claims/batches", headers=harness.headers("hub"))).json() == []
+
+
+async def test_an_authorization_number_the_837p_cannot_carry_refuses_the_encounter(harness: ServiceHarness) -> None:
+    runtime = harness.runtimes["claims"]
+    await testkit.apply_events(runtime, [testkit.eligibility_event(95),
+                                         *testkit.authorization_events(95, number="LAC*2025*" + "0" * 60)])
+    response = await post(harness, "/v1/encounters", testkit.encounter_body(95))
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "rejected" and [r["code"] for r in body["reasons"]] == ["authorization_number_unusable"]
+    assert "LAC" not in response.text
+
+
 async def test_277ca_partial_accepts_and_rejects_per_claim(harness: ServiceHarness) -> None:
     claim_ids = await _record(harness, range(30, 33))
     await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")
@@ -412,3 +485,38 @@ async def test_scheduled_batch_runs_and_rearms(tmp_path: Path, clock: FixedClock
             due = (await uow.session.execute(select(timer.c.due_at).where(timer.c.status == "pending"))).scalars().all()
         assert [d.replace(tzinfo=UTC) for d in due] == [datetime(2025, 3, 22, 1, 0, tzinfo=UTC)]  # Friday 18:00 PDT
 
+
+
+async def test_scheduled_batch_goes_out_without_a_bad_claim_and_always_rearms(tmp_path: Path,
+                                                                              clock: FixedClock) -> None:
+    billing = testkit.make_billing(healthnet={"schedule": {"at": "18:00:00", "weekdays": [0, 1, 2, 3, 4]}})
+    async with service_harness([definition(clock=clock, billing=billing)], tmp_path, keys=KEYS) as h:
+        claim_ids = await _record(h, range(83, 86))
+        await change_claim(h, claim_ids[0], prior_authorization_number="LAC~1")
+        runtime = h.runtimes["claims"]
+        scheduler = runtime.background[0].scheduler  # type: ignore[attr-defined]
+        timer = runtime.definition.tables.timer
+
+        async def timers() -> list[tuple[str, datetime]]:
+            async with runtime.uow() as uow:
+                rows = (await uow.session.execute(select(timer.c.status, timer.c.due_at).order_by(timer.c.due_at)))
+                return [(status, due.replace(tzinfo=UTC)) for status, due in rows.all()]
+
+        # Thursday 18:00 PDT: the claim the 837P cannot carry is rejected alone, the other two go out.
+        assert await scheduler.fire_due(datetime(2025, 3, 21, 1, 0, 1, tzinfo=UTC)) == 1
+        batches = (await h.client.get("/v1/claims/batches", headers=h.headers("hub"))).json()
+        assert len(batches) == 1 and batches[0]["claims"] == 2
+        assert await statuses(h, claim_ids) == ["rejected", "batched", "batched"]
+
+        # Friday: a run that fails outside any claim (control numbers exhausted) keeps the drafts and still arms
+        # Monday's run: the timer is never left failed.
+        (late,) = await _record(h, range(86, 87))
+        async with runtime.uow() as uow:
+            counter = await uow.batches.lock_control_numbers("healthnet")
+            counter.interchange = counter.group_number = 999_999_999
+            await uow.commit()
+        assert await scheduler.fire_due(datetime(2025, 3, 22, 1, 0, 1, tzinfo=UTC)) == 1
+        assert await statuses(h, [late]) == ["draft"]
+        assert await timers() == [("fired", datetime(2025, 3, 21, 1, 0, tzinfo=UTC)),
+                                  ("fired", datetime(2025, 3, 22, 1, 0, tzinfo=UTC)),
+                                  ("pending", datetime(2025, 3, 25, 1, 0, tzinfo=UTC))]

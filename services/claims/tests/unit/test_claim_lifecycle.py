@@ -26,6 +26,7 @@ S = ClaimStatus
 @pytest.mark.parametrize(("current", "target", "allowed"), [
     (S.DRAFT, S.BATCHED, True),
     (S.DRAFT, S.SUBMITTED, False),
+    (S.DRAFT, S.REJECTED, True),  # the 837P cannot carry it: rejected at batching, alone
     (S.BATCHED, S.SUBMITTED, True),
     (S.BATCHED, S.REJECTED, True),  # a 999 R before the delivery report
     (S.SUBMITTED, S.ACCEPTED, True),

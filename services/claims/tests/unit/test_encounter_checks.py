@@ -162,6 +162,23 @@ def test_authorization_covers(label: str, coverage: Coverage) -> None:
     assert codes_of(make_submission(), context(coverages=[coverage])) == [], label
 
 
+@pytest.mark.parametrize(("label", "number", "refused"), [
+    ("60 characters (the authorizations API takes 100)", "A" * 60, True),
+    ("element separator", "LAC*2025*001", True),
+    ("segment terminator", "LAC~1", True),
+    ("outside the X12 character set", "LAC—1", True),
+    ("50 characters of the X12 set", "LAC-2025/001 " + "9" * 37, False),
+    ("no number (presumptive, REF*G1 left out)", None, False),
+])
+def test_an_authorization_number_the_837p_cannot_carry_refuses_the_encounter(label: str, number: str | None,
+                                                                             refused: bool) -> None:
+    result = check_encounter(make_submission(), context(coverages=[make_coverage(mcp_authorization_number=number)]))
+    assert ("authorization_number_unusable" in [r.code for r in result.reasons]) is refused, label
+    if refused:
+        message = next(r.message for r in result.reasons if r.code == "authorization_number_unusable")
+        assert "REF*G1" in message and "LAC" not in message and "AAAA" not in message
+
+
 def test_a_date_range_needs_coverage_on_every_day() -> None:
     submission = make_submission(service_from=date(2025, 12, 30), service_to=date(2026, 1, 2), hcpcs="G9008")
     assert "no_authorization" in codes_of(submission, context(today=date(2026, 1, 5)))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from claims.domain.configuration import BillingConfiguration
 from claims.testkit import CBO_NPI, CHW_NPI, make_billing
-from claims.x12.validation import claim_rules, guide_issues, validate_837p
+from claims.x12.validation import claim_rules, claims_at, guide_issues, validate_837p
 from claims.x12.x837p import (
     BatchHeader,
     BillingProvider,
@@ -225,3 +225,55 @@ def test_claims_are_grouped_under_their_billing_provider() -> None:
     text = build_837p(header("healthnet"), claims).text
     assert text.count("HL*1**20*1~") == 1 and text.count("*20*1~") == 2
     assert validate_837p(text) == []
+
+
+# ------------------------------------------------------------------------ values the 837P cannot carry
+
+@pytest.mark.parametrize(("label", "change", "message"), [
+    ("authorization number over 50 characters", {"prior_authorization": "A" * 51},
+     r"REF\*G1 prior authorization number must be 1 to 50 characters"),
+    ("element separator in the authorization number", {"prior_authorization": "LAC*2025*001"},
+     r"REF\*G1 prior authorization number must use the X12 basic or extended character set"),
+    ("segment terminator in the authorization number", {"prior_authorization": "LAC~1"}, r"REF\*G1"),
+    ("component separator", {"prior_authorization": "LAC:1"}, r"REF\*G1"),
+    ("repetition separator", {"prior_authorization": "LAC^1"}, r"REF\*G1"),
+    ("character outside the X12 set", {"prior_authorization": "AUTÑ1"}, r"REF\*G1"),
+    ("terminator in the payer claim number of a replacement", {"frequency_code": "7", "payer_claim_number": "PCN~1"},
+     r"REF\*F8 payer claim number must use"),
+])
+def test_a_reference_the_837p_cannot_carry_is_refused_naming_element_and_rule(label: str, change: dict[str, str],
+                                                                              message: str) -> None:
+    claim = replace(make_claim(1, "healthnet"), **change)  # type: ignore[arg-type]
+    with pytest.raises(ClaimBuildError, match=message) as raised:
+        build_837p(header("healthnet"), [make_claim(2, "healthnet"), claim])
+    assert "LAC" not in str(raised.value) and "PCN" not in str(raised.value), label  # the rule, never the value
+
+
+def test_references_up_to_50_characters_of_the_x12_set_validate() -> None:
+    claims = [replace(make_claim(1, "healthnet"), prior_authorization="A" * 50),
+              replace(make_claim(2, "healthnet"), prior_authorization="LAC-2025/001 (a)"),
+              replace(make_claim(3, "healthnet", frequency="7"), payer_claim_number="pcn#42")]
+    text = build_837p(header("healthnet"), claims).text
+    assert "REF*G1*" + "A" * 50 + "~" in text and "REF*F8*pcn#42~" in text
+    assert validate_837p(text) == []
+
+
+def test_validation_issues_are_traced_to_the_claim_whose_loops_hold_them() -> None:
+    claims = [make_claim(n, "healthnet", lines=2) for n in range(1, 5)]
+    text = build_837p(header("healthnet"), claims, max_claims_per_transaction=2).text
+    # Break claim 3 (second transaction set): a bad birth date (pyx12) and a bad rendering NPI (CalHub's rules).
+    segments = text.split("~")
+    start = segments.index(next(s for s in segments if s.startswith("NM1*IL") and "90000003A" in s))
+    segments[start + 3] = "DMG*D8*19731301*M"
+    rendering = next(n for n in range(start, len(segments)) if segments[n].startswith("NM1*82"))
+    segments[rendering] = segments[rendering].replace("XX*1679576722", "XX*1679576723")
+    bad = "~".join(segments)
+    issues = validate_837p(bad)
+    assert {i.rule for i in issues} >= {"ik403-8", "npi-check-digit"}
+    owners = claims_at(bad, [i.file_position for i in issues])
+    assert set(owners.values()) == {claims[2].claim_id} and len(owners) == len({i.file_position for i in issues})
+    # An issue outside every claim (the billing provider's NPI) belongs to none.
+    header_bad = text.replace("NM1*85*2*GOLDEN STATE CARE HUB*****XX*1234567893", "NM1*85*2*GOLDEN STATE CARE HUB"
+                              "*****XX*1234567890", 1)
+    outside = validate_837p(header_bad)
+    assert outside and claims_at(header_bad, [i.file_position for i in outside]) == {}

@@ -7,13 +7,15 @@ it away from a temporary name (`.tmp`, `.part`, `.filepart`, a leading dot). A c
 upload leaves nothing behind: the partial file is deleted and the MCP sends it again. An upload under a final
 name is marked as in progress (outside the jail, before the file is created) until it completes, so an upload
 cut off by the gateway itself dying (kill -9, power) is recognized by the next start and quarantined as
-`incomplete_upload`, never processed.
+`incomplete_upload`, never processed. A processed upload leaves inbound/ only if it still holds the bytes that
+were processed; one completed again under a name being processed is processed after that run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import uuid
@@ -257,11 +259,13 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         raise asyncssh.SFTPPermissionDenied("symbolic links are not served")
 
 
-def _remove_if_unchanged(local: Path, size: int) -> None:
-    # Not if the MCP re-uploaded under the same name meanwhile: that upload is announced and handled on its own.
-    with contextlib.suppress(FileNotFoundError):
-        if local.stat().st_size == size:
-            local.unlink()
+def _sha256_of(local: Path) -> str | None:
+    """The SHA-256 of a file's bytes now (None when it is gone)."""
+    try:
+        with local.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 class SftpServerPart(Background):
@@ -275,6 +279,8 @@ class SftpServerPart(Background):
         self._server: asyncssh.SSHAcceptor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[Path] = set()
+        # Uploads that completed again while their name was in flight: processed once the first run is done.
+        self._again: set[Path] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._limit = asyncio.Semaphore(self.settings.max_concurrent_ingests)
         self.port: int | None = None
@@ -329,24 +335,55 @@ class SftpServerPart(Background):
         return {"sftp": {"port": self.port, "in_flight": len(self._in_flight)}}
 
     def accept(self, mcp_code: str, local: Path) -> None:
-        """A complete upload: process it in the background (once, even if announced twice)."""
+        """A complete upload: process it in the background. One that completes while its name is still being
+        processed (the MCP sent a correction under the same name) is processed again after that run."""
         if local in self._in_flight:
+            self._again.add(local)
             return
         self._in_flight.add(local)
         task = asyncio.get_running_loop().create_task(self._process(mcp_code, local))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _replaced(self, local: Path) -> bool:
+        # Being written again, or written again since this run began: the bytes in hand are not the last word.
+        return local in self.writing or local in self._again
+
+    def _done(self, mcp_code: str, local: Path) -> None:
+        self._in_flight.discard(local)
+        if local in self._again:
+            self._again.discard(local)
+            self.accept(mcp_code, local)
+
+    async def _remove_if_unchanged(self, local: Path, content: bytes) -> None:
+        """Take a handled upload out of inbound/ unless the MCP replaced it meanwhile (same size or not)."""
+        if self._replaced(local):
+            return
+        handled, current = await asyncio.to_thread(
+            lambda: (hashlib.sha256(content).hexdigest(), _sha256_of(local)))
+        if current == handled:
+            self._unlink_unless_replaced(local)
+
+    def _unlink_unless_replaced(self, local: Path) -> None:
+        # Checked again on the event loop, where sessions open and close files, with nothing awaited before unlink.
+        if not self._replaced(local):
+            with contextlib.suppress(FileNotFoundError):
+                local.unlink()
+
     async def _process(self, mcp_code: str, local: Path) -> None:
         try:
             async with self._limit:
+                if self._replaced(local):
+                    return  # its next close announces it again
                 try:
                     content = await asyncio.to_thread(local.read_bytes)
                 except FileNotFoundError:
                     return  # removed by the MCP before we got to it
+                if self._replaced(local):
+                    return  # rewritten while it was read: the bytes may be a mix
                 outcome = await ingest(self.uow, self.ports, Arrival(mcp_code, local.name, content, "sftp"))
                 # Archived and recorded: the upload leaves inbound/ (the MCP sees it was taken).
-                await asyncio.to_thread(_remove_if_unchanged, local, len(content))
+                await self._remove_if_unchanged(local, content)
                 self.processed += 1
                 log.info("upload processed", extra={"file_id": outcome.file_id, "mcp_code": mcp_code,
                                                     "status": outcome.status})
@@ -354,7 +391,7 @@ class SftpServerPart(Background):
             log.error("upload processing failed; will retry", extra={"mcp_code": mcp_code,
                                                                      "error_type": type(exc).__name__})
         finally:
-            self._in_flight.discard(local)
+            self._done(mcp_code, local)
 
     def _quarantine_incomplete(self, mcp_code: str, account: str, local: Path, owner: str) -> None:
         if local in self._in_flight:
@@ -375,7 +412,7 @@ class SftpServerPart(Background):
                 outcome = await quarantine_incomplete(self.uow, self.ports,
                                                       Arrival(mcp_code, local.name, content, "sftp"))
                 # Archived and recorded: the partial bytes leave inbound/, the MCP finds the error report.
-                await asyncio.to_thread(_remove_if_unchanged, local, len(content))
+                await self._remove_if_unchanged(local, content)
                 self.jail.clear_upload(account, local.name, owner)
                 self.incomplete += 1
                 log.warning("incomplete upload quarantined", extra={"file_id": outcome.file_id,
@@ -385,7 +422,7 @@ class SftpServerPart(Background):
             log.error("incomplete upload not set aside; will retry", extra={"mcp_code": mcp_code,
                                                                             "error_type": type(exc).__name__})
         finally:
-            self._in_flight.discard(local)
+            self._done(mcp_code, local)  # a whole re-upload that completed meanwhile is processed now
 
     def sweep(self) -> int:
         """Queue every complete upload still in an inbound/ folder (after a crash or a failed attempt), and

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import asyncssh
 import gnupg
 import pytest
 from gateway_testing import Gateway, hn_mif, hn_mif_row, openssh_sftp, wait_for
+from sftp_gateway import sftp_server
 
 MIF_TOPIC = "sftp-gateway.member_information.v1"
 FILE_TOPIC = "sftp-gateway.file.v1"
@@ -137,6 +139,69 @@ async def test_the_same_file_encrypted_twice_is_a_duplicate(gateway: Gateway) ->
     files = {f["status"]: f for f in await gateway.files(direction="inbound")}
     assert files["duplicate"]["content_sha256"] == files["processed"]["content_sha256"]
     assert files["duplicate"]["encrypted"]
+
+
+@pytest.fixture
+def held_ingest(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """Uploads wait in the pipeline until released: (first one started, release)."""
+    started, release = asyncio.Event(), asyncio.Event()
+    real = sftp_server.ingest
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        await release.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(sftp_server, "ingest", held)
+    return started, release
+
+
+async def test_a_same_size_correction_uploaded_while_the_first_is_processed_is_processed_after_it(
+        gateway: Gateway, held_ingest: tuple[asyncio.Event, asyncio.Event]) -> None:
+    started, release = held_ingest
+    first = hn_mif(2)
+    corrected = first.replace(b"Member1,", b"Member9,")
+    assert len(corrected) == len(first)
+    async with gateway.session("healthnet") as sftp:
+        async with sftp.open("/inbound/HN_ECM_MIF_202610.csv", "wb") as handle:
+            await handle.write(first)
+        await started.wait()
+        async with sftp.open("/inbound/HN_ECM_MIF_202610.csv", "wb") as handle:
+            await handle.write(corrected)
+    release.set()
+    await gateway.settle()
+    assert len(gateway.events(FILE_TOPIC, "file.received")) == 2
+    names = sorted(e.data.member.first_name for e in gateway.events(MIF_TOPIC))
+    assert names == ["Member1", "Member2", "Member2", "Member9"]
+    assert list(gateway.ports.jail.inbound("healthnet").iterdir()) == []
+
+
+async def test_an_upload_still_open_when_the_first_is_done_is_kept_and_handled_at_its_close(
+        gateway: Gateway, held_ingest: tuple[asyncio.Event, asyncio.Event]) -> None:
+    started, release = held_ingest
+    first = hn_mif(2)
+    inbound = gateway.ports.jail.inbound("healthnet")
+    async with gateway.session("healthnet") as sftp:
+        async with sftp.open("/inbound/HN_ECM_MIF_202610.csv", "wb") as handle:
+            await handle.write(first)
+        await started.wait()
+        handle = await sftp.open("/inbound/HN_ECM_MIF_202610.csv", "wb")
+        await handle.write(first)  # the same bytes again, not closed yet
+        release.set()
+        await wait_for(lambda: _processed(gateway, 1))
+        assert [p.name for p in inbound.iterdir()] == ["HN_ECM_MIF_202610.csv"]
+        await handle.close()
+    await gateway.settle()
+    # The second upload leaves a trace: recorded as a duplicate of the first, then taken out of inbound/.
+    [received] = gateway.events(FILE_TOPIC, "file.received")
+    [duplicate] = gateway.events(FILE_TOPIC, "file.duplicate")
+    assert duplicate.data.original_file_id == received.data.file_id
+    assert len(gateway.events(MIF_TOPIC)) == 2
+    assert list(inbound.iterdir()) == []
+
+
+async def _processed(gateway: Gateway, count: int) -> bool:
+    return gateway.sftp.processed >= count
 
 
 async def test_an_upload_completes_on_rename_from_a_temporary_name(gateway: Gateway) -> None:

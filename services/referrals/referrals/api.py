@@ -368,6 +368,18 @@ async def intake(request: Request, caller: Caller, key: str | None, body: Any, r
     return answer.to_response()
 
 
+_INDEX = re.compile(r"\[[0-9]+\]")
+
+
+def _plain_path(field: str) -> str:
+    return _INDEX.sub("", field)
+
+
+def _nested(one: str, other: str) -> bool:
+    """True when one element path is the other, or inside it, or holds it."""
+    return one == other or one.startswith(other + ".") or other.startswith(one + ".")
+
+
 async def _accept(uow: ReferralsUnitOfWork, caller: Caller, key: str | None, fingerprint: str, raw: Any, *,
                   channel: str,
                   render: Callable[[ReferralsUnitOfWork, Referral], Awaitable[tuple[Any, dict[str, str]]]],
@@ -379,7 +391,11 @@ async def _accept(uow: ReferralsUnitOfWork, caller: Caller, key: str | None, fin
     draft, violations = check_referral(raw, today=service.pacific_date(now))
     named = [Violation(rename(v.field), v.rule, v.message) if rename else v for v in violations]
     if draft is None or pre_violations:
-        raise field_problem([*pre_violations, *named])
+        # An element the channel's own reading refused (e.g. a FHIR model error, whose element was left out)
+        # is reported once, not again as missing by the intake rules.
+        refused = [_plain_path(v.field) for v in pre_violations]
+        raise field_problem([*pre_violations, *(v for v in named
+                                                if not any(_nested(_plain_path(v.field), r) for r in refused))])
     referral = await service.new_referral(uow, draft, caller, channel=channel, now=now)
     body, headers = await render(uow, referral)
     answer = produced_response(201, body, headers)

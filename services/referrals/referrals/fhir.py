@@ -11,10 +11,12 @@ docs/decisions/0033-fhir-mapping.md.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.organization import Organization
@@ -143,8 +145,165 @@ def fhir_path(field: str) -> str:
 
 def _model_violations(exc: ValidationError, prefix: str) -> list[Violation]:
     # field_errors drops submitted values from the messages (they may be names or birth dates).
-    return [Violation(f"{prefix}.{e.field}" if e.field != "body" else prefix, e.rule, e.message)
+    return [Violation(f"{prefix}{'' if e.field.startswith('[') else '.'}{e.field}" if e.field != "body"
+                      else prefix, e.rule, e.message)
             for e in field_errors(exc.errors())]
+
+
+# A referenced resource that was posted but could not be read (its model errors are reported).
+_UNREADABLE: Final = object()
+
+
+def _pruned(raw: Mapping[str, Any], locations: Iterable[tuple[Any, ...]]) -> dict[str, Any] | None:
+    """A copy of `raw` without the elements at `locations` (pydantic error locations); None when one of them
+    is the resource itself, which no pruning can help."""
+    result = copy.deepcopy(dict(raw))
+    removals: list[tuple[Any, Any]] = []
+    for location in locations:
+        if not location:
+            return None
+        parent: Any = result
+        for part in location[:-1]:
+            try:
+                parent = parent[part]
+            except (KeyError, IndexError, TypeError):
+                parent = None
+                break
+        if parent is not None:
+            removals.append((parent, location[-1]))
+    # List items from the highest index down, so the indexes of the others still hold.
+    for parent, key in sorted(removals, key=lambda r: r[1] if isinstance(r[1], int) else -1, reverse=True):
+        if isinstance(parent, dict):
+            parent.pop(key, None)
+        elif isinstance(parent, list) and isinstance(key, int) and 0 <= key < len(parent):
+            del parent[key]
+    return result
+
+
+def _read_resource(raw: Any, name: str) -> tuple[Any, list[Violation]]:
+    """A resource read with the FHIR model library, and its model errors named `<name>.<element>`.
+
+    On errors the rest is still read (the elements in error left out, else the top-level elements holding
+    them), so the intake rules can check what was sent; None when even that fails. Values are never quoted."""
+    if not isinstance(raw, Mapping):
+        return None, [Violation(name, "type", "Must be a FHIR resource (JSON object).")]
+    model = _model_of(raw.get("resourceType"))
+    if model is None:
+        return None, [Violation(f"{name}.resourceType", "enum", "Not a FHIR R4 resource type.")]
+    try:
+        return model.model_validate(raw), []
+    except ValidationError as exc:
+        violations = _model_violations(exc, name)
+        locations = [tuple(e["loc"]) for e in exc.errors()]
+    except KeyError:  # the library's lookup of a nested resource of a type R4 does not define
+        return None, [Violation(name, "resource_type", "Holds a resource of a type FHIR R4 does not define.")]
+    for attempt in (locations, [location[:1] for location in locations]):
+        pruned = _pruned(raw, attempt)
+        if pruned is None:
+            break
+        try:
+            return model.model_validate(pruned), violations
+        except (ValidationError, KeyError):
+            continue
+    return None, violations
+
+
+def _model_of(kind: Any) -> Any:
+    """The R4B model class of a resource type, or None if FHIR R4 has no such resource."""
+    try:
+        return get_fhir_model_class(kind) if isinstance(kind, str) and kind else None
+    except ValueError:
+        return None
+
+
+def _role_names(raw_request: Mapping[str, Any]) -> dict[str, str]:
+    """How errors name each resource the ServiceRequest references: by the element that references it."""
+    roles: dict[str, str] = {}
+
+    def reference_of(element: Any) -> str | None:
+        found = element.get("reference") if isinstance(element, Mapping) else None
+        return found if isinstance(found, str) else None
+
+    for key, role in (("subject", "subject"), ("requester", "requester")):
+        reference = reference_of(raw_request.get(key))
+        if reference:
+            roles[reference] = role
+    insurance = raw_request.get("insurance")
+    for element in insurance if isinstance(insurance, list) else ():
+        reference = reference_of(element)
+        if reference:
+            roles[reference] = "insurance"
+    return roles
+
+
+def _resource_name(kind: Any, role: str | None) -> str:
+    # The Patient is "Patient", as the intake rules name its elements; others by the element referencing them.
+    name = kind if isinstance(kind, str) and kind else "Resource"
+    if role is None or (role == "subject" and name == "Patient"):
+        return name
+    return f"ServiceRequest.{role}({name})"
+
+
+def _read_request_in_parts(raw_request: Mapping[str, Any], roles: Mapping[str, str]
+                           ) -> tuple[ServiceRequest | None, list[Any], set[str], list[Violation]]:
+    """A ServiceRequest the model refused as a whole: each contained resource and the rest read on their own
+    (`_read_resource`), so model errors name Patient and ServiceRequest elements and the intake rules still run.
+    Returns the request (None if unreadable), the contained resources read, the references of those that
+    could not be read, and the model errors."""
+    violations: list[Violation] = []
+    contained: list[Any] = []
+    unreadable: set[str] = set()
+    raw_contained = raw_request.get("contained")
+    if raw_contained is not None and not isinstance(raw_contained, list):
+        violations.append(Violation("ServiceRequest.contained", "type", "Must be a list of resources."))
+        raw_contained = None
+    for index, item in enumerate(raw_contained or ()):
+        kind = item.get("resourceType") if isinstance(item, Mapping) else None
+        local = f"#{item.get('id')}" if isinstance(item, Mapping) and item.get("id") else None
+        name = (_resource_name(kind, roles.get(local)) if local and _model_of(kind) is not None
+                else f"ServiceRequest.contained[{index}]")
+        resource, problems = _read_resource(item, name)
+        violations.extend(problems)
+        if resource is not None:
+            contained.append(resource)
+        elif local:
+            unreadable.add(local)
+    request, problems = _read_resource({k: v for k, v in raw_request.items() if k != "contained"}, "ServiceRequest")
+    violations.extend(problems)
+    return request if isinstance(request, ServiceRequest) else None, contained, unreadable, violations
+
+
+def _read_bundle_in_parts(payload: Mapping[str, Any]
+                          ) -> tuple[Bundle | None, list[Mapping[str, Any]], dict[str, Any], list[Violation]]:
+    """A Bundle the model refused as a whole: the Bundle without its resources, then each entry's resource on
+    its own (named like contained ones). Returns the Bundle shell (None if unreadable), the raw ServiceRequests,
+    the other resources read (by fullUrl and `Type/id`, `_UNREADABLE` for those that could not be) and the
+    model errors."""
+    raw_entries = payload.get("entry")
+    raw_entries = raw_entries if isinstance(raw_entries, list) else []
+    shell_entries = [{k: v for k, v in e.items() if k != "resource"} if isinstance(e, Mapping) else e
+                     for e in raw_entries]
+    bundle, violations = _read_resource({**payload, "entry": shell_entries} if raw_entries else payload, "Bundle")
+    resources = [e.get("resource") if isinstance(e, Mapping) else None for e in raw_entries]
+    requests = [r for r in resources if isinstance(r, Mapping) and r.get("resourceType") == "ServiceRequest"]
+    roles = _role_names(requests[0]) if len(requests) == 1 else {}
+    entries: dict[str, Any] = {}
+    for index, (entry, resource) in enumerate(zip(raw_entries, resources, strict=True)):
+        if resource is None or resource in requests:
+            continue
+        kind = resource.get("resourceType") if isinstance(resource, Mapping) else None
+        keys = [str(entry["fullUrl"])] if isinstance(entry, Mapping) and entry.get("fullUrl") else []
+        if isinstance(resource, Mapping) and resource.get("id") and kind:
+            keys.append(f"{kind}/{resource['id']}")
+        role = next((roles[k] for k in keys if k in roles), None)
+        name = (_resource_name(kind, role) if keys and _model_of(kind) is not None
+                else f"Bundle.entry[{index}].resource")
+        model, problems = _read_resource(resource, name)
+        violations.extend(problems)
+        data = _UNREADABLE if model is None else model.model_dump(mode="json", exclude_none=True, by_alias=True)
+        for key in keys:
+            entries[key] = data
+    return bundle if isinstance(bundle, Bundle) else None, requests, entries, violations
 
 
 def _ext(extensions: Iterable[Any] | None, url: str) -> Any:
@@ -180,72 +339,102 @@ def _telecom(points: Iterable[Any] | None, system: str) -> str | None:
 class _Resolver:
     """Finds a referenced resource: contained (`#id`), or another entry of the posted Bundle."""
 
-    def __init__(self, contained: Sequence[Any], bundle_entries: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(self, contained: Sequence[Any], bundle_entries: Mapping[str, Any],
+                 unreadable: Iterable[str] = ()) -> None:
         self.contained = {str(r.id): r for r in contained if getattr(r, "id", None)}
         self.entries = bundle_entries
+        self.unreadable = frozenset(unreadable)
 
     def resolve(self, reference: str | None) -> Any:
+        """The resource, a Bundle entry's data, `_UNREADABLE` (posted, but its model errors are reported) or
+        None."""
         if not reference:
             return None
+        if reference in self.unreadable:
+            return _UNREADABLE
         if reference.startswith("#"):
             return self.contained.get(reference[1:])
         return self.entries.get(reference)
+
+
+def _bundle_contents(bundle: Bundle) -> tuple[list[Mapping[str, Any]], dict[str, Any]]:
+    """A Bundle's ServiceRequests, and every resource by fullUrl and `Type/id`, as JSON data."""
+    requests: list[Mapping[str, Any]] = []
+    entries: dict[str, Any] = {}
+    for entry in bundle.entry or ():
+        resource = entry.resource
+        if resource is None:
+            continue
+        data = resource.model_dump(mode="json", exclude_none=True, by_alias=True)
+        kind = data.get("resourceType")
+        if entry.fullUrl:
+            entries[str(entry.fullUrl)] = data
+        if data.get("id"):
+            entries[f"{kind}/{data['id']}"] = data
+        if kind == "ServiceRequest":
+            requests.append(data)
+    return requests, entries
 
 
 def submission_from_fhir(payload: Any) -> tuple[dict[str, Any] | None, list[Violation]]:
     """Map a posted ServiceRequest (or Bundle) onto the JSON-API submission; violations name FHIR elements.
 
     The submission is None only when the payload cannot be read at all; otherwise it is returned with the
-    FHIR-level violations (status, intent, references) so the intake rules can add theirs and every problem
-    is reported at once.
+    FHIR-level violations (status, intent, references, and the model library's errors, named by Patient and
+    ServiceRequest elements) so the intake rules can add theirs and every problem is reported at once. A
+    resource the model refuses is read without the elements in error (`_read_resource`).
     """
     if not isinstance(payload, Mapping):
         return None, [Violation("body", "type", "The body must be a FHIR resource (JSON object).")]
     resource_type = payload.get("resourceType")
-    entries: dict[str, Mapping[str, Any]] = {}
+    entries: dict[str, Any] = {}
     raw_request: Any = payload
+    violations: list[Violation] = []
     if resource_type == "Bundle":
+        bundle: Bundle | None
         try:
             bundle = Bundle.model_validate(payload)
-        except ValidationError as exc:
-            return None, _model_violations(exc, "Bundle")
+        except (ValidationError, KeyError):  # KeyError: an entry of a resource type R4 does not define
+            bundle, requests, entries, violations = _read_bundle_in_parts(payload)
+        else:
+            requests, entries = _bundle_contents(bundle)
+        if bundle is None:
+            return None, violations
         if bundle.type not in ("transaction", "collection", "batch"):
-            return None, [Violation("Bundle.type", "enum", "Post a transaction, batch or collection Bundle.")]
-        requests = []
-        for entry in bundle.entry or ():
-            resource = entry.resource
-            if resource is None:
-                continue
-            data = resource.model_dump(mode="json", exclude_none=True, by_alias=True)
-            kind = data.get("resourceType")
-            if entry.fullUrl:
-                entries[str(entry.fullUrl)] = data
-            if data.get("id"):
-                entries[f"{kind}/{data['id']}"] = data
-            if kind == "ServiceRequest":
-                requests.append(data)
+            return None, [*violations,
+                          Violation("Bundle.type", "enum", "Post a transaction, batch or collection Bundle.")]
         if len(requests) != 1:
-            return None, [Violation("Bundle.entry", "one_service_request",
-                                    "The Bundle must hold exactly one ServiceRequest.")]
+            return None, [*violations, Violation("Bundle.entry", "one_service_request",
+                                                 "The Bundle must hold exactly one ServiceRequest.")]
         raw_request = requests[0]
     elif resource_type != "ServiceRequest":
         return None, [Violation("resourceType", "enum", "Post a ServiceRequest or a Bundle holding one.")]
 
+    unreadable: set[str] = set()
+    read: ServiceRequest | None
     try:
-        request = ServiceRequest.model_validate(raw_request)
-    except ValidationError as exc:
-        return None, _model_violations(exc, "ServiceRequest")
-    violations = _check_codes(request)
-    resolver = _Resolver(request.contained or [], entries)
+        read = ServiceRequest.model_validate(raw_request)
+        contained = list(read.contained or [])
+    except (ValidationError, KeyError):  # KeyError: a contained resource of a type R4 does not define
+        read, contained, unreadable, problems = _read_request_in_parts(raw_request, _role_names(raw_request))
+        violations.extend(problems)
+    if read is None:
+        return None, violations
+    request = read
+    violations.extend(_check_codes(request))
+    resolver = _Resolver(contained, entries, unreadable)
     patient = _patient(resolver, request, violations)
     submission: dict[str, Any] = {}
     if patient is not None:
         submission["member"] = _member(patient)
     _service(request, submission)
-    _requester(resolver, request, submission)
+    _requester(resolver, request, submission, violations)
     coverage = None
     for insurance in request.insurance or ():
         coverage = resolver.resolve(insurance.reference)
+        if coverage is _UNREADABLE:
+            violations.append(Violation("ServiceRequest.insurance", "unreadable_resource",
+                                        "The referenced Coverage has errors (listed) and could not be read."))
         if isinstance(coverage, Mapping):
             coverage = Coverage.model_validate(coverage)
         break
@@ -298,6 +487,10 @@ def _check_codes(request: ServiceRequest) -> list[Violation]:
 def _patient(resolver: _Resolver, request: ServiceRequest, violations: list[Violation]) -> Patient | None:
     reference = request.subject.reference if request.subject else None
     found = resolver.resolve(reference)
+    if found is _UNREADABLE:
+        violations.append(Violation("ServiceRequest.subject", "unreadable_resource",
+                                    "The referenced Patient has errors (listed) and could not be read."))
+        return None
     if isinstance(found, Mapping):
         try:
             found = Patient.model_validate(found)
@@ -366,11 +559,16 @@ def _service(request: ServiceRequest, submission: dict[str, Any]) -> None:
         submission["expedited_reason"] = str(reason.valueString)
 
 
-def _requester(resolver: _Resolver, request: ServiceRequest, submission: dict[str, Any]) -> None:
+def _requester(resolver: _Resolver, request: ServiceRequest, submission: dict[str, Any],
+               violations: list[Violation]) -> None:
     if request.requester is None:
         return
     referring: dict[str, Any] = {}
     found = resolver.resolve(request.requester.reference)
+    if found is _UNREADABLE:
+        violations.append(Violation("ServiceRequest.requester", "unreadable_resource",
+                                    "The referenced Organization has errors (listed) and could not be read."))
+        return
     if isinstance(found, Mapping) and found.get("resourceType") == "Organization":
         found = Organization.model_validate(found)
     if isinstance(found, Organization):

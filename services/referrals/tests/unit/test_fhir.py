@@ -146,6 +146,60 @@ async def test_fhir_errors_name_the_fhir_element(harness: ServiceHarness, path: 
                                               for e in response.json()["errors"]]
 
 
+def every_error_at_once() -> dict[str, Any]:
+    """Bad CIN, NPI and county (intake rules) and a birth date the FHIR model refuses."""
+    request = make_service_request(cin="9000002")
+    request["contained"][1]["identifier"][0]["value"] = "1234567890"
+    request["contained"][0]["address"][0]["district"] = "Nowhere"
+    request["contained"][0]["birthDate"] = "1975-13-45"
+    return request
+
+
+EVERY_ERROR = {("Patient.birthDate", "value_error"), ("Patient.identifier", "cin_format"),
+               ("Patient.address.district", "california_county"),
+               ("ServiceRequest.requester(Organization).identifier", "npi_check_digit")}
+
+
+@pytest.mark.parametrize("shape", ["contained", "bundle"])
+async def test_model_errors_and_intake_rules_are_reported_together(harness: ServiceHarness, shape: str) -> None:
+    request = every_error_at_once()
+    response = await post_fhir(harness, as_bundle(request) if shape == "bundle" else request)
+    assert response.status_code == 422
+    # The birth date is named as the Patient's element, and not reported again as missing by the intake rules.
+    assert {(e["field"], e["rule"]) for e in response.json()["errors"]} == EVERY_ERROR
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    # The requester's phone is not a string: one error, not also "phone or email required".
+    ("contained/1/contact/0/telecom/0/value", 5,
+     {("ServiceRequest.requester(Organization).contact[0].telecom[0].value", "string_type")}),
+    ("authoredOn", "2026-99-99", {("ServiceRequest.authoredOn", "value_error")}),
+    ("contained/0/name", [{"family": 123, "given": ["Rosa"]}], {("Patient.name[0].family", "string_type")}),
+])
+def test_a_model_error_names_its_element_and_the_rest_is_still_checked(path: str, value: Any,
+                                                                       expected: set[tuple[str, str]]) -> None:
+    request = _with(make_service_request(cin="BAD"), path, value)
+    submission, violations = submission_from_fhir(request)
+    assert submission is not None and submission["member"]["cin"] == "BAD"  # read on, for the intake rules
+    assert {(v.field, v.rule) for v in violations} == expected
+
+
+def test_a_patient_that_cannot_be_read_at_all_is_named() -> None:
+    request = make_service_request()
+    request["contained"][0].update(deceasedBoolean=True, deceasedDateTime="2020-01-01")  # one of, not both
+    submission, violations = submission_from_fhir(request)
+    assert submission is not None and "member" not in submission
+    assert {(v.field, v.rule) for v in violations} == {("Patient", "value_error"),
+                                                       ("ServiceRequest.subject", "unreadable_resource")}
+
+
+def test_a_contained_resource_of_no_r4_type_is_a_violation() -> None:
+    request = make_service_request()
+    request["contained"].append({"resourceType": "Spaceship", "id": "s1"})
+    _, violations = submission_from_fhir(request)
+    assert [(v.field, v.rule) for v in violations] == [("ServiceRequest.contained[2].resourceType", "enum")]
+
+
 async def test_a_malformed_resource_is_refused_with_model_errors(harness: ServiceHarness) -> None:
     bad = _with(make_service_request(), "contained/0/birthDate", "1975-13-45")
     response = await post_fhir(harness, bad)

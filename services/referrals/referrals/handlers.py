@@ -50,9 +50,12 @@ async def learn_member_plan(event: Envelope[Any], uow: ReferralsUnitOfWork) -> N
 
 @registry.handles(EligibilityLost)
 async def forget_member_plan(event: Envelope[EligibilityLost], uow: ReferralsUnitOfWork) -> None:
-    """A member without a plan: new referrals for them wait (needs_plan) instead of going to the old plan."""
+    """A member without a plan: new referrals for them wait (needs_plan) instead of going to the old plan.
+
+    Ordered like all eligibility news by when it was known (`as_of`), not by when the loss took effect: a loss
+    learnt today with an earlier `effective` date (retroactive) is still newer than yesterday's verification."""
     data = event.data
-    await service.learn_plan(uow, event, cin=data.cin, mcp_code=None, as_of=data.effective,
+    await service.learn_plan(uow, event, cin=data.cin, mcp_code=None, as_of=data.as_of,
                              verified_at=data.verified_at)
 
 

@@ -321,7 +321,8 @@ async def withdraw(uow: ReferralsUnitOfWork, referral_id: str, caller: Caller, *
 async def learn_plan(uow: ReferralsUnitOfWork, event: Envelope[Any], *, cin: str, mcp_code: str | None,
                      as_of: date, verified_at: datetime) -> int:
     """Update the member-plan projection from an eligibility event and route the member's referrals that
-    wait for a plan; returns how many were routed. Older news (earlier as_of) never overwrites newer."""
+    wait for a plan; returns how many were routed. News is ordered by when it was known (`as_of`, then
+    `verified_at`; an event's `effective` date is not a knowledge date): older news never overwrites newer."""
     member_id = member_id_for(cin)
     known = await uow.member_plans.get(member_id)
     at = as_utc(event.time)

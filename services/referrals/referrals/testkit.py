@@ -16,7 +16,7 @@ from shared.contracts.authorizations import (
     AuthorizationRequested,
 )
 from shared.contracts.claims import EncounterRecorded
-from shared.contracts.eligibility import EligibilitySource, EligibilityVerified
+from shared.contracts.eligibility import EligibilityLost, EligibilitySource, EligibilityVerified
 from shared.contracts.values import MemberDemographics, Program, ServiceRequested, Urgency
 from shared.envelope import Envelope, new_event
 
@@ -161,6 +161,14 @@ def verified(cin: str, mcp_code: str | None, as_of: date = date(2026, 11, 1)) ->
     return new_event(EligibilityVerified(cin=cin, mcp_code=mcp_code, source=EligibilitySource.X12_271,
                                          as_of=as_of, verified_at=NOW), subject=f"elig_{cin[-4:]}",
                      source="eligibility")
+
+
+def lost(cin: str, mcp_code: str, *, as_of: date, effective: date) -> Envelope[Any]:
+    """eligibility.lost: learnt on `as_of`, in effect from `effective` (earlier when retroactive)."""
+    return new_event(EligibilityLost(cin=cin, mcp_code=mcp_code, source=EligibilitySource.X12_271, as_of=as_of,
+                                     verified_at=datetime.combine(as_of, NOW.timetz()), effective=effective,
+                                     reason="coverage inactive"),
+                     subject=f"elig_{cin[-4:]}", source="eligibility")
 
 
 # ------------------------------------------------------------------------------------------ harness

@@ -120,10 +120,11 @@ class FileRepository:
         return value
 
     async def arrivals(self, mcp_code: str, kind: str, start: datetime, end: datetime) -> int:
-        """Inbound files of a kind received in (start, end], duplicates not counted."""
+        """Inbound files of a kind received in (start, end] whose content was used: a duplicate, or a file
+        quarantined (bad columns, every row bad, cut off), is not the file the hub expected."""
         count = await self.session.scalar(select(func.count()).select_from(gateway_file).where(
             gateway_file.c.mcp_code == mcp_code, gateway_file.c.kind == kind,
-            gateway_file.c.direction == "inbound", gateway_file.c.status != "duplicate",
+            gateway_file.c.direction == "inbound", gateway_file.c.status.in_(USED_STATUSES),
             gateway_file.c.received_at > start, gateway_file.c.received_at <= end))
         return int(count or 0)
 

@@ -180,6 +180,20 @@ async def test_missing_mif_raises_file_late_and_an_arrived_one_does_not(gateway:
     assert ("lacare", "other") not in late  # the status file arrived in its window
 
 
+async def test_a_quarantined_mif_does_not_count_as_arrived(gateway: Gateway) -> None:
+    missing_columns = b"Member_CIN,Member_Last_Name\r\n90000001A,Testperson\r\n"
+    await gateway.upload("healthnet", "HN_ECM_MIF_202610.csv", missing_columns)
+    [quarantined] = gateway.events(FILE_TOPIC, "file.quarantined")
+    assert quarantined.data.kind == "mif"
+    now = datetime.now(UTC)
+    async with gateway.runtime.uow() as uow:
+        assert await uow.files.arrivals("healthnet", "mif", now - timedelta(days=1), now + timedelta(days=1)) == 0
+    scheduler = next(p for p in gateway.runtime.background if type(p).__name__ == "SchedulerPart").scheduler
+    await scheduler.fire_due(now + timedelta(days=62))
+    await gateway.settle()
+    assert ("healthnet", "mif") in {(e.data.mcp_code, e.data.kind) for e in gateway.events(FILE_TOPIC, "file.late")}
+
+
 async def test_pgp_round_trip(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """The MCP encrypts to the hub's key; the hub encrypts to the MCP's key (throwaway keys)."""
     mcp_home = tmp_path / "mcp-gnupg"

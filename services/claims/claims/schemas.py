@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from claims.x12.x837p import REFERENCE_RULE, reference_problem
+from claims.x12.x837p import REFERENCE_RULE, TEXT_RULE, reference_problem, text_problem
 from shared.contracts.values import Program
 from shared.reference.identifiers import npi_problem
 
@@ -31,6 +31,14 @@ def _reference(value: str) -> str:
     return value
 
 
+def _x12_text(value: str) -> str:
+    if value and text_problem(value) is not None:  # empty: min_length decides (an optional one stays allowed)
+        # Written into the 837P (NM1, N3, N4) in X12's character set; accents are folded (Peña -> PENA), any
+        # other character would be dropped (a name in another script would arrive empty).
+        raise PydanticCustomError("x12_text", "Must be " + TEXT_RULE + ".")
+    return value
+
+
 def _icd10(value: str) -> str:
     return value.replace(".", "").upper()
 
@@ -39,6 +47,7 @@ Npi = Annotated[str, AfterValidator(_npi)]
 DiagnosisCode = Annotated[str, Field(pattern=ICD10), AfterValidator(_icd10)]
 Modifier = Annotated[str, Field(pattern=r"^[A-Z0-9]{2}$")]
 Reference = Annotated[str, AfterValidator(_reference)]
+X12Text = Annotated[str, AfterValidator(_x12_text)]
 
 
 class _In(BaseModel):
@@ -48,9 +57,9 @@ class _In(BaseModel):
 class AddressIn(_In):
     """The member's residential address (837P 2010BA N3/N4)."""
 
-    line1: str = Field(min_length=1, max_length=55)
-    line2: str | None = Field(None, max_length=55)
-    city: str = Field(min_length=1, max_length=30)
+    line1: X12Text = Field(min_length=1, max_length=55)
+    line2: X12Text | None = Field(None, max_length=55)
+    city: X12Text = Field(min_length=1, max_length=30)
     state: str = Field("CA", pattern=r"^[A-Z]{2}$")
     zip: str = Field(pattern=r"^[0-9]{5}([0-9]{4})?$")
 
@@ -59,9 +68,9 @@ class MemberIn(_In):
     """The member served: CIN and the demographics the 837P subscriber loop carries."""
 
     cin: str = Field(pattern=r"^[0-9]{8}[A-Z]$")
-    last_name: str = Field(min_length=1, max_length=60)
-    first_name: str = Field(min_length=1, max_length=35)
-    middle_name: str | None = Field(None, max_length=25)
+    last_name: X12Text = Field(min_length=1, max_length=60)
+    first_name: X12Text = Field(min_length=1, max_length=35)
+    middle_name: X12Text | None = Field(None, max_length=25)
     birth_date: date
     sex: Literal["F", "M", "U", "X"] = "U"
     address: AddressIn
@@ -71,8 +80,8 @@ class RenderingProviderIn(_In):
     """Who rendered the service (837P 2310B): the care manager or CHW, with an NPI."""
 
     npi: Npi
-    last_name: str = Field(min_length=1, max_length=60)
-    first_name: str | None = Field(None, max_length=35)
+    last_name: X12Text = Field(min_length=1, max_length=60)
+    first_name: X12Text | None = Field(None, max_length=35)
 
 
 class EncounterIn(_In):

@@ -7,6 +7,7 @@ subscriber, so there is no 2000C patient loop), 2300 claim, 2310B rendering prov
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -189,6 +190,11 @@ DELIMITERS = frozenset("*:^~")
 REFERENCE_MAX = 50  # REF02 is AN 1/50 (2300 REF*G1, REF*F8)
 REFERENCE_RULE = (f"1 to {REFERENCE_MAX} characters of the X12 basic or extended character set, without the "
                   "delimiters * : ^ ~")
+TEXT_RULE = ("letters of the Latin alphabet (accents are dropped), digits, spaces and X12 punctuation, with at "
+             "least one letter or digit")
+
+
+_LETTER_OR_DIGIT = re.compile(r"[A-Za-z0-9]")
 
 
 def _x12_character(ch: str) -> bool:
@@ -207,6 +213,26 @@ def reference_problem(value: str) -> str | None:
     return None
 
 
+def text_problem(value: str) -> str | None:
+    """Why a name or address line would lose characters when written into the 837P (`_x12_text`), or None.
+
+    The only transliteration is the documented one: accents are folded (Peña -> PENA) and delimiters become
+    spaces. A character with no ASCII letter under its accents (王, ß, Ø) would silently disappear, so it is
+    refused instead, as is a value left with no letter or digit.
+    """
+    if value.isascii():  # most names: checked without folding
+        if not value.isprintable() and not all(_x12_character(ch) or ch in "\t\r\n" for ch in value):
+            return "must use the X12 character set"
+        return None if _LETTER_OR_DIGIT.search(value) else "must contain a letter or digit"
+    for ch in value:
+        if _x12_character(ch) or ch in "\t\r\n" or unicodedata.combining(ch):
+            continue
+        base = [c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)]
+        if not base or not all(_x12_character(c) for c in base):
+            return "must be written in Latin letters: a character has no X12 equivalent"
+    return None if _LETTER_OR_DIGIT.search(_x12_text(value, len(value))) else "must contain a letter or digit"
+
+
 def _x12_text(value: str, limit: int) -> str:
     # X12 files are ASCII: accents are folded (Peña -> PENA), our delimiters '~*:^' become spaces, and names
     # are upper-cased as MCP EDI systems expect.
@@ -222,6 +248,14 @@ def _seg(*elements: str) -> str:
 
 def _composite(*components: str) -> str:
     return ":".join(components).rstrip(":")
+
+
+def _check_text(value: str | None, element: str, required: bool = True) -> None:
+    if value is None or (not value and not required):
+        return
+    problem = text_problem(value)
+    if problem is not None:
+        raise ClaimBuildError(f"{element} {problem}")
 
 
 def check_claim(claim: ProfessionalClaim) -> None:
@@ -257,6 +291,19 @@ def check_claim(claim: ProfessionalClaim) -> None:
         problem = reference_problem(claim.payer_claim_number)
         if problem is not None:
             raise ClaimBuildError(f"REF*F8 payer claim number {problem}")
+    # Names and addresses: a character with no X12 equivalent would be dropped (a non-Latin name becomes an empty
+    # NM103, which fails validation); intake refuses them, this catches rows stored before it did.
+    sub = claim.subscriber
+    _check_text(sub.last_name, "NM1*IL subscriber last name")
+    _check_text(sub.first_name, "NM1*IL subscriber first name", required=False)
+    _check_text(sub.middle_name, "NM1*IL subscriber middle name", required=False)
+    _check_text(sub.address.line1, "N3 subscriber address line 1")
+    _check_text(sub.address.line2, "N3 subscriber address line 2", required=False)
+    _check_text(sub.address.city, "N4 subscriber city")
+    rendering = claim.rendering_provider
+    if rendering is not None:
+        _check_text(rendering.last_name, "NM1*82 rendering provider last or organization name")
+        _check_text(rendering.first_name, "NM1*82 rendering provider first name", required=False)
 
 
 class _SegmentWriter:

@@ -142,6 +142,33 @@ async def test_bad_input_names_field_and_rule(harness: ServiceHarness, change: d
     assert "9000001A" not in response.text and "1234567890" not in response.text
 
 
+@pytest.mark.parametrize(("change", "field"), [
+    ({"member": {**testkit.member(1), "last_name": "王"}}, "member.last_name"),
+    ({"member": {**testkit.member(1), "first_name": "Иван"}}, "member.first_name"),
+    ({"member": {**testkit.member(1), "address": {**testkit.member(1)["address"], "city": "東京"}}},
+     "member.address.city"),
+    ({"rendering_provider": {"npi": testkit.CBO_NPI, "last_name": "Søren"}}, "rendering_provider.last_name"),
+])
+async def test_a_name_the_837p_cannot_write_is_refused_naming_field_and_rule(harness: ServiceHarness,
+                                                                             change: dict[str, Any],
+                                                                             field: str) -> None:
+    response = await post(harness, "/v1/encounters", {**testkit.encounter_body(1), **change})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [(e["field"], e["rule"]) for e in response.json()["errors"]] == [(field, "x12_text")]
+    assert not any(value in response.text for value in ("王", "Иван", "東京", "Søren"))  # never echoed
+
+
+async def test_accented_latin_names_are_recorded_and_folded_in_the_837p(harness: ServiceHarness) -> None:
+    await testkit.seed_member(harness.runtimes["claims"], 1)
+    body = testkit.encounter_body(1, member={**testkit.member(1), "last_name": "Peña", "first_name": "José"})
+    recorded = await post(harness, "/v1/encounters", body)
+    assert recorded.status_code == 201 and recorded.json()["status"] == "recorded"
+    batch = (await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")).json()
+    text = store(harness).get(batch["file"]["uri"]).decode()
+    assert "NM1*IL*1*PENA*JOSE****MI*90000001A~" in text and validate_837p(text) == []
+
+
 async def test_batch_gives_per_item_results(harness: ServiceHarness) -> None:
     await testkit.seed_member(harness.runtimes["claims"], 2)
     items = [testkit.encounter_body(2), testkit.encounter_body(2), testkit.encounter_body(3),
@@ -365,6 +392,19 @@ async def test_a_claim_the_837p_cannot_carry_is_rejected_alone_and_the_batch_goe
     again = (await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")).json()
     assert again["claims"] == 1
     assert "REF*G1*LAC-2025-001~" in store(harness).get(again["file"]["uri"]).decode()
+
+
+async def test_a_stored_name_the_837p_cannot_write_holds_back_only_its_claim(harness: ServiceHarness) -> None:
+    # A claim stored before intake refused such names: it is rejected alone, the batch goes out.
+    claim_ids = await _record(harness, range(97, 99))
+    stored = (await claim(harness, claim_ids[0]))["member"]
+    await change_claim(harness, claim_ids[0], member={**stored, "last_name": "王"})
+    batch = (await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")).json()
+    assert batch["claims"] == 1
+    assert await statuses(harness, claim_ids) == ["rejected", "batched"]
+    reasons = (await claim(harness, claim_ids[0]))["rejection_reasons"]
+    assert reasons == ["837P: NM1*IL subscriber last name must be written in Latin letters: a character has no X12 "
+                       "equivalent"]
 
 
 async def test_when_no_draft_can_go_the_rejections_stand_and_no_file_leaves(harness: ServiceHarness) -> None:

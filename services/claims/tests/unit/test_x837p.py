@@ -277,3 +277,27 @@ def test_validation_issues_are_traced_to_the_claim_whose_loops_hold_them() -> No
                               "*****XX*1234567890", 1)
     outside = validate_837p(header_bad)
     assert outside and claims_at(header_bad, [i.file_position for i in outside]) == {}
+
+
+@pytest.mark.parametrize(("label", "change", "element"), [
+    ("subscriber last name in Chinese script", {"last_name": "王"}, "NM1*IL subscriber last name"),
+    ("subscriber first name in Cyrillic", {"first_name": "Иван"}, "NM1*IL subscriber first name"),
+    ("letter with no ASCII base (ø)", {"last_name": "Søren"}, "NM1*IL subscriber last name"),
+    ("only delimiters", {"last_name": "*~"}, "NM1*IL subscriber last name"),
+])
+def test_a_name_the_837p_cannot_write_is_refused_naming_the_element(label: str, change: dict[str, str],
+                                                                    element: str) -> None:
+    # Before, 王 became an empty NM103 and the validator failed the whole batch ("last name missing").
+    claim = make_claim(1, "healthnet")
+    bad = replace(claim, subscriber=replace(claim.subscriber, **change))
+    with pytest.raises(ClaimBuildError, match=re.escape(element)) as raised:
+        build_837p(header("healthnet"), [make_claim(2, "healthnet"), bad])
+    assert not any(value in str(raised.value) for value in change.values()), label
+
+
+def test_accented_latin_names_are_folded_as_documented() -> None:
+    claim = make_claim(1, "healthnet")
+    folded = replace(claim, subscriber=replace(claim.subscriber, last_name="Nguyễn", first_name="José",
+                                               middle_name="Ana María"))
+    text = build_837p(header("healthnet"), [folded]).text
+    assert "NM1*IL*1*NGUYEN*JOSE*ANA MARIA***MI*90000001A~" in text and validate_837p(text) == []

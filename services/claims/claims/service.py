@@ -57,6 +57,7 @@ from claims.domain.remittance import (
     SettlementState,
     file_sha256,
     plan_remittance_file,
+    planned_posting_id,
     remittance_key,
 )
 from claims.domain.timely_payment import (
@@ -1270,9 +1271,11 @@ async def _take_remittance(uow: ClaimsUnitOfWork, content: bytes, *, mcp_code: s
     repo.add_file(file_row)
     await uow.flush()
     posted: list[Remittance] = []
+    stored: dict[str, str] = {}  # planned_posting_id -> claim_payment.id, for a later set reversing it
     for remittance_plan in plan.remittances:
         if remittance_plan.status is RemittanceStatus.POST:
-            posted.append(await _post_remittance(uow, remittance_plan, file_row, states, actor, now, parent))
+            posted.append(await _post_remittance(uow, remittance_plan, file_row, states, stored, actor, now,
+                                                 parent))
     log.info("835 posted", extra={"file_id": file_row.id, "mcp_code": mcp_code, "count": len(posted)})
     return RemittanceIntake(file_row, posted)
 
@@ -1334,6 +1337,7 @@ class _PostingRows:
     adjustments: list[Row] = field(default_factory=list)
     exceptions: list[Row] = field(default_factory=list)
     payment_of: dict[int, str] = field(default_factory=dict)  # CLP position -> claim_payment.id
+    reverses_of: dict[int, str] = field(default_factory=dict)  # reversal's CLP position -> claim_payment.id undone
     denial_of: dict[str, str] = field(default_factory=dict)  # claim_payment.id -> denial.id
 
 
@@ -1347,9 +1351,10 @@ class _Settlements:
 
 
 async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row: RemittanceFile,
-                           states: dict[str, ClaimState], actor: Actor, now: datetime,
+                           states: dict[str, ClaimState], stored: dict[str, str], actor: Actor, now: datetime,
                            parent: Envelope[Any] | None) -> Remittance:
-    """Write one balanced payment's plan with bulk statements, and its events.
+    """Write one balanced payment's plan with bulk statements, and its events. `stored` maps the planner's ids
+    of postings made earlier in the file to their claim_payment ids, and gains this payment's.
 
     A month-end payment is 50,000 claims. Rows are tuples in column order (no ORM objects), each kind of row is
     one statement (COPY / UPDATE … FROM unnest on PostgreSQL), and the Python that builds the next rows runs in
@@ -1367,7 +1372,7 @@ async def _post_remittance(uow: ClaimsUnitOfWork, plan: RemittancePlan, file_row
     uow.session.add(remittance)
     await uow.flush()  # the unique payment key stops a concurrent post of the same payment here; events so far
 
-    rows = _posting_rows(plan, states, remittance.id, mcp_code, now)
+    rows = _posting_rows(plan, states, stored, remittance.id, mcp_code, now)
     settled = _Settlements()
     outbox: list[OutboxRow] = []
     claims_settled, events_encoded = asyncio.Event(), asyncio.Event()
@@ -1448,9 +1453,10 @@ def _encode_events(batch: EventBatch, events: Sequence[tuple[EventData, str, str
         yield
 
 
-def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittance_id: str, mcp_code: str,
-                  now: datetime) -> _PostingRows:
-    """The rows of one payment's postings (pure); brings each claim's active postings up to date in `states`."""
+def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], stored: dict[str, str], remittance_id: str,
+                  mcp_code: str, now: datetime) -> _PostingRows:
+    """The rows of one payment's postings (pure); brings each claim's active postings up to date in `states`
+    and records each posting's id under its planned id in `stored` (a reversal later in the file may name it)."""
     rows = _PostingRows()
     trace_number, paid_on = plan.trace_number, plan.payment_date
     payments, lines, line_updates = rows.payments, rows.lines, rows.line_updates
@@ -1461,12 +1467,16 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
         reversal = posting.kind is PostingKind.REVERSAL
         payment_id = _new_id("pay")
         rows.payment_of[posting.position] = payment_id
+        stored[planned_posting_id(posting.position)] = payment_id
+        # The planner names a posting of an earlier set of this file by its planned id.
+        reverses = stored.get(posting.reverses_posting_id, posting.reverses_posting_id) \
+            if posting.reverses_posting_id else None
         payments.append((
             payment_id, remittance_id, claim_id, mcp_code, posting.cbo_organization_id, posting.position,
             posting.kind.value, posting.outcome.value, posting.status_code, posting.charge, posting.paid,
             posting.adjustment_total, posting.patient_responsibility, posting.payer_claim_number,
             _adjustments_json(posting.adjustments), posting.remarks,
-            posting.denial.as_dict() if posting.denial else None, posting.reverses_posting_id, None,
+            posting.denial.as_dict() if posting.denial else None, reverses, None,
             posting.line_ids, posting.paid_line_ids, posting.received_on, paid_on, trace_number, None, now))
         line_pks = state.line_pks
         for line in posting.lines:
@@ -1478,9 +1488,10 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], remittanc
             if pk is not None:
                 line_updates[pk] = (pk, None, None) if reversal else (
                     pk, line.paid, sum((a.amount for a in line.adjustments), Decimal(0)))
-        if reversal and posting.reverses_posting_id:
-            rows.reversed.append((posting.reverses_posting_id, payment_id))
-            state.active.pop(posting.reverses_posting_id, None)
+        if reversal and reverses:
+            rows.reverses_of[posting.position] = reverses
+            rows.reversed.append((reverses, payment_id))
+            state.active.pop(reverses, None)
         else:
             state.active[payment_id] = (posting.paid, posting.adjustment_total, paid_on,
                                         posting.payer_claim_number)
@@ -1567,7 +1578,8 @@ def _settle_claims(plan: RemittancePlan, states: dict[str, ClaimState], rows: _P
                 events.append((ClaimReversed(
                     claim_id=claim_id, mcp_code=mcp_code, cbo_organization_id=state.cbo_organization_id,
                     remittance_id=remittance_id, reversed_amount=_q(-posting.paid),
-                    reversed_payment_id=posting.reverses_posting_id), claim_id, state.member_id, state.correlation_id))
+                    reversed_payment_id=rows.reverses_of.get(posting.position)), claim_id, state.member_id,
+                    state.correlation_id))
         last = postings[-1]
         if new_status is ClaimStatus.PAID and settlement.state is not SettlementState.REVERSED:
             events.append((ClaimPaid(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -386,6 +386,15 @@ def claim_references(parsed: RemittanceFile) -> frozenset[str]:
     return frozenset(refs)
 
 
+_PLANNED: Final = "planned@"
+
+
+def planned_posting_id(position: int) -> str:
+    """The id a posting planned from the CLP at this segment position has until it is stored: a later
+    transaction set of the same file sees it as a prior posting (and may reverse it) under this id."""
+    return f"{_PLANNED}{position}"
+
+
 def _total(adjustments: Sequence[Adjustment]) -> Decimal:
     # Most claim payments and lines carry no CAS at all: skip the generator for them (50,000 claims at month end).
     return sum((a.amount for a in adjustments), ZERO) if adjustments else ZERO
@@ -477,10 +486,13 @@ class _ClaimIndex:
         self.by_id = claims
         self.by_payer_number: dict[str, ClaimRecord] = {}
         for claim in claims.values():
-            for number in claim.payer_claim_numbers:
-                self.by_payer_number.setdefault(number, claim)
-            for posting in claim.postings:
-                self.by_payer_number.setdefault(posting.payer_claim_number, claim)
+            self.add(claim)
+
+    def add(self, claim: ClaimRecord) -> None:
+        for number in claim.payer_claim_numbers:
+            self.by_payer_number.setdefault(number, claim)
+        for posting in claim.postings:
+            self.by_payer_number.setdefault(posting.payer_claim_number, claim)
 
     def for_reference(self, reference: str) -> ClaimRecord | None:
         # A PLB reference names the claim by our id or by the payer's claim number; some payers append
@@ -541,6 +553,8 @@ def plan_remittance(remittance: Remittance, claims: Mapping[str, ClaimRecord], *
     # Reversals first: a correction later in the file (or earlier, some payers order them so) posts on top.
     order = sorted(remittance.claims, key=lambda c: c.status != REVERSAL)
     planned: dict[int, ClaimPosting] = {}
+    # Lines paid by this set's postings so far: the next CLP of the set checks them as it checks prior postings.
+    paid_here: dict[str, set[str]] = {}
     for payment in order:
         claim = claims.get(payment.patient_control_number)
         if claim is None:
@@ -582,6 +596,7 @@ def plan_remittance(remittance: Remittance, claims: Mapping[str, ClaimRecord], *
         if kind is not PostingKind.REVERSAL:
             already_paid = {line for p in claim.postings if not p.reversed and p.posting_id not in reversed_ids
                             for line in p.paid_line_ids}
+            already_paid.update(paid_here.get(claim.claim_id, ()))
             if paying and set(paying) <= already_paid:
                 exceptions.append(_exception(ExceptionReason.DUPLICATE_PAYMENT, payment,
                                              {"lines": ",".join(paying)}, claim.claim_id))
@@ -621,6 +636,8 @@ def plan_remittance(remittance: Remittance, claims: Mapping[str, ClaimRecord], *
             received_on=payment.received_on, interest_reported=payment.amount("I"), line_ids=covered,
             paid_line_ids=paying,
         )
+        if paying and kind is not PostingKind.REVERSAL:
+            paid_here.setdefault(claim.claim_id, set()).update(paying)
     # Postings in file order, as an analyst reads the 835.
     postings = [planned[c.position] for c in remittance.claims if c.position in planned]
     adjustments: list[ProviderAdjustmentPosting] = []
@@ -692,6 +709,22 @@ def _settlements(postings: Sequence[ClaimPosting], claims: Mapping[str, ClaimRec
     return out
 
 
+def _carry(postings: Sequence[ClaimPosting], claims: dict[str, ClaimRecord], index: _ClaimIndex) -> None:
+    """Make planned postings prior postings of their claims in `claims` (ids from `planned_posting_id`), mark
+    the postings they reverse reversed, and index their payer claim numbers."""
+    reversed_ids = {p.reverses_posting_id for p in postings if p.reverses_posting_id is not None}
+    made: dict[str, list[PriorPosting]] = {}
+    for p in postings:
+        made.setdefault(p.claim_id, []).append(PriorPosting(
+            planned_posting_id(p.position), p.payer_claim_number, p.kind, p.outcome, p.paid, p.line_ids,
+            p.paid_line_ids))
+    for claim_id, new in made.items():
+        claim = claims[claim_id]
+        kept = tuple(replace(p, reversed=True) if p.posting_id in reversed_ids else p for p in claim.postings)
+        claims[claim_id] = claim = claim._replace(postings=(*kept, *new))
+        index.add(claim)
+
+
 def plan_remittance_file(parsed: RemittanceFile, claims: Mapping[str, ClaimRecord], *, sha256: str,
                          mcp_code: str, seen_files: Collection[str] = (), seen_keys: Collection[str] = (),
                          table: CodeTable | None = None) -> FilePlan:
@@ -720,11 +753,21 @@ def _plan_file(parsed: RemittanceFile, claims: Mapping[str, ClaimRecord], *, sha
         return FilePlan(sha256, FileStatus.REFUSED_UNBALANCED, tuple(refused))
     seen = set(seen_keys)
     plans = []
-    for remittance in parsed.remittances:
+    last = len(parsed.remittances) - 1
+    working: dict[str, ClaimRecord] | None = None
+    for number, remittance in enumerate(parsed.remittances):
         digest = remittance_key(remittance).digest
-        plans.append(plan_remittance(remittance, claims, mcp_code=mcp_code, table=table,
-                                     duplicate=digest in seen, index=index))
+        plan = plan_remittance(remittance, claims, mcp_code=mcp_code, table=table, duplicate=digest in seen,
+                               index=index)
+        plans.append(plan)
         seen.add(digest)
+        if plan.postings and number < last:
+            # The next set sees this one's postings as prior postings: duplicates, reversals and split claims
+            # within one file are then judged exactly as across files. The caller's mapping is left alone.
+            if working is None:
+                working = dict(claims)
+                claims = index.by_id = working
+            _carry(plan.postings, working, index)
     status = FileStatus.DUPLICATE if plans and all(p.status is RemittanceStatus.DUPLICATE for p in plans) \
         else FileStatus.ACCEPTED
     return FilePlan(sha256, status, tuple(plans))

@@ -25,6 +25,7 @@ from claims.domain.remittance import (
     claim_references,
     file_sha256,
     plan_remittance_file,
+    planned_posting_id,
     remittance_key,
 )
 from claims.x12.x835 import parse_835
@@ -226,6 +227,54 @@ def test_paying_lines_already_paid_is_a_duplicate_payment_exception() -> None:
     remittance = plan("full_payment.x12", claims).remittances[0]
     assert remittance.postings == ()
     assert remittance.exceptions[0].reason is ExceptionReason.DUPLICATE_PAYMENT
+
+
+def test_the_same_claim_paid_twice_in_one_set_posts_once_and_queues_the_duplicate() -> None:
+    result = plan("duplicate_in_one_set.x12")
+    remittance = result.remittances[0]
+    (posting,) = remittance.postings
+    assert (posting.claim_id, posting.paid) == ("CLM-1001", D(350))
+    (exception,) = remittance.exceptions
+    assert (exception.reason, exception.amount, exception.claim_id) == (
+        ExceptionReason.DUPLICATE_PAYMENT, D(350), "CLM-1001")
+    assert [(s.state, s.paid_total) for s in remittance.settlements] == [(SettlementState.PAID, D(350))]
+    every_dollar_lands(result)
+
+
+def test_the_same_payment_in_two_sets_of_one_file_is_a_duplicate_payment() -> None:
+    result = plan("duplicate_across_sets.x12")
+    first, second = result.remittances
+    assert [p.paid for p in first.postings] == [D(350)] and first.exceptions == ()
+    assert second.postings == () and second.settlements == ()
+    assert [(e.reason, e.amount) for e in second.exceptions] == [(ExceptionReason.DUPLICATE_PAYMENT, D(350))]
+    every_dollar_lands(result)
+
+
+def test_a_claim_split_across_two_sets_of_one_file_is_paid_once_both_lines_are() -> None:
+    first, second = plan("split_claim_across_sets.x12").remittances
+    assert first.settlements[0].state is SettlementState.PARTIALLY_PAID
+    settlement = second.settlements[0]
+    assert (settlement.state, settlement.paid_total, settlement.lines_pending) == (SettlementState.PAID, D(380), ())
+
+
+def test_a_reversal_in_a_later_set_undoes_the_payment_of_an_earlier_set() -> None:
+    result = plan("reversal_across_sets.x12")
+    first, second = result.remittances
+    (payment,) = first.postings
+    reversal, correction, _ = second.postings
+    assert reversal.kind is PostingKind.REVERSAL
+    assert reversal.reverses_posting_id == planned_posting_id(payment.position)
+    assert (correction.kind, correction.paid) == (PostingKind.CORRECTION, D(300))
+    assert second.exceptions == ()
+    settlement = {s.claim_id: s for s in second.settlements}["CLM-1001"]
+    assert (settlement.state, settlement.paid_total) == (SettlementState.PAID, D(300))
+    every_dollar_lands(result)
+
+
+def test_the_callers_claims_are_not_changed_by_a_file_of_several_sets() -> None:
+    claims = dict(CLAIMS)
+    plan("reversal_across_sets.x12", claims)
+    assert claims == CLAIMS and claims["CLM-1001"].postings == ()
 
 
 def test_unbalanced_file_is_refused_whole_with_the_figures() -> None:

@@ -257,6 +257,43 @@ async def test_a_claim_split_across_two_835s_is_paid_line_by_line(harness: Servi
     assert paid[-1]["data"]["settlement"] == "paid"
 
 
+@pytest.mark.parametrize("name", ["duplicate_in_one_set", "duplicate_across_sets"])
+async def test_a_payment_repeated_within_one_file_is_posted_once_and_queued_once(
+        harness: ServiceHarness, name: str) -> None:
+    response = await post_835(harness, fixture(name))
+    assert response.status_code == 201, response.text
+    detail = await claim(harness, "CLM-1001")
+    assert (detail["status"], detail["paid_amount"]) == ("paid", "350.00")
+    assert len(await payments(harness, "CLM-1001")) == 1
+    queue = (await harness.client.get("/v1/remittances/exceptions", headers=harness.headers("hub"))).json()
+    assert [(e["reason"], e["amount"], e["claim_id"]) for e in queue["items"]] == [
+        ("duplicate_payment", "350.00", "CLM-1001")]
+
+
+async def test_a_claim_split_across_two_sets_of_one_file_is_paid(harness: ServiceHarness) -> None:
+    assert (await post_835(harness, fixture("split_claim_across_sets"))).status_code == 201
+    detail = await claim(harness, "CLM-1010")
+    assert (detail["status"], detail["paid_amount"]) == ("paid", "380.00")
+    assert [ln["paid_amount"] for ln in detail["lines"]] == ["200.00", "180.00"]
+    paid = await published(harness, "claims.claim.v1", "claim.paid", 2)
+    assert [e["data"]["settlement"] for e in paid] == ["partially_paid", "paid"]
+
+
+async def test_a_reversal_in_a_later_set_of_one_file_undoes_the_payment_posted_by_an_earlier_set(
+        harness: ServiceHarness) -> None:
+    response = await post_835(harness, fixture("reversal_across_sets"))
+    assert response.status_code == 201, response.text
+    detail = await claim(harness, "CLM-1001")
+    assert (detail["status"], detail["paid_amount"]) == ("paid", "300.00")
+    original, reversal, correction = await payments(harness, "CLM-1001")
+    assert reversal["kind"] == "reversal" and reversal["reverses_payment_id"] == original["id"]
+    assert original["reversed_by"] == reversal["id"] and correction["kind"] == "correction"
+    [reversed_] = await published(harness, "claims.claim.v1", "claim.reversed")
+    assert reversed_["data"]["reversed_payment_id"] == original["id"]
+    queue = (await harness.client.get("/v1/remittances/exceptions", headers=harness.headers("hub"))).json()
+    assert queue["items"] == []
+
+
 async def test_unbalanced_file_is_refused_whole_with_the_figures(harness: ServiceHarness) -> None:
     response = await post_835(harness, fixture("unbalanced"), key="835-unbalanced")
     assert response.status_code == 422 and response.headers["content-type"].startswith("application/problem+json")

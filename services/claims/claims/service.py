@@ -1468,15 +1468,15 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], stored: d
         payment_id = _new_id("pay")
         rows.payment_of[posting.position] = payment_id
         stored[planned_posting_id(posting.position)] = payment_id
-        # The planner names a posting of an earlier set of this file by its planned id.
-        reverses = stored.get(posting.reverses_posting_id, posting.reverses_posting_id) \
-            if posting.reverses_posting_id else None
+        # The planner names a posting of an earlier set of this file by its planned id. A reversal of a claim
+        # paid in parts undoes several postings: each is marked reversed by it, the first is the row's link.
+        reverses = [stored.get(undone, undone) for undone in posting.reverses_posting_ids]
         payments.append((
             payment_id, remittance_id, claim_id, mcp_code, posting.cbo_organization_id, posting.position,
             posting.kind.value, posting.outcome.value, posting.status_code, posting.charge, posting.paid,
             posting.adjustment_total, posting.patient_responsibility, posting.payer_claim_number,
             _adjustments_json(posting.adjustments), posting.remarks,
-            posting.denial.as_dict() if posting.denial else None, reverses, None,
+            posting.denial.as_dict() if posting.denial else None, reverses[0] if reverses else None, None,
             posting.line_ids, posting.paid_line_ids, posting.received_on, paid_on, trace_number, None, now))
         line_pks = state.line_pks
         for line in posting.lines:
@@ -1489,9 +1489,10 @@ def _posting_rows(plan: RemittancePlan, states: dict[str, ClaimState], stored: d
                 line_updates[pk] = (pk, None, None) if reversal else (
                     pk, line.paid, sum((a.amount for a in line.adjustments), Decimal(0)))
         if reversal and reverses:
-            rows.reverses_of[posting.position] = reverses
-            rows.reversed.append((reverses, payment_id))
-            state.active.pop(reverses, None)
+            rows.reverses_of[posting.position] = reverses[0]
+            for undone in reverses:
+                rows.reversed.append((undone, payment_id))
+                state.active.pop(undone, None)
         else:
             state.active[payment_id] = (posting.paid, posting.adjustment_total, paid_on,
                                         posting.payer_claim_number)

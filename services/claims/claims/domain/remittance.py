@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from itertools import combinations
 from typing import Final, NamedTuple
 
 from claims.domain.denials import AdjustmentKind, CodeTable, DenialReason, classify_denial, default_code_table
@@ -82,7 +83,8 @@ class ExceptionReason(StrEnum):
     UNKNOWN_CLAIM = "unknown_claim"  # CLP01 is not a claim we sent
     PAYER_MISMATCH = "payer_mismatch"  # the claim belongs to another MCP than the one that paid it
     CLAIM_UNBALANCED = "claim_unbalanced"  # CLP03 - CAS != CLP04, or a line SVC02 - CAS != SVC03
-    REVERSAL_WITHOUT_ORIGINAL = "reversal_without_original"  # CLP02 = 22 and no active posting to undo
+    REVERSAL_WITHOUT_ORIGINAL = "reversal_without_original"  # CLP02 = 22 and no active posting(s) to undo
+    REVERSAL_AMBIGUOUS = "reversal_ambiguous"  # CLP02 = 22 matching more than one set of active postings
     DUPLICATE_PAYMENT = "duplicate_payment"  # pays lines that an active posting already paid
     UNATTRIBUTED_ADJUSTMENT = "unattributed_adjustment"  # PLB recoupment/interest naming no claim of ours
 
@@ -243,13 +245,18 @@ class ClaimPosting(NamedTuple):
     remarks: tuple[str, ...] = ()
     lines: tuple[LinePosting, ...] = ()
     denial: DenialReason | None = None
-    reverses_posting_id: str | None = None
+    reverses_posting_ids: tuple[str, ...] = ()  # the prior postings a reversal undoes (several: a split payment)
     received_on: date | None = None  # DTM*050
     interest_reported: Decimal | None = None  # AMT*I (informational: interest itself is paid in PLB L6)
     # Our lines this posting adjudicated and paid money on (every line of the claim when the 835 reports the
     # claim without SVC lines): store them as PriorPosting.line_ids / paid_line_ids for the next remittance.
     line_ids: tuple[str, ...] = ()
     paid_line_ids: tuple[str, ...] = ()
+
+    @property
+    def reverses_posting_id(self) -> str | None:
+        """The first (usually the only) prior posting a reversal undoes."""
+        return self.reverses_posting_ids[0] if self.reverses_posting_ids else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,18 +524,39 @@ def _exception(reason: ExceptionReason, claim: ClaimPayment, detail: Mapping[str
     )
 
 
-def _find_reversed(claim: ClaimRecord, payment: ClaimPayment, already: set[str]) -> PriorPosting | None:
-    # The reversal carries the original's payer claim number (CLP07) and the negated amounts.
+def find_reversed(claim: ClaimRecord, payment: ClaimPayment, lines: Collection[str],
+                  already: Collection[str] = ()) -> list[tuple[PriorPosting, ...]]:
+    """Each way the reversal `payment` (CLP02 = 22) can undo active prior postings of `claim` (not in `already`):
+    none, one (the match), or several (ambiguous). `lines` are our lines the reversal names.
+
+    The reversal carries the original's payer claim number (CLP07) and the negated amount: one posting with that
+    number and amount (the one that adjudicated these lines when two have it); else the postings with that number
+    whose amounts add up to it (a claim the payer paid in parts and reverses whole), narrowed by the lines when
+    several sets do; else the one posting of any number with that amount.
+    """
     active = [p for p in claim.postings
               if not p.reversed and p.kind is not PostingKind.REVERSAL and p.posting_id not in already]
-    for candidates in (
-        [p for p in active if p.payer_claim_number == payment.payer_claim_number and p.paid == -payment.paid],
-        [p for p in active if p.payer_claim_number == payment.payer_claim_number],
-    ):
-        if candidates:
-            return candidates[0]
-    same_amount = [p for p in active if p.paid == -payment.paid]
-    return same_amount[0] if len(same_amount) == 1 else None
+    amount = -payment.paid
+    numbered = [p for p in active if p.payer_claim_number == payment.payer_claim_number]
+    exact = [p for p in numbered if p.paid == amount]
+    if exact:
+        return [(next((p for p in exact if set(p.line_ids) == set(lines)), exact[0]),)]
+    sums = _adding_up_to(numbered, amount) if len(numbered) <= _MAX_SUMMED else []
+    if len(sums) > 1 and lines:
+        sums = [s for s in sums if {line for p in s for line in p.line_ids} == set(lines)] or sums
+    if sums:
+        return sums
+    same_amount = [p for p in active if p.paid == amount]
+    return [(same_amount[0],)] if len(same_amount) == 1 else []
+
+
+_MAX_SUMMED: Final = 12  # postings of one payer claim number searched for a sum (at most 4,096 sets)
+
+
+def _adding_up_to(postings: Sequence[PriorPosting], amount: Decimal) -> list[tuple[PriorPosting, ...]]:
+    """Every set of two or more postings whose amounts add up to `amount`."""
+    return [chosen for size in range(2, len(postings) + 1) for chosen in combinations(postings, size)
+            if sum((p.paid for p in chosen), ZERO) == amount]
 
 
 def plan_remittance(remittance: Remittance, claims: Mapping[str, ClaimRecord], *, mcp_code: str,
@@ -568,20 +596,6 @@ def plan_remittance(remittance: Remittance, claims: Mapping[str, ClaimRecord], *
         if imbalance is not None:
             exceptions.append(_exception(ExceptionReason.CLAIM_UNBALANCED, payment, imbalance, claim.claim_id))
             continue
-        reverses: str | None = None
-        if payment.status == REVERSAL:
-            original = _find_reversed(claim, payment, reversed_ids)
-            if original is None:
-                exceptions.append(_exception(ExceptionReason.REVERSAL_WITHOUT_ORIGINAL, payment, None,
-                                             claim.claim_id))
-                continue
-            reverses = original.posting_id
-            reversed_ids.add(original.posting_id)
-            kind = PostingKind.REVERSAL
-        elif claim.claim_id in reversed_claims or any(p.reversed for p in claim.postings):
-            kind = PostingKind.CORRECTION
-        else:
-            kind = PostingKind.PAYMENT
         line_ids = match_lines(payment.services, claim.lines)
         if payment.services:
             covered = tuple(line for line in line_ids if line is not None)
@@ -590,6 +604,23 @@ def plan_remittance(remittance: Remittance, claims: Mapping[str, ClaimRecord], *
         else:  # adjudicated at claim level: the whole claim
             covered = tuple(line.line_id for line in claim.lines)
             paying = covered if payment.paid > ZERO else ()
+        reverses: tuple[str, ...] = ()
+        if payment.status == REVERSAL:
+            matches = find_reversed(claim, payment, covered, reversed_ids)
+            if len(matches) != 1:
+                # None, or several sets of postings that could be the one reversed: a person decides.
+                reason = ExceptionReason.REVERSAL_AMBIGUOUS if matches else ExceptionReason.REVERSAL_WITHOUT_ORIGINAL
+                detail = {"candidates": " | ".join("+".join(p.posting_id for p in m) for m in matches)} \
+                    if matches else None
+                exceptions.append(_exception(reason, payment, detail, claim.claim_id))
+                continue
+            reverses = tuple(p.posting_id for p in matches[0])
+            reversed_ids.update(reverses)
+            kind = PostingKind.REVERSAL
+        elif claim.claim_id in reversed_claims or any(p.reversed for p in claim.postings):
+            kind = PostingKind.CORRECTION
+        else:
+            kind = PostingKind.PAYMENT
         if payment.status in (DENIED_STATUS, NOT_OUR_CLAIM):
             # CLP02 = 4 denies the whole claim, lines the payer did not repeat in an SVC loop included.
             covered = tuple(line.line_id for line in claim.lines) or covered
@@ -632,7 +663,7 @@ def plan_remittance(remittance: Remittance, claims: Mapping[str, ClaimRecord], *
             patient_responsibility=payment.patient_responsibility
             if payment.patient_responsibility is not None else patient_share,
             payer_claim_number=payment.payer_claim_number, adjustments=payment.adjustments,
-            remarks=payment.remarks, lines=tuple(lines), denial=denial, reverses_posting_id=reverses,
+            remarks=payment.remarks, lines=tuple(lines), denial=denial, reverses_posting_ids=reverses,
             received_on=payment.received_on, interest_reported=payment.amount("I"), line_ids=covered,
             paid_line_ids=paying,
         )
@@ -712,7 +743,7 @@ def _settlements(postings: Sequence[ClaimPosting], claims: Mapping[str, ClaimRec
 def _carry(postings: Sequence[ClaimPosting], claims: dict[str, ClaimRecord], index: _ClaimIndex) -> None:
     """Make planned postings prior postings of their claims in `claims` (ids from `planned_posting_id`), mark
     the postings they reverse reversed, and index their payer claim numbers."""
-    reversed_ids = {p.reverses_posting_id for p in postings if p.reverses_posting_id is not None}
+    reversed_ids = {posting_id for p in postings for posting_id in p.reverses_posting_ids}
     made: dict[str, list[PriorPosting]] = {}
     for p in postings:
         made.setdefault(p.claim_id, []).append(PriorPosting(

@@ -170,6 +170,63 @@ def test_reversal_undoes_the_prior_posting_and_the_correction_posts_on_top() -> 
     every_dollar_lands(result)
 
 
+def paid_in_parts(*parts: tuple[str, str, str]) -> dict[str, ClaimRecord]:
+    """CLM-1002 with prior payments (posting id, amount, line) all under payer claim number PCN1002."""
+    postings = tuple(PriorPosting(posting_id, "PCN1002", PostingKind.PAYMENT, ClaimOutcome.PAID, D(amount),
+                                  (line,), (line,)) for posting_id, amount, line in parts)
+    return {**CLAIMS, "CLM-1002": CLAIMS["CLM-1002"]._replace(postings=postings)}
+
+
+def test_a_whole_claim_reversal_undoes_every_posting_of_a_claim_paid_in_parts() -> None:
+    claims = paid_in_parts(("pay-1", "250", "CLM-1002-1"), ("pay-2", "250", "CLM-1002-2"))
+    result = plan("split_reversal_correction.x12", claims)
+    remittance = result.remittances[0]
+    reversal, correction, _ = remittance.postings
+    assert (reversal.kind, reversal.paid, reversal.reverses_posting_ids) == (
+        PostingKind.REVERSAL, D(-500), ("pay-1", "pay-2"))
+    assert (correction.kind, correction.paid) == (PostingKind.CORRECTION, D(400))
+    settlement = {s.claim_id: s for s in remittance.settlements}["CLM-1002"]
+    assert (settlement.state, settlement.paid_total) == (SettlementState.PAID, D(400))
+    assert remittance.exceptions == ()
+    every_dollar_lands(result)
+
+
+def test_a_reversal_two_sets_of_postings_add_up_to_goes_to_exceptions_as_ambiguous() -> None:
+    claims = paid_in_parts(("pay-1", "100", "CLM-1002-1"), ("pay-2", "400", "CLM-1002-2"),
+                           ("pay-3", "200", "CLM-1002-1"), ("pay-4", "300", "CLM-1002-2"))
+    result = plan("split_reversal_correction.x12", claims)
+    remittance = result.remittances[0]
+    assert [p.claim_id for p in remittance.postings] == ["CLM-1005"]
+    ambiguous, duplicate = remittance.exceptions
+    assert (ambiguous.reason, ambiguous.amount) == (ExceptionReason.REVERSAL_AMBIGUOUS, D(-500))
+    assert ambiguous.detail["candidates"] == "pay-1+pay-2 | pay-3+pay-4"
+    # Nothing was reversed, so the correction pays lines active postings paid.
+    assert duplicate.reason is ExceptionReason.DUPLICATE_PAYMENT
+    every_dollar_lands(result)
+
+
+def test_a_reversal_no_posting_or_sum_of_postings_matches_goes_to_exceptions() -> None:
+    # Only one 250 part on file: -500 undoes neither it nor any set of postings (it used to undo the 250).
+    result = plan("split_reversal_correction.x12", paid_in_parts(("pay-1", "250", "CLM-1002-1")))
+    remittance = result.remittances[0]
+    (exception,) = remittance.exceptions
+    assert (exception.reason, exception.amount) == (ExceptionReason.REVERSAL_WITHOUT_ORIGINAL, D(-500))
+    assert all(p.kind is not PostingKind.REVERSAL for p in remittance.postings)
+    every_dollar_lands(result)
+
+
+def test_of_two_equal_postings_a_reversal_undoes_the_one_that_paid_its_line() -> None:
+    # The reversal names only CLM-1002-2 (-250); both prior postings paid 250.
+    text = (FIXTURES / "split_reversal_correction.x12").read_text()
+    for segment in ("SVC*HC:G9012:U2*-250*-250**-1~\n", "DTM*472*20260910~\n", "REF*6R*CLM-1002-1~\n"):
+        text = without(text, segment)  # the first of each: the reversal's line 1
+    text = text.replace("CLP*CLM-1002*22*-500*-500", "CLP*CLM-1002*22*-250*-250")
+    text = text.replace("BPR*I*100*", "BPR*I*350*")
+    claims = paid_in_parts(("pay-1", "250", "CLM-1002-1"), ("pay-2", "250", "CLM-1002-2"))
+    remittance = plan_remittance_file(parse_835(text), claims, sha256="4" * 64, mcp_code=MCP).remittances[0]
+    assert remittance.postings[0].reverses_posting_ids == ("pay-2",)
+
+
 def test_reversal_without_an_original_goes_to_exceptions() -> None:
     remittance = plan("reversal_correction.x12").remittances[0]
     (exception,) = remittance.exceptions

@@ -294,6 +294,31 @@ async def test_a_reversal_in_a_later_set_of_one_file_undoes_the_payment_posted_b
     assert queue["items"] == []
 
 
+async def test_a_whole_claim_reversal_undoes_both_parts_of_a_split_payment_and_the_payout_follows(
+        harness: ServiceHarness) -> None:
+    assert (await post_835(harness, fixture("split_payment_one_number"))).status_code == 201
+    response = await post_835(harness, fixture("split_reversal_correction"))
+    assert response.status_code == 201, response.text
+    detail = await claim(harness, "CLM-1002")
+    assert (detail["status"], detail["paid_amount"]) == ("paid", "400.00")
+    # One clock for both files: postings are told apart by kind and line, not by order.
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for posting in await payments(harness, "CLM-1002"):
+        by_kind.setdefault(posting["kind"], []).append(posting)
+    first, second = sorted(by_kind["payment"], key=lambda p: p["lines"][0]["line_id"])
+    [reversal], [correction] = by_kind["reversal"], by_kind["correction"]
+    assert reversal["reverses_payment_id"] == first["id"]
+    assert first["reversed_by"] == reversal["id"] and second["reversed_by"] == reversal["id"]
+    assert (correction["paid"], correction["reversed_by"]) == ("400.00", None)
+    [reversed_] = await published(harness, "claims.claim.v1", "claim.reversed")
+    assert reversed_["data"]["reversed_amount"] == "500.00"
+    payout = (await harness.client.post("/v1/payouts", headers=harness.headers("hub"), json={
+        "cbo_organization_id": "org_cbo_b", "period_start": "2026-11-01", "period_end": "2026-11-30"})).json()
+    assert payout["collected"] == "400.00"  # 250 + 250 - 500 + 400
+    queue = (await harness.client.get("/v1/remittances/exceptions", headers=harness.headers("hub"))).json()
+    assert queue["items"] == []
+
+
 async def test_unbalanced_file_is_refused_whole_with_the_figures(harness: ServiceHarness) -> None:
     response = await post_835(harness, fixture("unbalanced"), key="835-unbalanced")
     assert response.status_code == 422 and response.headers["content-type"].startswith("application/problem+json")

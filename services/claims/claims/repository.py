@@ -469,10 +469,11 @@ class RemittanceRepository:
             found.update({digest: file_id for digest, file_id in rows})
         return found
 
-    async def claims_for(self, claim_ids: Sequence[str], references: Sequence[str]
+    async def claims_for(self, claim_ids: Sequence[str], references: Sequence[str], *, mcp_code: str
                          ) -> tuple[dict[str, ClaimRecord], dict[str, ClaimState]]:
-        """Our claims an 835 names (CLP01 = claim id; PLB references by claim id or payer claim number), as the
-        planner sees them (lines, payer claim numbers, prior postings) and as posting updates them."""
+        """Our claims an 835 of `mcp_code` names (CLP01 = claim id; PLB references by claim id or payer claim
+        number), as the planner sees them (lines, payer claim numbers, prior postings) and as posting updates
+        them. Payer claim numbers are looked up among the paying MCP's claims only."""
         columns = (Claim.id, Claim.status, Claim.mcp_code, Claim.cbo_organization_id, Claim.member_id,
                    Claim.expected_amount, Claim.version, Claim.payer_claim_number, Claim.received_on,
                    Claim.correlation_id)
@@ -482,12 +483,14 @@ class RemittanceRepository:
         for chunk in self._id_chunks(sorted(set(claim_ids) | set(references))):
             for row in await self.session.execute(select(*columns).where(self._member_of(Claim.id, chunk))):
                 rows[row[0]] = row
-        # PLB03-2 may name the claim by the payer's claim number (277CA REF*1K or an earlier 835's CLP07).
-        unresolved = sorted(set(references) - set(rows))
+        # PLB03-2 may name the claim by the payer's claim number (277CA REF*1K or an earlier 835's CLP07), which
+        # is unique only within one payer: another MCP's claim with the same number is not this payment's.
+        unresolved = sorted(set(references) - {claim_id for claim_id, row in rows.items() if row[2] == mcp_code})
         for chunk in _chunks(unresolved):
-            ids = set((await self.session.scalars(select(Claim.id).where(Claim.payer_claim_number.in_(chunk)))).all())
+            ids = set((await self.session.scalars(select(Claim.id).where(
+                Claim.payer_claim_number.in_(chunk), Claim.mcp_code == mcp_code))).all())
             ids.update((await self.session.scalars(select(ClaimPayment.claim_id).where(
-                ClaimPayment.payer_claim_number.in_(chunk)))).all())
+                ClaimPayment.payer_claim_number.in_(chunk), ClaimPayment.mcp_code == mcp_code))).all())
             for id_chunk in _chunks(sorted(ids - set(rows))):
                 for row in await self.session.execute(select(*columns).where(Claim.id.in_(id_chunk))):
                     rows[row[0]] = row

@@ -1245,7 +1245,7 @@ async def _take_remittance(uow: ClaimsUnitOfWork, content: bytes, *, mcp_code: s
     clp_ids = [c.patient_control_number for r in parsed.remittances for c in r.claims]
     references = [a.reference.split(" ", 1)[0] for r in parsed.remittances for a in r.provider_adjustments
                   if a.reference]
-    records, states = await repo.claims_for(clp_ids, references)
+    records, states = await repo.claims_for(clp_ids, references, mcp_code=mcp_code)
     keys = {r.control_number: remittance_key(r).digest for r in parsed.remittances}
     posted_keys = await repo.posted_keys(list(keys.values()))
     plan = plan_remittance_file(parsed, records, sha256=sha256, mcp_code=mcp_code, seen_keys=set(posted_keys))

@@ -487,15 +487,21 @@ def match_lines(services: Sequence[ServicePayment], lines: Sequence[ClaimLine]) 
 
 
 class _ClaimIndex:
-    """Our claims by claim id and by payer claim number."""
+    """The paying MCP's claims by claim id and by payer claim number.
 
-    def __init__(self, claims: Mapping[str, ClaimRecord]) -> None:
+    A payer claim number is only unique within one payer, and a PLB moves money of the paying MCP: a reference
+    that names another MCP's claim names none of this payment's (the exception queue takes it)."""
+
+    def __init__(self, claims: Mapping[str, ClaimRecord], mcp_code: str) -> None:
         self.by_id = claims
+        self.mcp_code = mcp_code
         self.by_payer_number: dict[str, ClaimRecord] = {}
         for claim in claims.values():
             self.add(claim)
 
     def add(self, claim: ClaimRecord) -> None:
+        if claim.mcp_code != self.mcp_code:
+            return
         for number in claim.payer_claim_numbers:
             self.by_payer_number.setdefault(number, claim)
         for posting in claim.postings:
@@ -505,7 +511,10 @@ class _ClaimIndex:
         # A PLB reference names the claim by our id or by the payer's claim number; some payers append
         # more after a space or a dash-free suffix, so only the first token is compared.
         token = reference.split(" ", 1)[0]
-        return self.by_id.get(token) or self.by_payer_number.get(token)
+        claim = self.by_id.get(token)
+        if claim is not None and claim.mcp_code == self.mcp_code:
+            return claim
+        return self.by_payer_number.get(token)
 
 
 def _exception(reason: ExceptionReason, claim: ClaimPayment, detail: Mapping[str, str] | None = None,
@@ -567,7 +576,7 @@ def plan_remittance(remittance: Remittance, claims: Mapping[str, ClaimRecord], *
     Nothing is posted for an unbalanced or duplicate payment (status REFUSED / DUPLICATE, no postings).
     """
     table = table or default_code_table()
-    index = index or _ClaimIndex(claims)
+    index = index or _ClaimIndex(claims, mcp_code)
     if not balance(remittance).balanced:
         return _unposted(remittance, RemittanceStatus.REFUSED)
     if duplicate:
@@ -774,7 +783,7 @@ def plan_remittance_file(parsed: RemittanceFile, claims: Mapping[str, ClaimRecor
 
 def _plan_file(parsed: RemittanceFile, claims: Mapping[str, ClaimRecord], *, sha256: str, mcp_code: str,
                seen_files: Collection[str], seen_keys: Collection[str], table: CodeTable) -> FilePlan:
-    index = _ClaimIndex(claims)
+    index = _ClaimIndex(claims, mcp_code)
     if sha256 in seen_files:
         duplicates = [_unposted(r, RemittanceStatus.DUPLICATE) for r in parsed.remittances]
         return FilePlan(sha256, FileStatus.DUPLICATE, tuple(duplicates))

@@ -256,6 +256,28 @@ def test_a_recoupment_naming_no_claim_of_ours_is_an_exception() -> None:
     assert (exception.patient_control_number, exception.amount) == ("PCN1002", D(100))
 
 
+@pytest.mark.parametrize("owner", ["CLM-1002", "CLM-1007"], ids=["by_payer_claim_number", "by_claim_id"])
+def test_a_plb_naming_a_claim_of_another_mcp_is_an_exception_not_that_cbos(owner: str) -> None:
+    # WO:PCN1002 names CLM-1002 by its payer claim number, L6:CLM-1007 names CLM-1007 by our id.
+    claims = {**CLAIMS, "CLM-1002": make_claim("CLM-1002", cbo="cbo_b", payer_numbers=("PCN1002",))}
+    claims[owner] = make_claim(owner, mcp="othermcp", cbo="cbo_z", payer_numbers=("PCN1002",))
+    remittance = plan("plb_recoupment_interest.x12", claims).remittances[0]
+    named = {a.reason: a for a in remittance.provider_adjustments}["WO" if owner == "CLM-1002" else "L6"]
+    assert (named.claim_id, named.cbo_organization_id) == (None, None)
+    unattributed = [e for e in remittance.exceptions if e.reason is ExceptionReason.UNATTRIBUTED_ADJUSTMENT]
+    assert [(e.patient_control_number, e.amount) for e in unattributed] == [(named.reference, named.amount)]
+    every_dollar_lands(plan("plb_recoupment_interest.x12", claims))
+
+
+def test_a_payer_claim_number_another_mcp_also_uses_names_the_paying_mcps_claim() -> None:
+    theirs = make_claim("CLM-9001", ("CLM-9001-1", "G9008", ("U1",), date(2026, 9, 15), "350"), mcp="othermcp",
+                        cbo="cbo_z", payer_numbers=("PCN1002",))
+    claims = {"CLM-9001": theirs, **CLAIMS, "CLM-1002": make_claim("CLM-1002", cbo="cbo_b",
+                                                                    payer_numbers=("PCN1002",))}
+    recoupment, _ = plan("plb_recoupment_interest.x12", claims).remittances[0].provider_adjustments
+    assert (recoupment.claim_id, recoupment.cbo_organization_id) == ("CLM-1002", "cbo_b")
+
+
 def test_two_claims_for_one_member_post_separately() -> None:
     remittance = plan("two_claims_one_member.x12").remittances[0]
     assert [(p.claim_id, p.paid) for p in remittance.postings] == [("CLM-1008", D(350)), ("CLM-1009", D(350))]

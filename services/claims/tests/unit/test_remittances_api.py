@@ -233,6 +233,25 @@ async def test_plb_recoupment_and_interest_are_recorded_against_claims(harness: 
     assert exceptions["items"] == []
 
 
+async def test_a_plb_recoupment_never_lands_on_another_mcps_claim_with_the_same_payer_number(
+        harness: ServiceHarness) -> None:
+    # L.A. Care's claim carries PCN1002 too; Health Net's 835 recoups against PCN1002 (no claim of Health Net's).
+    await testkit.seed_claim(harness.runtimes["claims"], "CLM-9001",
+                             [("CLM-9001-1", "G9008", ("U1",), date(2026, 9, 15), "350")], n=90,
+                             mcp_code="lacare", cbo_organization_id="org_cbo_z", payer_claim_number="PCN1002")
+    async with harness.runtimes["claims"].uow() as uow:
+        records, _ = await uow.remittances.claims_for([], ["PCN1002"], mcp_code="healthnet")
+    assert records == {}
+    response = await post_835(harness, fixture("plb_recoupment_interest"))
+    assert response.status_code == 201, response.text
+    [remittance] = response.json()["remittances"]
+    detail = (await harness.client.get(f"/v1/remittances/{remittance['id']}", headers=harness.headers("hub"))).json()
+    recoupment = {a["reason"]: a for a in detail["provider_adjustments"]}["WO"]
+    assert (recoupment["claim_id"], recoupment["cbo_organization_id"]) == (None, None)
+    queue = (await harness.client.get("/v1/remittances/exceptions", headers=harness.headers("hub"))).json()
+    assert [(e["reason"], e["amount"]) for e in queue["items"]] == [("unattributed_adjustment", "100.00")]
+
+
 async def test_two_claims_for_one_member_are_paid_separately(harness: ServiceHarness) -> None:
     response = await post_835(harness, fixture("two_claims_one_member"))
     assert response.status_code == 201, response.text

@@ -8,6 +8,7 @@ from typing import Any
 
 from referrals import service
 from referrals.domain.status import ClosureReason
+from referrals.domain.succession import AuthorizationEnd
 from referrals.repository import ReferralsUnitOfWork
 from shared.bus.registry import HandlerRegistry
 from shared.contracts.authorizations import (
@@ -96,6 +97,8 @@ async def mark_accepted(event: Envelope[AuthorizationApproved], uow: ReferralsUn
         return _not_ours(event)
     await service.link_authorization(uow, referral, data.authorization_id, at=data.decided_at, cause=event,
                                      previous_authorization_id=data.previous_authorization_id)
+    # An approval made after a denial overturns it: a reauthorization denied, then approved, is current again.
+    await service.record_decision(uow, referral, data.authorization_id, approved=True, decided_at=data.decided_at)
     await service.move(uow, referral, ReferralStatus.ACCEPTED, at=data.decided_at, cause=event,
                        detail={"authorization_id": data.authorization_id, "modified": data.modified,
                                "presumptive": data.presumptive})
@@ -104,12 +107,27 @@ async def mark_accepted(event: Envelope[AuthorizationApproved], uow: ReferralsUn
 
 @registry.handles(AuthorizationDenied)
 async def mark_declined(event: Envelope[AuthorizationDenied], uow: ReferralsUnitOfWork) -> None:
-    """The MCP denied: the referral is `declined`, its loop closed with the denial reason."""
+    """The MCP denied: the referral is `declined`, its loop closed with the denial reason.
+
+    A denied reauthorization declines nothing: the member is still served under the authorization it would have
+    continued, which stays (or becomes again) the current one; if that one has already ended, the loop closes
+    now with its end's reason, as it would have had the denial arrived first."""
     data = event.data
     referral = await service.locate(uow, referral_id=data.referral_id, authorization_id=data.authorization_id)
     if referral is None:
         return _not_ours(event)
     await service.link_authorization(uow, referral, data.authorization_id, at=data.decided_at, cause=event)
+    current = await service.record_decision(uow, referral, data.authorization_id, approved=False,
+                                            decided_at=data.decided_at)
+    if referral.authorization_id != data.authorization_id:
+        service.keep_unchanged(uow, referral, ReferralStatus.DECLINED, because="reauthorization_denied",
+                               at=data.decided_at, cause=event,
+                               detail={"authorization_id": data.authorization_id,
+                                       "current_authorization_id": referral.authorization_id})
+        if current is not None and current.end is not None:
+            await service.close_loop(uow, referral, current.authorization_id, current.end, cause=event,
+                                     at=max(current.end.at, service.as_utc(referral.status_changed_at)))
+        return
     await service.move(uow, referral, ReferralStatus.DECLINED, at=data.decided_at, cause=event, reason=data.reason,
                        closure_reason_code=ClosureReason.AUTHORIZATION_DENIED.value,
                        detail={"authorization_id": data.authorization_id})
@@ -140,10 +158,11 @@ async def mark_in_service(event: Envelope[EncounterRecorded], uow: ReferralsUnit
 async def mark_closed(event: Envelope[Any], uow: ReferralsUnitOfWork) -> None:
     """The referral's current authorization ended: the loop is `closed` with the reason.
 
-    An authorization a reauthorization has replaced ends without closing anything. The end names its referral
-    (decision 0127), so it closes the loop even when it arrives before the request that links the two (a dead
-    letter replayed later): the authorization is linked here. An end written before it named the referral is
-    found through the link only.
+    An authorization a reauthorization has replaced ends without closing anything (a denied reauthorization
+    replaces nothing; a denial told later closes the loop with this end, see `mark_declined`). The end names
+    its referral (decision 0127), so it closes the loop even when it arrives before the request that links the
+    two (a dead letter replayed later): the authorization is linked here. An end written before it named the
+    referral is found through the link only.
     """
     data = event.data
     referral = await service.locate(uow, referral_id=data.referral_id, authorization_id=data.authorization_id)
@@ -152,16 +171,16 @@ async def mark_closed(event: Envelope[Any], uow: ReferralsUnitOfWork) -> None:
         return _not_ours(event)
     at = service.as_utc(event.time)
     await service.link_authorization(uow, referral, data.authorization_id, at=at, cause=event)
+    if isinstance(data, AuthorizationExpired):
+        end = AuthorizationEnd(ClosureReason.AUTHORIZATION_EXPIRED.value, "authorization period ended", at)
+    else:
+        end = AuthorizationEnd(ClosureReason.AUTHORIZATION_CLOSED.value, data.reason, at)
+    # Kept: a denial of the reauthorization that replaced it, told later, makes it current again.
+    await service.record_end(uow, data.authorization_id, end)
     if referral.authorization_id != data.authorization_id:
         await service.forget_early_encounter(uow, data.authorization_id)
         await service.move(uow, referral, ReferralStatus(referral.status), at=at, cause=event,
                            detail={"authorization_id": data.authorization_id, "superseded": True})
         return
-    # Served before it ended: the timeline says so before it says closed.
-    await service.apply_early_encounter(uow, referral, data.authorization_id, cause=event)
-    if isinstance(data, AuthorizationExpired):
-        code, reason = ClosureReason.AUTHORIZATION_EXPIRED, "authorization period ended"
-    else:
-        code, reason = ClosureReason.AUTHORIZATION_CLOSED, data.reason
-    await service.move(uow, referral, ReferralStatus.CLOSED, at=at, cause=event, reason=reason,
-                       closure_reason_code=code.value, detail={"authorization_id": data.authorization_id})
+    # Served before it ended: the timeline says so before it says closed (close_loop applies it first).
+    await service.close_loop(uow, referral, data.authorization_id, end, cause=event)

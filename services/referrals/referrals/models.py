@@ -98,6 +98,14 @@ class ReferralAuthorization(Base):
     # The authorization this one continues (a reauthorization's predecessor; migration 0003): with it the current
     # authorization is the newest of the chain whatever order the links arrive in (domain.succession).
     previous_authorization_id: Mapped[str | None] = mapped_column(String(64))
+    # The MCP's latest decision ("approved" | "denied") and when it was made (an overturned denial is a later
+    # approval), and how the authorization ended (migration 0006): a denied reauthorization is never the current
+    # one, and the end of the one it continued closes the loop whichever arrives first.
+    decision: Mapped[str | None] = mapped_column(String(10))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_code: Mapped[str | None] = mapped_column(String(60))  # a ClosureReason value
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class EarlyEncounter(Base):

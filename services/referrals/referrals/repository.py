@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
-from referrals.domain.succession import AuthorizationLink
+from referrals.domain.succession import AuthorizationEnd, AuthorizationLink
 from referrals.models import (
     EarlyEncounter,
     MemberPlan,
@@ -67,6 +67,11 @@ def _insert_unless_open_statement(dialect: str) -> Any:
     assert isinstance(table, Table)
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     return insert(table).on_conflict_do_nothing(index_elements=[table.c.open_key]).returning(table.c.id)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite gives timezone-aware columns back naive; everything is written as UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _table(model: type[Referral] | type[ReferralTimeline]) -> Table:
@@ -126,6 +131,8 @@ class ReferralRepository:
         # Timeline entries staged in this unit of work, so a new referral renders without reading them back.
         self.staged_timeline: list[StagedTimelineEntry] = []
         self.unwritten_timeline: list[StagedTimelineEntry] = []
+        # Authorization links read or made in this unit (a new one is not in the identity map before a flush).
+        self._links: dict[str, ReferralAuthorization] = {}
 
     def _locking(self, query: Select[Any]) -> Select[Any]:
         # PostgreSQL: two consumers (authorizations, claims topics) may move the same referral at once; the
@@ -179,14 +186,42 @@ class ReferralRepository:
                                  previous_authorization_id: str | None = None) -> bool:
         """Record that an authorization belongs to a referral, and which one it continues when known; False if
         it was already linked (a predecessor it did not name yet is still recorded)."""
-        existing = await self.session.get(ReferralAuthorization, authorization_id)
+        existing = await self._link(authorization_id)
         if existing is not None:
             if existing.previous_authorization_id is None:
                 existing.previous_authorization_id = previous_authorization_id
             return False
-        self.session.add(ReferralAuthorization(authorization_id=authorization_id, referral_id=referral_id,
-                                               linked_at=at, previous_authorization_id=previous_authorization_id))
+        link = ReferralAuthorization(authorization_id=authorization_id, referral_id=referral_id, linked_at=at,
+                                     previous_authorization_id=previous_authorization_id)
+        self.session.add(link)
+        self._links[authorization_id] = link
         return True
+
+    async def _link(self, authorization_id: str) -> ReferralAuthorization | None:
+        found = self._links.get(authorization_id)
+        if found is None:
+            found = await self.session.get(ReferralAuthorization, authorization_id)
+            if found is not None:
+                self._links[authorization_id] = found
+        return found
+
+    async def record_decision(self, authorization_id: str, decision: str, decided_at: datetime) -> bool:
+        """Keep the MCP's decision ("approved" | "denied") on a linked authorization unless a later-made one is
+        known (an overturned denial is a later approval); True if the decision it keeps changed."""
+        link = await self._link(authorization_id)
+        if link is None:
+            return False
+        if link.decided_at is not None and _aware(link.decided_at) > decided_at:
+            return False
+        changed = link.decision != decision
+        link.decision, link.decided_at = decision, decided_at
+        return changed
+
+    async def record_end(self, authorization_id: str, end: AuthorizationEnd) -> None:
+        """Keep how a linked authorization ended (the first end told: an authorization ends once)."""
+        link = await self._link(authorization_id)
+        if link is not None and link.end_code is None:
+            link.end_code, link.end_reason, link.ended_at = end.code, end.reason, end.at
 
     async def remember_encounter(self, authorization_id: str, encounter_id: str, recorded_at: datetime,
                                  event_id: UUID) -> None:
@@ -221,10 +256,13 @@ class ReferralRepository:
         await self.session.flush()  # sessions do not autoflush: a link made in this unit must be seen
         rows = await self.session.execute(select(
             ReferralAuthorization.authorization_id, ReferralAuthorization.previous_authorization_id,
-            ReferralAuthorization.linked_at).where(ReferralAuthorization.referral_id == referral_id))
-        return [AuthorizationLink(r.authorization_id, r.previous_authorization_id,
-                                  r.linked_at if r.linked_at.tzinfo else r.linked_at.replace(tzinfo=UTC))
-                for r in rows]
+            ReferralAuthorization.linked_at, ReferralAuthorization.decision, ReferralAuthorization.end_code,
+            ReferralAuthorization.end_reason, ReferralAuthorization.ended_at,
+        ).where(ReferralAuthorization.referral_id == referral_id))
+        return [AuthorizationLink(
+            r.authorization_id, r.previous_authorization_id, _aware(r.linked_at), denied=r.decision == "denied",
+            end=AuthorizationEnd(r.end_code, r.end_reason, _aware(r.ended_at))
+            if r.end_code is not None and r.ended_at is not None else None) for r in rows]
 
     async def waiting_for_plan(self, member_id: str) -> Sequence[Referral]:
         """The member's referrals in needs_plan, oldest first, locked for routing."""

@@ -15,7 +15,7 @@ from uuid import UUID
 from referrals.domain.intake import ReferralDraft
 from referrals.domain.routing import NeedsPlan, Routed, decide_route
 from referrals.domain.status import closure_reason_for, decide_move, is_open
-from referrals.domain.succession import current_authorization
+from referrals.domain.succession import AuthorizationEnd, AuthorizationLink, current_link
 from referrals.models import MemberPlan, Referral
 from referrals.repository import ReferralsUnitOfWork, StagedTimelineEntry
 from shared.auth import Caller
@@ -255,12 +255,7 @@ async def move(uow: ReferralsUnitOfWork, referral: Referral, target: ReferralSta
     current = ReferralStatus(referral.status)
     decision = decide_move(current, target)
     if not decision.changes:
-        _timeline(uow, referral, kind="status_unchanged", at=at, status=current.value, reason=None,
-                  detail={"requested_status": target.value, "ignored_because": decision.ignored_because,
-                          **(detail or {})}, event_id=cause.id if cause else None)
-        log.info("referral status move ignored",
-                 extra={"referral_id": referral.id, "status": current.value, "requested_status": target.value,
-                        "reason_code": decision.ignored_because})
+        keep_unchanged(uow, referral, target, because=decision.ignored_because, at=at, cause=cause, detail=detail)
         return False
     default_reason = closure_reason_for(target)
     code = closure_reason_code or (default_reason.value if default_reason is not None else None)
@@ -292,6 +287,17 @@ async def move(uow: ReferralsUnitOfWork, referral: Referral, target: ReferralSta
         log.info("referral status changed", extra={"referral_id": referral.id, "status": target.value,
                                                    "previous_status": current.value})
     return True
+
+
+def keep_unchanged(uow: ReferralsUnitOfWork, referral: Referral, target: ReferralStatus, *, because: str | None,
+                   at: datetime, cause: Envelope[Any] | None, detail: dict[str, Any] | None = None) -> None:
+    """Keep on the timeline an event that asked the referral to move to `target` and did not move it."""
+    status = ReferralStatus(referral.status).value
+    _timeline(uow, referral, kind="status_unchanged", at=at, status=status, reason=None,
+              detail={"requested_status": target.value, "ignored_because": because, **(detail or {})},
+              event_id=cause.id if cause else None)
+    log.info("referral status move ignored", extra={"referral_id": referral.id, "status": status,
+                                                    "requested_status": target.value, "reason_code": because})
 
 
 def webhook_data(changed: ReferralStatusChanged) -> dict[str, Any]:
@@ -360,10 +366,42 @@ async def link_authorization(uow: ReferralsUnitOfWork, referral: Referral, autho
                           "previous_authorization_id": previous_authorization_id}, event_id=cause.id)
     elif previous_authorization_id is None and referral.authorization_id is not None:
         return  # linked already, and nothing new about the chain
-    current = current_authorization(await uow.referrals.authorization_links(referral.id))
-    if current != referral.authorization_id:
-        referral.authorization_id = current
+    await follow_chain(uow, referral, at=at)
+
+
+async def follow_chain(uow: ReferralsUnitOfWork, referral: Referral, *, at: datetime) -> AuthorizationLink | None:
+    """Make the newest authorization of the referral's chain its current one (referrals.domain.succession);
+    returns its link (None without links)."""
+    current = current_link(await uow.referrals.authorization_links(referral.id))
+    current_id = current.authorization_id if current is not None else None
+    if current_id != referral.authorization_id:
+        referral.authorization_id = current_id
         referral.updated_at = at
+    return current
+
+
+async def record_decision(uow: ReferralsUnitOfWork, referral: Referral, authorization_id: str, *, approved: bool,
+                          decided_at: datetime) -> AuthorizationLink | None:
+    """Keep the MCP's decision on a linked authorization (the later-made one wins: an overturned denial) and
+    follow the chain, where a denied reauthorization is not current; returns the current link (None: nothing
+    changed, the current authorization is as it was)."""
+    if not await uow.referrals.record_decision(authorization_id, "approved" if approved else "denied", decided_at):
+        return None
+    return await follow_chain(uow, referral, at=decided_at)
+
+
+async def record_end(uow: ReferralsUnitOfWork, authorization_id: str, end: AuthorizationEnd) -> None:
+    """Keep how a linked authorization ended: if a later denial makes it current again, its end closes the loop."""
+    await uow.referrals.record_end(authorization_id, end)
+
+
+async def close_loop(uow: ReferralsUnitOfWork, referral: Referral, authorization_id: str, end: AuthorizationEnd, *,
+                     cause: Envelope[Any], at: datetime | None = None) -> None:
+    """The referral's current authorization ended: the loop is `closed` with the end's code and reason (an
+    encounter kept for the authorization is applied first, so the timeline reads in service, then closed)."""
+    await apply_early_encounter(uow, referral, authorization_id, cause=cause)
+    await move(uow, referral, ReferralStatus.CLOSED, at=at or end.at, cause=cause, reason=end.reason,
+               closure_reason_code=end.code, detail={"authorization_id": authorization_id})
 
 
 async def start_service(uow: ReferralsUnitOfWork, referral: Referral, *, authorization_id: str, encounter_id: str,

@@ -108,20 +108,20 @@ def requested(referral_id: str | None, authorization_id: str, mcp_code: str = "l
 
 
 def approved(referral_id: str | None, authorization_id: str, *,
-             previous_authorization_id: str | None = None) -> Envelope[Any]:
+             previous_authorization_id: str | None = None, decided_at: datetime = NOW) -> Envelope[Any]:
     """authorization.approved."""
     return new_event(AuthorizationApproved(
         authorization_id=authorization_id, referral_id=referral_id, mcp_code="lacare", service=ECM,
-        decided_at=NOW, period_start=NOW.date(), period_end=date(2027, 11, 19),
+        decided_at=decided_at, period_start=NOW.date(), period_end=date(2027, 11, 19),
         previous_authorization_id=previous_authorization_id), subject=authorization_id, source="authorizations")
 
 
-def denied(referral_id: str | None, authorization_id: str, reason: str = "not in a Population of Focus",
-           ) -> Envelope[Any]:
+def denied(referral_id: str | None, authorization_id: str, reason: str = "not in a Population of Focus", *,
+           decided_at: datetime = NOW) -> Envelope[Any]:
     """authorization.denied."""
     return new_event(AuthorizationDenied(
         authorization_id=authorization_id, referral_id=referral_id, mcp_code="lacare", service=ECM,
-        decided_at=NOW, reason=reason), subject=authorization_id, source="authorizations")
+        decided_at=decided_at, reason=reason), subject=authorization_id, source="authorizations")
 
 
 def reauthorized(authorization_id: str, new_authorization_id: str) -> Envelope[Any]:

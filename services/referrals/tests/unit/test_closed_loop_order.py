@@ -10,7 +10,18 @@ from typing import Any
 
 import pytest
 from referrals.domain.succession import AuthorizationLink, current_authorization
-from referrals.testkit import approved, closed, expired, make_referral, publish, requested
+from referrals.testkit import (
+    NOW,
+    approved,
+    closed,
+    denied,
+    encounter,
+    expired,
+    make_referral,
+    publish,
+    reauthorized,
+    requested,
+)
 from sqlalchemy import func, select
 
 from shared.envelope import Envelope
@@ -20,8 +31,8 @@ from shared.testing.polling import eventually
 T0 = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 
 
-def link(authorization_id: str, previous: str | None, days: int) -> AuthorizationLink:
-    return AuthorizationLink(authorization_id, previous, T0 + timedelta(days=days))
+def link(authorization_id: str, previous: str | None, days: int, *, denied: bool = False) -> AuthorizationLink:
+    return AuthorizationLink(authorization_id, previous, T0 + timedelta(days=days), denied=denied)
 
 
 @pytest.mark.parametrize(("links", "current"), [
@@ -34,6 +45,12 @@ def link(authorization_id: str, previous: str | None, days: int) -> Authorizatio
     ([link("a1", None, 0), link("a2", None, 400)], "a2"),
     # The initial one linked only by its end, after its reauthorization named it: the reauthorization stays.
     ([link("a2", "a1", 300), link("a1", None, 360)], "a2"),
+    # A denied reauthorization continues nothing: the member is still served under the one it would have.
+    ([link("a1", None, 0), link("a2", "a1", 300, denied=True)], "a1"),
+    ([link("a1", None, 0), link("a2", None, 300, denied=True)], "a1"),  # its predecessor not known yet
+    ([link("a1", None, 0), link("a2", "a1", 300, denied=True), link("a3", "a1", 320)], "a3"),
+    # An initial authorization denied, and nothing else: it stays the referral's (declined) authorization.
+    ([link("a1", None, 0, denied=True)], "a1"),
 ])
 def test_the_current_authorization_is_the_newest_of_the_chain(links: list[AuthorizationLink],
                                                                current: str | None) -> None:
@@ -118,3 +135,35 @@ async def test_an_end_without_a_referral_for_an_unlinked_authorization_is_not_ou
     rid = await submitted(harness, "90000017G")
     await deliver(harness, closed("a_unlinked"), requested(rid, "a_unlinked"))
     assert await loop_of(harness, rid) == ("requested", None, None, "a_unlinked")
+
+
+@pytest.mark.parametrize("denial_first", [True, False])
+async def test_a_denied_reauthorization_leaves_the_loop_to_the_authorization_it_would_have_continued(
+        harness: ServiceHarness, denial_first: bool) -> None:
+    """In service under a1, reauthorization a2 denied, a1 expires: the loop closes on a1's expiry, whichever of
+    the denial and the expiry arrives first (before, it stayed in service for ever)."""
+    rid = await submitted(harness, "90000018H")
+    await deliver(harness, requested(rid, "a1"), approved(rid, "a1"), encounter("a1"), reauthorized("a1", "a2"))
+    ends = [denied(None, "a2", reason="no longer meets POF criteria"), expired("a1", referral_id=rid)]
+    await deliver(harness, *(ends if denial_first else reversed(ends)))
+    assert await loop_of(harness, rid) == ("closed", "authorization_expired", "authorization period ended", "a1")
+    timeline = (await harness.client.get(f"/v1/referrals/{rid}", headers=harness.headers("hub"))).json()["timeline"]
+    assert [t["status"] for t in timeline if t["kind"] == "status_changed"] == [
+        "routed", "requested", "accepted", "in_service", "closed"]
+    assert any(t["detail"].get("ignored_because") == "reauthorization_denied" for t in timeline)
+
+
+async def test_an_overturned_reauthorization_denial_makes_it_current_again(harness: ServiceHarness) -> None:
+    rid = await submitted(harness, "90000019J")
+    await deliver(harness, requested(rid, "a1"), approved(rid, "a1"), reauthorized("a1", "a2"),
+                  denied(None, "a2"), approved(None, "a2", decided_at=NOW + timedelta(days=20)),
+                  expired("a1", referral_id=rid))
+    assert await loop_of(harness, rid) == ("accepted", None, None, "a2")
+
+
+async def test_a_denial_older_than_the_approval_does_not_overturn_it(harness: ServiceHarness) -> None:
+    rid = await submitted(harness, "90000020K")
+    await deliver(harness, requested(rid, "a1"), approved(rid, "a1"), reauthorized("a1", "a2"),
+                  approved(None, "a2", decided_at=NOW + timedelta(days=20)), denied(None, "a2"),
+                  expired("a1", referral_id=rid))
+    assert await loop_of(harness, rid) == ("accepted", None, None, "a2")

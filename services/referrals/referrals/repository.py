@@ -207,13 +207,14 @@ class ReferralRepository:
 
     async def record_decision(self, authorization_id: str, decision: str, decided_at: datetime) -> bool:
         """Keep the MCP's decision ("approved" | "denied") on a linked authorization unless a later-made one is
-        known (an overturned denial is a later approval); True if the decision it keeps changed."""
+        known (an overturned denial is a later approval); True if whether it is denied changed (what decides
+        the chain: a first approval changes nothing there)."""
         link = await self._link(authorization_id)
         if link is None:
             return False
         if link.decided_at is not None and _aware(link.decided_at) > decided_at:
             return False
-        changed = link.decision != decision
+        changed = (link.decision == "denied") != (decision == "denied")
         link.decision, link.decided_at = decision, decided_at
         return changed
 

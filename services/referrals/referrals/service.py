@@ -382,9 +382,9 @@ async def follow_chain(uow: ReferralsUnitOfWork, referral: Referral, *, at: date
 
 async def record_decision(uow: ReferralsUnitOfWork, referral: Referral, authorization_id: str, *, approved: bool,
                           decided_at: datetime) -> AuthorizationLink | None:
-    """Keep the MCP's decision on a linked authorization (the later-made one wins: an overturned denial) and
-    follow the chain, where a denied reauthorization is not current; returns the current link (None: nothing
-    changed, the current authorization is as it was)."""
+    """Keep the MCP's decision on a linked authorization (the later-made one wins: an overturned denial) and,
+    if it was denied or is no longer, follow the chain, where a denied reauthorization is not current; returns
+    the current link then (None: the current authorization is as it was, nothing was read)."""
     if not await uow.referrals.record_decision(authorization_id, "approved" if approved else "denied", decided_at):
         return None
     return await follow_chain(uow, referral, at=decided_at)

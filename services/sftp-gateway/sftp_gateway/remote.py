@@ -131,23 +131,43 @@ class RemoteExchange(Background):
         await self._record(profile.mcp_code, result, started)
         return result
 
-    async def _fetch(self, profile: Profile, remote: Remote, sftp: asyncssh.SFTPClient, result: PollResult) -> None:
-        seen = self._seen.setdefault(profile.mcp_code, set())
+    async def _listing(self, remote: Remote, sftp: asyncssh.SFTPClient,
+                       seen: set[tuple[str, int, int]]) -> dict[str, tuple[str, int, int]]:
+        """Regular files under final names in the MCP's folder not fetched before: name -> (name, size, mtime)."""
+        listed = {}
         for entry in await sftp.readdir(remote.inbound_dir):
             name = str(entry.filename)
             if name in (".", "..") or is_temporary_name(name) or entry.attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
                 continue
             marker = (name, entry.attrs.size or 0, entry.attrs.mtime or 0)
-            if marker in seen:
+            if marker not in seen:
+                listed[name] = marker
+        return listed
+
+    async def _fetch(self, profile: Profile, remote: Remote, sftp: asyncssh.SFTPClient, result: PollResult) -> None:
+        seen = self._seen.setdefault(profile.mcp_code, set())
+        listed = await self._listing(remote, sftp, seen)
+        if not listed:
+            return
+        # The MCP may write straight to the final name on its own server: a file still growing is left for the
+        # next poll; only files whose size and time held over settle_seconds are taken.
+        await asyncio.sleep(remote.settle_seconds)
+        settled = await self._listing(remote, sftp, seen)
+        for name, marker in listed.items():
+            if settled.get(name) != marker:
                 continue
             path = posixpath.join(remote.inbound_dir, name)
             async with sftp.open(path, "rb") as handle:
                 data = await handle.read()
             content = data if isinstance(data, bytes) else data.encode()
+            if len(content) != marker[1]:
+                continue  # it changed while it was read: next poll
             outcome = await ingest(self.uow, self.ports, Arrival(profile.mcp_code, name, content, "remote"))
             result.fetched.append(outcome.file_id)
             if remote.delete_after_fetch:
-                await sftp.remove(path)
+                now = await sftp.stat(path)
+                if (now.size or 0, now.mtime or 0) == marker[1:]:  # not if the MCP replaced it meanwhile
+                    await sftp.remove(path)
             else:
                 seen.add(marker)
 

@@ -194,6 +194,8 @@ class Remote(_Model):
     retries: int = Field(3, ge=1)
     retry_backoff_seconds: float = Field(2.0, ge=0)
     connect_timeout_seconds: float = Field(15.0, gt=0)
+    settle_seconds: float = Field(2.0, ge=0, description="A file is fetched only if its size and time are the "
+                                                         "same after this long (the MCP may still be writing it).")
     delete_after_fetch: bool = True
     push: bool = True
 

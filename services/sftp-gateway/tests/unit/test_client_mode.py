@@ -3,6 +3,7 @@ host-key pinning, retries, heartbeat and alerts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,7 +13,7 @@ from typing import Any
 import asyncssh
 import pytest
 import yaml
-from gateway_testing import Gateway, hn_mif, make_accounts, running_gateway, wait_for, x12
+from gateway_testing import Gateway, hn_mif, hn_mif_row, make_accounts, running_gateway, wait_for, x12
 
 from shared.bus.message import encode
 from shared.contracts.claims import ClaimBatchCreated
@@ -70,7 +71,8 @@ def remote_profile(server: McpServer, host_key: str | None = None) -> Any:
                               "client_key": "healthnet_client", "host_key": host_key or
                               server.host_key.export_public_key().decode().strip(),
                               "inbound_dir": "/outbound", "outbound_dir": "/inbound", "poll_interval_seconds": 3600,
-                              "retries": 2, "retry_backoff_seconds": 0, "connect_timeout_seconds": 5}
+                              "retries": 2, "retry_backoff_seconds": 0, "connect_timeout_seconds": 5,
+                              "settle_seconds": 0.5}
     return change
 
 
@@ -141,6 +143,53 @@ async def test_poll_push_pinning_heartbeat_and_alerts(tmp_path: Path, monkeypatc
         await gateway.settle()
         [recovered] = gateway.events(REMOTE_TOPIC, "remote.poll_recovered")
         assert recovered.data.failures == 2
+
+
+def _append(path: Path, data: bytes) -> None:
+    with path.open("ab") as handle:
+        handle.write(data)
+
+
+async def test_a_file_the_mcp_is_still_writing_is_left_for_the_next_poll(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mcp_server: tuple[McpServer, asyncssh.SSHKey]) -> None:
+    server, client_key = mcp_server
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "healthnet_client").write_bytes(client_key.export_private_key())
+    (keys / "healthnet_client").chmod(0o600)
+    async with running_gateway(tmp_path, monkeypatch, change=remote_profile(server),
+                               env={"SFTP_GATEWAY_KEYS_DIR": str(keys)}) as gateway:
+        await wait_for(lambda: _polled_by_the_loop(gateway))  # its first poll, at start, is out of the way
+        target = server.root / "outbound" / "HN_ECM_MIF_202610.csv"
+        target.write_bytes(hn_mif(0))  # the MCP writes straight to the final name, a row at a time
+        writing = asyncio.Event()
+        writing.set()
+
+        async def write_rows() -> int:
+            written = 0
+            while writing.is_set():
+                written += 1
+                await asyncio.to_thread(_append, target, hn_mif_row(written).encode() + b"\r\n")
+                await asyncio.sleep(0.05)
+            return written
+
+        writer = asyncio.create_task(write_rows())
+        while_writing = await gateway.remote.poll("healthnet")
+        writing.clear()
+        rows = await writer
+        assert while_writing.ok and while_writing.fetched == []
+        assert target.exists()
+        done = await gateway.remote.poll("healthnet")
+        assert done.ok and len(done.fetched) == 1
+        await gateway.settle()
+        assert len(gateway.events("sftp-gateway.member_information.v1")) == rows
+        [file] = await gateway.files(direction="inbound")
+        assert (file["status"], file["rows_accepted"]) == ("processed", rows)
+
+
+async def _polled_by_the_loop(gateway: Gateway) -> bool:
+    response = await gateway.client.get("/v1/remotes", headers=gateway.headers())
+    return response.json()[0]["last_success_at"] is not None
 
 
 async def _pending_push(gateway: Gateway) -> bool:

@@ -1097,6 +1097,7 @@ async def project_eligibility(uow: ClaimsUnitOfWork, event: Envelope[Any]) -> No
         effective = data.effective
     elif event.type == "eligibility.excluded":
         kind, effective, program, exclusion = "excluded", data.effective, data.program, data.exclusion
+        effective_to = data.effective_to  # None: no end known (also every event written before it had one)
     if kind != "excluded" and event.type != "eligibility.verified":
         await uow.eligibility.close_open_enrollment(member_id, effective)
     from claims.models import EligibilityFactRow

@@ -7,7 +7,7 @@ import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,11 @@ from claims.x12.validation import validate_837p
 from sqlalchemy import func, select
 
 from shared.bus.message import encode
+from shared.contracts.eligibility import EligibilityExcluded, EligibilitySource
 from shared.contracts.gateway import FileDelivered, FileKind, FileReceived
 from shared.envelope import new_event
 from shared.filestore import FileStore
+from shared.identity import member_id_for
 from shared.scheduler import FixedClock
 from shared.testing.app import ServiceHarness, make_caller, service_harness
 from shared.testing.polling import eventually
@@ -429,6 +431,21 @@ async def test_an_authorization_number_the_837p_cannot_carry_refuses_the_encount
     body = response.json()
     assert body["status"] == "rejected" and [r["code"] for r in body["reasons"]] == ["authorization_number_unusable"]
     assert "LAC" not in response.text
+
+
+async def test_an_exclusion_rejects_encounters_only_within_the_programs_dates(harness: ServiceHarness) -> None:
+    runtime = harness.runtimes["claims"]
+    member_id = member_id_for(testkit.cin(97))
+    hospice = new_event(EligibilityExcluded(
+        cin=testkit.cin(97), mcp_code="healthnet", source=EligibilitySource.X12_271, as_of=date(2025, 2, 25),
+        verified_at=datetime(2025, 2, 25, tzinfo=UTC), program="ecm", exclusion="hospice",
+        effective=date(2025, 2, 1), effective_to=date(2025, 2, 20), reason="hospice stay"),
+        subject=member_id, source="eligibility", member_id=member_id)
+    await testkit.apply_events(runtime, [testkit.eligibility_event(97), *testkit.authorization_events(97), hospice])
+    during = (await post(harness, "/v1/encounters", testkit.encounter_body(97, service_date="2025-02-10"))).json()
+    after = (await post(harness, "/v1/encounters", testkit.encounter_body(97, service_date="2025-03-03"))).json()
+    assert [r["code"] for r in during["reasons"]] == ["program_excluded"]
+    assert "program_excluded" not in [r["code"] for r in after["reasons"]] and after["status"] != "rejected"
 
 
 async def test_277ca_partial_accepts_and_rejects_per_claim(harness: ServiceHarness) -> None:

@@ -196,3 +196,22 @@ async def publish(bus: Any, *events: Envelope[Any]) -> None:
 
     await bus.publish([encode(e) for e in events])
 
+
+
+async def deliver(h: Any, *events: Envelope[Any]) -> None:
+    """Publish each event and wait until the referrals consumer handled it (its inbox row): exactly this order."""
+    from sqlalchemy import func, select
+
+    from shared.testing.polling import eventually
+
+    runtime = h.runtimes["referrals"]
+    inbox = runtime.definition.tables.inbox
+    for event in events:
+        await publish(h.bus, event)
+
+        async def handled(event_id: Any = event.id) -> bool:
+            async with runtime.sessions() as session:
+                return bool(await session.scalar(select(func.count()).select_from(inbox)
+                                                 .where(inbox.c.event_id == event_id)))
+
+        await eventually(handled, within=10.0, interval=0.02)

@@ -14,19 +14,16 @@ from referrals.testkit import (
     NOW,
     approved,
     closed,
+    deliver,
     denied,
     encounter,
     expired,
     make_referral,
-    publish,
     reauthorized,
     requested,
 )
-from sqlalchemy import func, select
 
-from shared.envelope import Envelope
 from shared.testing.app import ServiceHarness
-from shared.testing.polling import eventually
 
 T0 = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 
@@ -65,19 +62,6 @@ async def submitted(h: ServiceHarness, cin: str) -> str:
     return referral_id
 
 
-async def deliver(h: ServiceHarness, *events: Envelope[Any]) -> None:
-    """Publish each event and wait until the referrals consumer handled it: exactly this order."""
-    runtime = h.runtimes["referrals"]
-    inbox = runtime.definition.tables.inbox
-    for event in events:
-        await publish(h.bus, event)
-
-        async def handled(event_id: Any = event.id) -> bool:
-            async with runtime.sessions() as session:
-                return bool(await session.scalar(select(func.count()).select_from(inbox)
-                                                 .where(inbox.c.event_id == event_id)))
-
-        await eventually(handled, within=10.0, interval=0.02)
 
 
 async def loop_of(h: ServiceHarness, referral_id: str) -> tuple[Any, ...]:

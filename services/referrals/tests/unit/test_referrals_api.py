@@ -16,6 +16,7 @@ from referrals.service import EARLY_ENCOUNTER_KEPT_FOR
 from referrals.testkit import (
     approved,
     closed,
+    deliver,
     denied,
     encounter,
     expired,
@@ -27,7 +28,7 @@ from referrals.testkit import (
     verified,
     with_path,
 )
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from shared.bus.message import decode
 from shared.testing.app import ServiceHarness
@@ -317,19 +318,6 @@ async def test_older_eligibility_news_does_not_overwrite_newer(harness: ServiceH
     assert (await eventually(routed_somewhere, within=10.0, interval=0.02))["mcp_code"] == "healthnet"
 
 
-async def handled(h: ServiceHarness, *events: Any) -> None:
-    """Publish each event and wait until the referrals consumer handled it (its inbox row), in this order."""
-    runtime = h.runtimes["referrals"]
-    inbox = runtime.definition.tables.inbox
-    for event in events:
-        await publish(h.bus, event)
-
-        async def done(event_id: Any = event.id) -> bool:
-            async with runtime.sessions() as session:
-                return bool(await session.scalar(select(func.count()).select_from(inbox)
-                                                 .where(inbox.c.event_id == event_id)))
-
-        await eventually(done, within=10.0, interval=0.02)
 
 
 @pytest.mark.parametrize("loss_learnt_last", [True, False])
@@ -340,7 +328,7 @@ async def test_a_retroactive_loss_learnt_later_stops_routing_to_the_old_plan(har
     # Known on 11-10: enrolled with Health Net. Learnt on 11-20: not enrolled since 11-01 (retroactive).
     known = verified("90000001A", "healthnet", as_of=date(2026, 11, 10))
     loss = lost("90000001A", "healthnet", as_of=date(2026, 11, 20), effective=date(2026, 11, 1))
-    await handled(harness, *((known, loss) if loss_learnt_last else (loss, known)))
+    await deliver(harness, *((known, loss) if loss_learnt_last else (loss, known)))
     body = (await submit(harness, make_referral(mcp_code=None))).json()
     assert (body["status"], body["mcp_code"]) == ("needs_plan", None)
 

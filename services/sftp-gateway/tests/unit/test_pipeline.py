@@ -40,11 +40,15 @@ async def test_row_level_profile_publishes_good_rows_and_quarantines_bad_ones(ga
     assert delivered.data.kind == "error_report" and delivered.data.source_id == file["id"]
 
 
+# L.A. Care's MIF layout (all-or-nothing): its header and one good row.
+LACARE_MIF_HEADER = ("CIN|LAST_NAME|FIRST_NAME|DOB|GENDER|ADDRESS|CITY|STATE|ZIP|PHONE|HOMELESS_FLAG|POF_CODES|"
+                     "ECM_STATUS|AUTH_NUMBER|AUTH_START|AUTH_END|PROVIDER_NPI|ACUITY|REPORT_PERIOD")
+LACARE_MIF_ROW = ("90000001A|Testperson|Ana|19800101|F|1 Elm St|Los Angeles|CA|90001|5555550101|N|1a|E|A1|20261001|"
+                  "20270930|1234567893|2|202610")
+
+
 async def test_all_or_nothing_profile_quarantines_the_whole_file(gateway: Gateway) -> None:
-    header = ("CIN|LAST_NAME|FIRST_NAME|DOB|GENDER|ADDRESS|CITY|STATE|ZIP|PHONE|HOMELESS_FLAG|POF_CODES|ECM_STATUS|"
-              "AUTH_NUMBER|AUTH_START|AUTH_END|PROVIDER_NPI|ACUITY|REPORT_PERIOD")
-    good = ("90000001A|Testperson|Ana|19800101|F|1 Elm St|Los Angeles|CA|90001|5555550101|N|1a|E|A1|20261001|"
-            "20270930|1234567893|2|202610")
+    header, good = LACARE_MIF_HEADER, LACARE_MIF_ROW
     bad = good.replace("19800101", "19801301").replace("90000001A", "90000002A")
     await gateway.upload("lacare", "LAC_MIF_202610.txt", f"{header}\n{good}\n{bad}\n".encode())
     assert gateway.events(MIF_TOPIC) == []
@@ -86,10 +90,7 @@ async def test_a_row_with_broken_quoting_or_bytes_is_rejected_alone_on_a_row_lev
 
 
 async def test_a_row_with_bad_bytes_quarantines_an_all_or_nothing_file_naming_the_row(gateway: Gateway) -> None:
-    header = ("CIN|LAST_NAME|FIRST_NAME|DOB|GENDER|ADDRESS|CITY|STATE|ZIP|PHONE|HOMELESS_FLAG|POF_CODES|ECM_STATUS|"
-              "AUTH_NUMBER|AUTH_START|AUTH_END|PROVIDER_NPI|ACUITY|REPORT_PERIOD")
-    good = ("90000001A|Testperson|Ana|19800101|F|1 Elm St|Los Angeles|CA|90001|5555550101|N|1a|E|A1|20261001|"
-            "20270930|1234567893|2|202610")
+    header, good = LACARE_MIF_HEADER, LACARE_MIF_ROW
     bad = good.replace("90000001A", "90000002A").replace("Testperson", "Peña")
     await gateway.upload("lacare", "LAC_MIF_202610.txt", f"{header}\n{good}\n{bad}\n".encode("cp1252"))
     assert gateway.events(MIF_TOPIC) == []

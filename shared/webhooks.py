@@ -521,6 +521,20 @@ class WebhookDeliverer:
             if len(claimed) < size:
                 return total
 
+    async def fail_deliveries_of_disabled_subscriptions(self) -> int:
+        """Mark failed the pending deliveries of subscriptions no longer active; returns how many.
+
+        Disabling a subscription fails its pending deliveries in the same transaction, but rows left pending by
+        earlier versions (and a delivery queued while its subscription was being disabled) would otherwise wait
+        in the backlog for ever: they are never claimed."""
+        d, s = self.tables.delivery, self.tables.subscription
+        disabled = select(s.c.id).where(s.c.active.is_(False))
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(update(d).where(
+                d.c.status == DeliveryStatus.PENDING.value, d.c.subscription_id.in_(disabled))
+                .values(status=DeliveryStatus.FAILED.value, last_error="subscription_disabled"))
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def _claim(self, size: int) -> list[_Claimed]:
         """Take up to `size` due rows of active subscriptions and push their next attempt past the claim, so no
         other instance sends them (`WebhookPolicy.claim_size` keeps the batch sendable within it)."""
@@ -633,7 +647,8 @@ class WebhookBackground(Background):
         self.deliverer = deliverer
 
     async def start(self) -> None:
-        """Start delivering."""
+        """Close what disabled subscriptions left pending, then start delivering."""
+        await self.deliverer.fail_deliveries_of_disabled_subscriptions()
         self.deliverer.start()
 
     async def stop(self) -> None:

@@ -375,9 +375,13 @@ def _plain_path(field: str) -> str:
     return _INDEX.sub("", field)
 
 
-def _nested(one: str, other: str) -> bool:
-    """True when one element path is the other, or inside it, or holds it."""
-    return one == other or one.startswith(other + ".") or other.startswith(one + ".")
+def _said_already(violation: Violation, refused: Sequence[str]) -> bool:
+    """True when an intake rule's error only repeats what the channel's reading refused: at or inside a refused
+    element, or a "required" element that holds one (left out because of it). Any other error on an element
+    that holds a refused one is a finding of its own (a wrong program code next to a bad display)."""
+    path = _plain_path(violation.field)
+    return any(path == r or path.startswith(r + ".") or (violation.rule == "required" and r.startswith(path + "."))
+               for r in refused)
 
 
 async def _accept(uow: ReferralsUnitOfWork, caller: Caller, key: str | None, fingerprint: str, raw: Any, *,
@@ -394,8 +398,7 @@ async def _accept(uow: ReferralsUnitOfWork, caller: Caller, key: str | None, fin
         # An element the channel's own reading refused (e.g. a FHIR model error, whose element was left out)
         # is reported once, not again as missing by the intake rules.
         refused = [_plain_path(v.field) for v in pre_violations]
-        raise field_problem([*pre_violations, *(v for v in named
-                                                if not any(_nested(_plain_path(v.field), r) for r in refused))])
+        raise field_problem([*pre_violations, *(v for v in named if not _said_already(v, refused))])
     referral = await service.new_referral(uow, draft, caller, channel=channel, now=now)
     body, headers = await render(uow, referral)
     answer = produced_response(201, body, headers)

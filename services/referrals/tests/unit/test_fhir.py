@@ -184,6 +184,16 @@ def test_a_model_error_names_its_element_and_the_rest_is_still_checked(path: str
     assert {(v.field, v.rule) for v in violations} == expected
 
 
+async def test_a_model_error_inside_an_element_does_not_hide_that_elements_own_error(harness: ServiceHarness
+                                                                                     ) -> None:
+    request = _with(make_service_request(), "code/coding/0/code", "ecmm")  # no such CalAIM program
+    request = _with(request, "code/coding/0/display", {"x": 1})  # and a display the model refuses
+    response = await post_fhir(harness, request)
+    assert response.status_code == 422
+    assert {(e["field"], e["rule"]) for e in response.json()["errors"]} == {
+        ("ServiceRequest.code.coding[0].display", "string_type"), ("ServiceRequest.code", "enum")}
+
+
 def test_a_patient_that_cannot_be_read_at_all_is_named() -> None:
     request = make_service_request()
     request["contained"][0].update(deceasedBoolean=True, deceasedDateTime="2020-01-01")  # one of, not both

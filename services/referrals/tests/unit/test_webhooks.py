@@ -189,6 +189,22 @@ async def test_a_410_stops_every_pending_delivery_of_that_subscription(store: We
     assert len(live.posts) == 2 and await store.deliveries("whs_live") == [("delivered", 1, None)] * 2
 
 
+async def test_after_a_410_no_new_post_starts_only_those_already_in_flight_land(store: WebhookStore) -> None:
+    await store.subscribe("whs_gone", "org_a")
+    await store.queue("org_a", 8)
+
+    class SlowGone(FakeSender):
+        async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> int:
+            self.posts.append(headers[DELIVERY_ID_HEADER])
+            await asyncio.sleep(0.05)  # the first three are sent together, before any answer
+            return 410
+
+    sender = SlowGone()
+    await WebhookDeliverer(store.sessions, store.tables, sender, WebhookPolicy(concurrency=3)).deliver_due()
+    assert len(sender.posts) == 3  # an HTTP request already sent cannot be recalled; none starts after the 410
+    assert sorted(s for s, _, _ in await store.deliveries("whs_gone")) == ["failed"] * 8
+
+
 async def test_pending_deliveries_of_a_disabled_subscription_are_not_sent(store: WebhookStore) -> None:
     await store.subscribe("whs_off", "org_a")
     await store.queue("org_a", 2)

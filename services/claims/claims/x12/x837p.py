@@ -195,6 +195,13 @@ TEXT_RULE = ("letters of the Latin alphabet (accents are dropped), digits, space
 
 
 _LETTER_OR_DIGIT = re.compile(r"[A-Za-z0-9]")
+# Typographic punctuation that phones and word processors put in names and addresses (O’Brien, Mary‐Kate,
+# St. Mary’s Ave): written as its ASCII form, not refused. NFKD has no ASCII decomposition for these.
+_TYPOGRAPHIC = str.maketrans({
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u02bc", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033", '"'),
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
+})
 
 
 def _x12_character(ch: str) -> bool:
@@ -216,14 +223,16 @@ def reference_problem(value: str) -> str | None:
 def text_problem(value: str) -> str | None:
     """Why a name or address line would lose characters when written into the 837P (`_x12_text`), or None.
 
-    The only transliteration is the documented one: accents are folded (Peña -> PENA) and delimiters become
-    spaces. A character with no ASCII letter under its accents (王, ß, Ø) would silently disappear, so it is
-    refused instead, as is a value left with no letter or digit.
+    The only transliterations are the documented ones: accents are folded (Peña -> PENA), typographic quotes
+    and dashes become their ASCII forms (O’Brien -> O'BRIEN) and delimiters become spaces. A character with no
+    ASCII letter under its accents (王, ß, Ø) would silently disappear, so it is refused instead, as is a value
+    left with no letter or digit.
     """
     if value.isascii():  # most names: checked without folding
         if not value.isprintable() and not all(_x12_character(ch) or ch in "\t\r\n" for ch in value):
             return "must use the X12 character set"
         return None if _LETTER_OR_DIGIT.search(value) else "must contain a letter or digit"
+    value = value.translate(_TYPOGRAPHIC)
     for ch in value:
         if _x12_character(ch) or ch in "\t\r\n" or unicodedata.combining(ch):
             continue
@@ -237,7 +246,7 @@ def _x12_text(value: str, limit: int) -> str:
     # X12 files are ASCII: accents are folded (Peña -> PENA), our delimiters '~*:^' become spaces, and names
     # are upper-cased as MCP EDI systems expect.
     if not value.isascii():
-        value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+        value = unicodedata.normalize("NFKD", value.translate(_TYPOGRAPHIC)).encode("ascii", "ignore").decode()
     return " ".join(value.translate(_DELIMITERS_TO_SPACE).upper().split())[:limit]
 
 

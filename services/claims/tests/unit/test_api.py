@@ -171,6 +171,13 @@ async def test_accented_latin_names_are_recorded_and_folded_in_the_837p(harness:
     assert "NM1*IL*1*PENA*JOSE****MI*90000001A~" in text and validate_837p(text) == []
 
 
+async def test_typographic_apostrophes_and_dashes_are_accepted_at_intake(harness: ServiceHarness) -> None:
+    address = {**testkit.member(3)["address"], "line1": "12 St. Mary\u2019s Ave"}
+    member = {**testkit.member(3), "last_name": "O\u2019Brien", "first_name": "Mary\u2013Kate", "address": address}
+    response = await post(harness, "/v1/encounters", testkit.encounter_body(3, member=member))
+    assert response.status_code == 201, response.text
+
+
 async def test_batch_gives_per_item_results(harness: ServiceHarness) -> None:
     await testkit.seed_member(harness.runtimes["claims"], 2)
     items = [testkit.encounter_body(2), testkit.encounter_body(2), testkit.encounter_body(3),

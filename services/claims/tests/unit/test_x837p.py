@@ -295,6 +295,14 @@ def test_a_name_the_837p_cannot_write_is_refused_naming_the_element(label: str, 
     assert not any(value in str(raised.value) for value in change.values()), label
 
 
+def test_typographic_quotes_and_dashes_are_written_as_ascii_not_refused() -> None:
+    # Phones type O’Brien and Mary‐Kate; the 837P writes O'BRIEN (apostrophe and hyphen are in X12's basic set).
+    claim = make_claim(1, "healthnet")
+    typed = replace(claim, subscriber=replace(claim.subscriber, last_name="O\u2019Brien", first_name="Mary\u2010Kate"))
+    text = build_837p(header("healthnet"), [typed]).text
+    assert "NM1*IL*1*O'BRIEN*MARY-KATE****MI*90000001A~" in text and validate_837p(text) == []
+
+
 def test_accented_latin_names_are_folded_as_documented() -> None:
     claim = make_claim(1, "healthnet")
     folded = replace(claim, subscriber=replace(claim.subscriber, last_name="Nguyễn", first_name="José",

@@ -97,11 +97,18 @@ async def mark_accepted(event: Envelope[AuthorizationApproved], uow: ReferralsUn
         return _not_ours(event)
     await service.link_authorization(uow, referral, data.authorization_id, at=data.decided_at, cause=event,
                                      previous_authorization_id=data.previous_authorization_id)
-    # An approval made after a denial overturns it: a reauthorization denied, then approved, is current again.
-    await service.record_decision(uow, referral, data.authorization_id, approved=True, decided_at=data.decided_at)
-    await service.move(uow, referral, ReferralStatus.ACCEPTED, at=data.decided_at, cause=event,
-                       detail={"authorization_id": data.authorization_id, "modified": data.modified,
-                               "presumptive": data.presumptive})
+    # An approval made after a denial overturns it: a reauthorization denied, then approved, is current again,
+    # and a loop only the end of the authorization it continues had closed meanwhile reopens (an appeal).
+    closed_on = referral.authorization_id
+    overturned = await service.record_decision(uow, referral, data.authorization_id, approved=True,
+                                               decided_at=data.decided_at)
+    reopened = (overturned is not None and overturned.authorization_id == data.authorization_id
+                and await service.reopen_after_overturn(uow, referral, overturned, closed_on=closed_on,
+                                                        at=data.decided_at, cause=event))
+    if not reopened:
+        await service.move(uow, referral, ReferralStatus.ACCEPTED, at=data.decided_at, cause=event,
+                           detail={"authorization_id": data.authorization_id, "modified": data.modified,
+                                   "presumptive": data.presumptive})
     await service.apply_early_encounter(uow, referral, data.authorization_id, cause=event)
 
 

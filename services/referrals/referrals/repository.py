@@ -265,6 +265,20 @@ class ReferralRepository:
             end=AuthorizationEnd(r.end_code, r.end_reason, _aware(r.ended_at))
             if r.end_code is not None and r.ended_at is not None else None) for r in rows]
 
+    async def encounter_told(self, referral_id: str) -> bool:
+        """Whether an encounter under one of the referral's authorizations was consumed, even one the loop refused
+        (kept on the timeline as a refused move to in_service); entries staged in this unit count too."""
+        rows = (await self.session.execute(
+            select(ReferralTimeline.kind, ReferralTimeline.status, ReferralTimeline.detail)
+            .where(ReferralTimeline.referral_id == referral_id,
+                   ReferralTimeline.kind.in_(("status_changed", "status_unchanged"))))).all()
+        entries = [(r.kind, r.status, r.detail) for r in rows]
+        entries += [(e.kind, e.status, e.detail) for e in self.staged_timeline_of(referral_id)]
+        in_service = ReferralStatus.IN_SERVICE.value
+        return any((kind == "status_changed" and status == in_service)
+                   or (kind == "status_unchanged" and (detail or {}).get("requested_status") == in_service)
+                   for kind, status, detail in entries)
+
     async def waiting_for_plan(self, member_id: str) -> Sequence[Referral]:
         """The member's referrals in needs_plan, oldest first, locked for routing."""
         query = (select(Referral).where(Referral.member_id == member_id,

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from referrals.domain.intake import ReferralDraft
 from referrals.domain.routing import NeedsPlan, Routed, decide_route
-from referrals.domain.status import closure_reason_for, decide_move, is_open
+from referrals.domain.status import ClosureReason, closure_reason_for, decide_move, decide_reopen, is_open
 from referrals.domain.succession import AuthorizationEnd, AuthorizationLink, current_link
 from referrals.models import MemberPlan, Referral
 from referrals.repository import ReferralsUnitOfWork, StagedTimelineEntry
@@ -249,11 +249,12 @@ async def apply_route(uow: ReferralsUnitOfWork, referral: Referral, decision: Ro
 
 async def move(uow: ReferralsUnitOfWork, referral: Referral, target: ReferralStatus, *, at: datetime,
                cause: Envelope[Any] | None, reason: str | None = None, closure_reason_code: str | None = None,
-               detail: dict[str, Any] | None = None, log_change: bool = True) -> bool:
+               detail: dict[str, Any] | None = None, log_change: bool = True, reopening: bool = False) -> bool:
     """Move a referral to `target` if the closed loop allows it: referral.status_changed, a timeline entry and
-    a webhook delivery per subscriber. A move the loop refuses is kept on the timeline; returns False."""
+    a webhook delivery per subscriber. A move the loop refuses is kept on the timeline; returns False.
+    `reopening`: the caller established why a closed loop reopens (`reopen_after_overturn`)."""
     current = ReferralStatus(referral.status)
-    decision = decide_move(current, target)
+    decision = decide_reopen(current, target) if reopening else decide_move(current, target)
     if not decision.changes:
         keep_unchanged(uow, referral, target, because=decision.ignored_because, at=at, cause=cause, detail=detail)
         return False
@@ -388,6 +389,39 @@ async def record_decision(uow: ReferralsUnitOfWork, referral: Referral, authoriz
     if not await uow.referrals.record_decision(authorization_id, "approved" if approved else "denied", decided_at):
         return None
     return await follow_chain(uow, referral, at=decided_at)
+
+
+async def reopen_after_overturn(uow: ReferralsUnitOfWork, referral: Referral, overturned: AuthorizationLink, *,
+                                closed_on: str | None, at: datetime, cause: Envelope[Any]) -> bool:
+    """A reauthorization's denial was overturned (an approval decided after it, `record_decision`) and it is the
+    current authorization again (`overturned`; `closed_on`: the current one before the approval): reopen a loop
+    that was closed only because that denial left the authorization it continues current and that authorization's
+    period then ended. The loop reopens `accepted`, or `in_service` once an encounter under the referral was
+    consumed (before the closure, or refused while closed), the state it reaches when the approval arrives before
+    the end (decision 0125). False, changing nothing, for a loop closed otherwise: withdrawn or declined, by the
+    closure of the continued authorization (plan change, disenrollment: its own reason, not a period a
+    reauthorization extends), by the reauthorization's own end, or by an end with no denial in between."""
+    if referral.status != ReferralStatus.CLOSED.value or closed_on is None:
+        return False
+    if overturned.end is not None:
+        return False  # the reauthorization has ended itself: its own end stands
+    if overturned.previous_authorization_id != closed_on:
+        return False
+    links = {link.authorization_id: link for link in await uow.referrals.authorization_links(referral.id)}
+    continued = links.get(closed_on)
+    expiry = ClosureReason.AUTHORIZATION_EXPIRED.value
+    if continued is None or continued.end is None or continued.end.code != expiry:
+        return False
+    if referral.closure_reason_code != expiry:
+        return False
+    target = ReferralStatus.IN_SERVICE if await uow.referrals.encounter_told(referral.id) else ReferralStatus.ACCEPTED
+    at = max(at, as_utc(referral.status_changed_at))  # the timeline reads closed, then reopened
+    _timeline(uow, referral, kind="reopened", at=at, status=target.value, previous=referral.status,
+              reason="denial_overturned", detail={"authorization_id": overturned.authorization_id,
+                                                  "closed_on_authorization_id": closed_on},
+              event_id=cause.id)
+    return await move(uow, referral, target, at=at, cause=cause, reopening=True,
+                      detail={"authorization_id": overturned.authorization_id, "reopened": "denial_overturned"})
 
 
 async def record_end(uow: ReferralsUnitOfWork, authorization_id: str, end: AuthorizationEnd) -> None:

@@ -3,7 +3,8 @@
 Flow: received → routed | needs_plan → routed → requested → accepted | declined → in_service → closed;
 withdrawn by the referrer from any open status. Events come from several topics with no order between them
 (an encounter can be consumed before the approval that preceded it), so a move never goes backwards: a late
-event is kept on the timeline and changes nothing.
+event is kept on the timeline and changes nothing. One exception: an overturned denial of a reauthorization
+reopens a loop that only the end of the authorization it continues had closed (`decide_reopen`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ def decide_move(current: ReferralStatus, target: ReferralStatus) -> Move:
         return Move(False, "status_already_past")
     if target is S.ROUTED and current not in (S.RECEIVED, S.NEEDS_PLAN):
         return Move(False, "status_already_past")
+    return Move(True)
+
+
+def decide_reopen(current: ReferralStatus, target: ReferralStatus) -> Move:
+    """Whether a loop closed by the end of the authorization a denied reauthorization would have continued reopens
+    to `target` once that denial is overturned (only closed → accepted | in_service; the caller checks why the loop
+    closed)."""
+    if current is not S.CLOSED:
+        return Move(False, "referral_is_not_closed")
+    if target not in (S.ACCEPTED, S.IN_SERVICE):
+        return Move(False, "status_does_not_reopen")
     return Move(True)
 
 

@@ -151,3 +151,66 @@ async def test_a_denial_older_than_the_approval_does_not_overturn_it(harness: Se
                   approved(None, "a2", decided_at=NOW + timedelta(days=20)), denied(None, "a2"),
                   expired("a1", referral_id=rid))
     assert await loop_of(harness, rid) == ("accepted", None, None, "a2")
+
+
+APPEAL = NOW + timedelta(days=20)  # an appeal is decided long after the denial, often after the period ended
+
+
+@pytest.mark.parametrize(("served", "encounter_for_a2", "end"), [
+    (True, True, ("in_service", "member_connected_to_services", None)),
+    (True, False, ("in_service", "member_connected_to_services", None)),
+    (False, True, ("in_service", "member_connected_to_services", None)),
+    (False, False, ("accepted", None, None)),
+])
+async def test_an_appeal_approving_a_denied_reauthorization_reopens_the_loop_its_denial_closed(
+        harness: ServiceHarness, served: bool, encounter_for_a2: bool, end: tuple[Any, ...]) -> None:
+    """a1 approved (and served), reauthorization a2 denied, a1 expires, a2 approved on appeal (20 days later):
+    every arrival order of the denial, the expiry and the appeal (and a2's encounter after them) ends alike. A
+    loop the expiry closed reopens, with the reason on the timeline."""
+    for n, order in enumerate(itertools.permutations(range(3))):
+        rid = await submitted(harness, f"9000004{n}{'LMNPQR'[n]}")
+        a1, a2 = f"a1_{n}", f"a2_{n}"
+        start = [requested(rid, a1), approved(rid, a1), *([encounter(a1, f"enc_1_{n}")] if served else []),
+                 reauthorized(a1, a2)]
+        story = [denied(None, a2, reason="no longer meets POF criteria"), expired(a1, referral_id=rid),
+                 approved(None, a2, decided_at=APPEAL)]
+        events = [story[i] for i in order]
+        await deliver(harness, *start, *events, *([encounter(a2, f"enc_2_{n}")] if encounter_for_a2 else []))
+        assert await loop_of(harness, rid) == (*end[:3], a2), order
+        timeline = (await harness.client.get(f"/v1/referrals/{rid}", headers=harness.headers("hub"))).json()[
+            "timeline"]
+        reopened = [t for t in timeline if t["kind"] == "reopened"]
+        closed_first = order.index(2) == 2  # the appeal came after both the denial and the expiry
+        assert [t["reason"] for t in reopened] == (["denial_overturned"] if closed_first else []), order
+
+
+@pytest.mark.parametrize("story", ["withdrawn", "a1_closed_by_plan_change", "a2_ended"])
+async def test_an_appeal_does_not_reopen_a_loop_closed_for_another_reason(harness: ServiceHarness,
+                                                                          story: str) -> None:
+    """Only a loop closed by the expiry of the authorization a denied reauthorization continues reopens: not a
+    withdrawal, not a closure of that authorization (a plan change ends it for its own reason), not a loop whose
+    reauthorization has ended itself."""
+    cin = {"withdrawn": "90000050S", "a1_closed_by_plan_change": "90000052U", "a2_ended": "90000053V"}[story]
+    rid = await submitted(harness, cin)
+    a2_denied = denied(None, "a2", reason="no longer meets POF criteria")
+    appeal = approved(None, "a2", decided_at=APPEAL)
+    if story == "withdrawn":
+        await deliver(harness, requested(rid, "a1"), approved(rid, "a1"), reauthorized("a1", "a2"), a2_denied)
+        response = await harness.client.post(f"/v1/referrals/{rid}/withdraw", json={"reason": "member moved"},
+                                             headers=harness.headers("cbo_a"))
+        assert response.status_code == 200, response.text
+        await deliver(harness, expired("a1", referral_id=rid), appeal)
+        expected: tuple[Any, ...] = ("withdrawn", "withdrawn_by_referrer", "member moved")
+    elif story == "a1_closed_by_plan_change":
+        await deliver(harness, requested(rid, "a1"), approved(rid, "a1"),
+                      requested(rid, "a2", "healthnet", previous_authorization_id="a1"), a2_denied,
+                      closed("a1", reason="plan_changed", referral_id=rid), appeal)
+        expected = ("closed", "authorization_closed", "plan_changed")
+    else:
+        await deliver(harness, requested(rid, "a1"), approved(rid, "a1"), reauthorized("a1", "a2"), a2_denied,
+                      closed("a2", reason="discontinued_by_mcp", referral_id=rid), expired("a1", referral_id=rid),
+                      appeal)
+        expected = ("closed", "authorization_expired", "authorization period ended")
+    assert (await loop_of(harness, rid))[:3] == expected
+    timeline = (await harness.client.get(f"/v1/referrals/{rid}", headers=harness.headers("hub"))).json()["timeline"]
+    assert not any(t["kind"] == "reopened" for t in timeline)

@@ -287,7 +287,8 @@ class _ClaimScan:
 def claims_at(text: str, positions: Collection[int]) -> dict[int, str]:
     """The claim (CLM01) whose loops hold each of these 1-based segment positions of an 837P: from its subscriber
     HL (2000B, HL03 = 22) up to the next HL or SE. Positions outside every claim (envelope, header, billing
-    provider) are left out."""
+    provider) are left out, and so is the payer name loop (2010BB, NM1*PR up to the next NM1 or CLM): each
+    claim carries it, but it is written from the MCP's billing profile, so its issues are the configuration's."""
     wanted = set(positions)
     found: dict[int, str] = {}
     try:
@@ -299,6 +300,7 @@ def claims_at(text: str, positions: Collection[int]) -> dict[int, str]:
     line_breaks = "\n" in body or "\r" in body
     position = 0
     in_claim = False
+    in_payer = False  # inside 2010BB
     claim_id: str | None = None
     held: list[int] = []  # wanted positions in the current claim's loops
 
@@ -319,12 +321,16 @@ def claims_at(text: str, positions: Collection[int]) -> dict[int, str]:
             if sid in ("HL", "SE"):
                 close()
                 claim_id = None
+                in_payer = False
                 parts = raw.split(element)
                 in_claim = sid == "HL" and len(parts) > 3 and parts[3] == "22"
             elif in_claim and sid == "CLM":
+                in_payer = False
                 parts = raw.split(element)
                 claim_id = parts[1] if len(parts) > 1 else None
-            if in_claim and position in wanted:
+            elif in_claim and sid == "NM1":
+                in_payer = raw.split(element, 2)[1:2] == ["PR"]
+            if in_claim and not in_payer and position in wanted:
                 held.append(position)
     close()
     return found

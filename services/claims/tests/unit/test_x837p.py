@@ -279,6 +279,17 @@ def test_validation_issues_are_traced_to_the_claim_whose_loops_hold_them() -> No
     assert outside and claims_at(header_bad, [i.file_position for i in outside]) == {}
 
 
+def test_an_issue_in_the_payer_loop_is_the_configurations_not_each_claims() -> None:
+    # 2010BB (NM1*PR) sits in every claim's loops but is written from the MCP's billing profile: a payer id
+    # set wrong there must fail the batch as configuration, not reject every claim.
+    claims = [make_claim(n, "healthnet") for n in (1, 2, 3)]
+    mis_set = [replace(c, payer=Payer(c.payer.name, "X")) for c in claims]
+    text = build_837p(header("healthnet"), mis_set).text
+    issues = validate_837p(text)
+    assert issues and {i.segment for i in issues} == {"NM1"}
+    assert claims_at(text, [i.file_position for i in issues]) == {}
+
+
 @pytest.mark.parametrize(("label", "change", "element"), [
     ("subscriber last name in Chinese script", {"last_name": "王"}, "NM1*IL subscriber last name"),
     ("subscriber first name in Cyrillic", {"first_name": "Иван"}, "NM1*IL subscriber first name"),

@@ -41,15 +41,25 @@ class ProgramReading:
 # A program named right after one of these words is denied, not stated: "NO HOSPICE", "NOT ENROLLED IN PACE",
 # "NON-HOSPICE PLAN" [unconfirmed: MCP wording varies; a denial placed after the name is not recognized].
 _NEGATIONS = frozenset({"NO", "NOT", "NON", "NONE", "NEVER", "WITHOUT"})
-_NEGATION_REACH = 3  # words before the program's name
+# Only these words may stand between the denial and the name: "NOT ELIGIBLE - HOSPICE" states a hospice stay
+# (the member is not eligible because of it), it does not deny one.
+_LINKING = frozenset({"ENROLLED", "ELECTED", "IN", "A", "AN", "ON", "UNDER"})
 _WORD = re.compile(r"[A-Z0-9]+")
+
+
+def _denied(words_before: Sequence[str]) -> bool:
+    for word in reversed(words_before):
+        if word in _NEGATIONS:
+            return True
+        if word not in _LINKING:
+            return False
+    return False
 
 
 def _mentions(keyword: str, text: str) -> bool:
     """True when `text` names `keyword` as a whole word (PACE, not PACEMAKER) and does not deny it."""
     for found in re.finditer(rf"(?<![A-Z0-9]){re.escape(keyword)}(?![A-Z0-9])", text):
-        before = _WORD.findall(text[:found.start()])[-_NEGATION_REACH:]
-        if not _NEGATIONS.intersection(before):
+        if not _denied(_WORD.findall(text[:found.start()])):
             return True
     return False
 

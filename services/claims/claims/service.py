@@ -741,6 +741,27 @@ def _accept(uow: ClaimsUnitOfWork, claim: Claim, *, acknowledgment: str, actor: 
     return True
 
 
+def _accepted_by_999(uow: ClaimsUnitOfWork, claim: Claim, billing: Any, *, code: str, noted: list[str],
+                     actor: Actor, now: datetime, parent: Envelope[Any]) -> str | None:
+    """Move a claim of an accepted transaction set on (accepted where the MCP's acceptance is the 999, else
+    submitted); which summary count it adds to, if any. An E (accepted with errors) notes the errors."""
+    moved: str | None = None
+    if billing is not None and billing.profile.acceptance == "999":
+        if _accept(uow, claim, acknowledgment="999", actor=actor, now=now, parent=parent):
+            moved = "claims_accepted"
+    elif claim.status == ClaimStatus.BATCHED.value:
+        # The 999 proves the MCP has the file even if the gateway's delivery report is late.
+        if _transition(uow, claim, ClaimStatus.SUBMITTED, actor=actor, action="submitted_999", now=now,
+                       detail={"ik5": code}):
+            claim.submitted_at = claim.submitted_at or now
+            moved = "claims_submitted"
+    if code == "E":
+        uow.claims.add_history(new_history(claim.id, action="noted_999", actor=actor.label,
+                                           from_status=claim.status, to_status=claim.status, at=now,
+                                           detail={"reasons": noted}))
+    return moved
+
+
 async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: str) -> dict[str, Any]:
     """Apply a 999 to the batches it answers: rejected sets reject their claims, a rejected group (AK9 M/R/W/X)
     every claim of its batch; accepted sets move them on."""
@@ -775,19 +796,18 @@ async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: 
                         rejected_claims += 1
                 continue
             for claim in claims:
-                if billing is not None and billing.profile.acceptance == "999":
-                    if _accept(uow, claim, acknowledgment="999", actor=actor, now=now, parent=event):
-                        summary["claims_accepted"] += 1
-                elif claim.status == ClaimStatus.BATCHED.value:
-                    # The 999 proves the MCP has the file even if the gateway's delivery report is late.
-                    if _transition(uow, claim, ClaimStatus.SUBMITTED, actor=actor, action="submitted_999", now=now,
-                                   detail={"ik5": set_ack.code}):
-                        claim.submitted_at = claim.submitted_at or now
-                        summary["claims_submitted"] += 1
-                if set_ack.code == "E":
-                    uow.claims.add_history(new_history(claim.id, action="noted_999", actor=actor.label,
-                                                       from_status=claim.status, to_status=claim.status, at=now,
-                                                       detail={"reasons": set_ack.reasons()}))
+                moved = _accepted_by_999(uow, claim, billing, code=set_ack.code, noted=set_ack.reasons(),
+                                         actor=actor, now=now, parent=event)
+                if moved is not None:
+                    summary[moved] += 1
+        if not ack.sets and not ack.rejected:
+            # A group accepted with no AK2 loop (some translators answer so): every set of the batch is accepted.
+            in_batch = await uow.claims.by_ids(await _batch_claim_ids(uow, batch.id))
+            for _, claim in sorted(in_batch.items()):
+                moved = _accepted_by_999(uow, claim, billing, code=ack.code, noted=ack.reasons(), actor=actor,
+                                         now=now, parent=event)
+                if moved is not None:
+                    summary[moved] += 1
         if ack.rejected:
             # A group rejection may name no set at all (AK1 + AK9 R, no AK2): every claim of the batch the sets
             # above did not answer is rejected with the AK9 reasons.
@@ -801,7 +821,8 @@ async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: 
         summary["claims_rejected"] += rejected_claims
         uow.record(caused_by(event, ClaimBatchAcknowledged(
             batch_id=batch.id, mcp_code=batch.mcp_code, code=ack.code,
-            sets_accepted=0 if ack.rejected else sum(1 for s in ack.sets if s.accepted),
+            sets_accepted=0 if ack.rejected else sum(1 for s in ack.sets if s.accepted) if ack.sets
+            else batch.transaction_sets,
             sets_rejected=rejected_sets,
             claims_rejected=rejected_claims, acknowledged_at=now), subject=batch.id, source=SOURCE, time=now))
     return summary

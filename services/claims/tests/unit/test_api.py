@@ -19,7 +19,7 @@ from claims.models import audit_event
 from claims.x12.validation import validate_837p
 from sqlalchemy import func, select
 
-from shared.bus.message import encode
+from shared.bus.message import decode, encode
 from shared.contracts.eligibility import EligibilityExcluded, EligibilitySource
 from shared.contracts.gateway import FileDelivered, FileKind, FileReceived
 from shared.envelope import new_event
@@ -330,6 +330,23 @@ async def test_partial_999_rejects_only_its_set_and_delivery_submits(harness: Se
     await deliver_acknowledgment(harness, FileKind.X12_999, partial)
     await asyncio.sleep(0.3)
     assert len(published(harness, "claims.claim_batch.v1", "claim_batch.acknowledged")) == 1
+
+
+async def test_999_accepting_the_group_without_ak2_loops_moves_every_claim_on(harness: ServiceHarness) -> None:
+    claim_ids = await _record(harness, range(45, 47))
+    await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")
+    text = (FIXTURES / "999" / "accepted.x12").read_text().replace("AK1*HC*7*", "AK1*HC*1*") \
+        .replace("AK2*837*0001*005010X222A1~\nIK5*A~\n", "").replace("SE*6*", "SE*4*")
+    await deliver_acknowledgment(harness, FileKind.X12_999, text)
+
+    async def submitted() -> bool:
+        return set(await statuses(harness, claim_ids)) == {"submitted"}
+
+    await eventually(submitted, within=10.0)  # the 999 proves the MCP has the file
+    await eventually(lambda: _has(harness, "claims.claim_batch.v1", "claim_batch.acknowledged", 1), within=10.0)
+    (message,) = published(harness, "claims.claim_batch.v1", "claim_batch.acknowledged")
+    data = decode(message).data
+    assert (data.code, data.sets_accepted, data.claims_rejected) == ("A", 1, 0)
 
 
 @pytest.mark.parametrize("sets", ["none named", "set accepted"])

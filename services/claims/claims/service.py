@@ -111,7 +111,7 @@ from claims.x12.x837p import (
     reference_problem,
 )
 from claims.x12.x837p import Submitter as X12Submitter
-from claims.x12.x999 import parse_999
+from claims.x12.x999 import ACCEPTED_CODES, parse_999
 from shared.auth import Caller, TenantScope, record_audit
 from shared.collector import collector_paused
 from shared.contracts.base import EventData
@@ -800,8 +800,9 @@ async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: 
                                          actor=actor, now=now, parent=event)
                 if moved is not None:
                     summary[moved] += 1
-        if not ack.sets and not ack.rejected:
+        if not ack.sets and ack.code in ACCEPTED_CODES:
             # A group accepted with no AK2 loop (some translators answer so): every set of the batch is accepted.
+            # A partial acceptance (P) naming no set says nothing of any claim: they wait for the 277CA.
             in_batch = await uow.claims.by_ids(await _batch_claim_ids(uow, batch.id))
             for _, claim in sorted(in_batch.items()):
                 moved = _accepted_by_999(uow, claim, billing, code=ack.code, noted=ack.reasons(), actor=actor,

@@ -237,7 +237,7 @@ class AuthorizationRepository:
         query = (
             select(Authorization.id, Authorization.member_id, Authorization.mcp_code,
                    Authorization.cbo_organization_id, Authorization.correlation_id, Authorization.period_end,
-                   Authorization.referral_id)
+                   Authorization.referral_id, Authorization.status)
             .where(Authorization.expiry_due_on <= today, Authorization.status.in_(SWEEPABLE))
             .order_by(Authorization.expiry_due_on, Authorization.id)
         )

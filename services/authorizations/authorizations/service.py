@@ -646,6 +646,7 @@ class SweepReport:
     expired: int
     pending_reauthorization: int
     more: bool
+    failed: int = 0  # authorizations no notice could be built for: logged, parked until tomorrow's sweep
 
 
 @dataclass(frozen=True)
@@ -696,7 +697,8 @@ async def sweep_expiries(uow: AuthorizationsUnitOfWork, *, chunk: int) -> SweepR
 
     Set-based and lean: one locked read per kind, one bulk insert of history, one update per kind, so the
     thousands due on a busy day cost a handful of statements. The reauthorization rule runs afterwards, in
-    its own pass (`reauthorize_expiring`), on the rows this marks `pending`.
+    its own pass (`reauthorize_expiring`), on the rows this marks `pending`. An authorization no notice can be
+    built for is logged with its id, noted in its history and parked until tomorrow; the others go on.
     """
     now = now_of(uow)
     today = pacific_date(now)
@@ -706,13 +708,24 @@ async def sweep_expiries(uow: AuthorizationsUnitOfWork, *, chunk: int) -> SweepR
     if rows:
         followed = await uow.authorizations.followed_by_reauthorization([r.id for r in rows])
     history_rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    notified: list[Any] = []
     for row in rows:
-        days_left = (row.period_end - today).days
-        _emit(uow, row.id, row.member_id, row.correlation_id, AuthorizationExpiring(
-            authorization_id=row.id, mcp_code=row.mcp_code, cbo_organization_id=row.cbo_organization_id,
-            period_end=row.period_end, days_left=days_left), None, now)
+        try:
+            days_left = (row.period_end - today).days
+            data: EventData = AuthorizationExpiring(
+                authorization_id=row.id, mcp_code=row.mcp_code, cbo_organization_id=row.cbo_organization_id,
+                period_end=row.period_end, days_left=days_left)
+        except Exception as error:
+            _sweep_row_failed(row, "expiring", error, now, failed, history_rows)
+            continue
+        _emit(uow, row.id, row.member_id, row.correlation_id, data, None, now)
         history_rows.append(_history_row(row.id, now, "expiring", row.status,
                                          {"days_left": days_left, "period_end": row.period_end}))
+        notified.append(row)
+    # Parked until tomorrow's sweep (retried, logged again): out of today's range, so no continuation re-reads it.
+    await uow.authorizations.set_many(failed, expiring_due_on=today + timedelta(days=1), updated_at=now)
+    claimed_expiring, rows = len(rows), notified
     pending = [r.id for r in rows if r.id not in followed]
     # A reauthorization the care team already asked for is not asked for again.
     await uow.authorizations.set_many([r.id for r in rows if r.id in followed], expiring_due_on=None,
@@ -721,20 +734,46 @@ async def sweep_expiries(uow: AuthorizationsUnitOfWork, *, chunk: int) -> SweepR
                                       reauthorization=PENDING, updated_at=now)
 
     expired = await uow.authorizations.claim_expired(today, chunk)
+    claimed_expired = len(expired)
+    ended: list[Any] = []
+    unended: list[str] = []
     for row in expired:
-        _emit(uow, row.id, row.member_id, row.correlation_id, AuthorizationExpired(
-            authorization_id=row.id, referral_id=row.referral_id, mcp_code=row.mcp_code,
-            cbo_organization_id=row.cbo_organization_id, period_end=row.period_end), None, now)
+        try:
+            data = AuthorizationExpired(
+                authorization_id=row.id, referral_id=row.referral_id, mcp_code=row.mcp_code,
+                cbo_organization_id=row.cbo_organization_id, period_end=row.period_end)
+        except Exception as error:
+            _sweep_row_failed(row, "expired", error, now, unended, history_rows)
+            continue
+        _emit(uow, row.id, row.member_id, row.correlation_id, data, None, now)
         history_rows.append(_history_row(row.id, now, "expired", AuthorizationStatus.EXPIRED.value,
                                          {"period_end": row.period_end}))
+        ended.append(row)
+    await uow.authorizations.set_many(unended, expiry_due_on=today + timedelta(days=1), updated_at=now)
+    failed += unended
+    expired = ended
     await uow.authorizations.set_many([r.id for r in expired], status=AuthorizationStatus.EXPIRED.value,
                                       expiry_due_on=None, expiring_due_on=None, suspended_from=None, updated_at=now)
     await uow.authorizations.add_history_rows(history_rows)
     if rows or expired:
         log.info("expiry sweep", extra={"expiring": len(rows), "expired": len(expired),
                                         "pending_reauthorization": len(pending)})
+    if failed:
+        log.error("expiry sweep left authorizations it could not notify until tomorrow",
+                  extra={"failed": len(failed)})
     return SweepReport(expiring=len(rows), expired=len(expired), pending_reauthorization=len(pending),
-                       more=len(rows) >= chunk or len(expired) >= chunk)
+                       more=claimed_expiring >= chunk or claimed_expired >= chunk, failed=len(failed))
+
+
+def _sweep_row_failed(row: Any, notice: str, error: Exception, now: datetime, failed: list[str],
+                      history_rows: list[dict[str, Any]]) -> None:
+    """One authorization the sweep cannot notify: logged (id and error type only: messages may quote PHI), kept
+    in its history, counted; the sweep goes on with the others."""
+    log.error("expiry sweep could not notify an authorization", extra={
+        "authorization_id": row.id, "notice": notice, "error_type": type(error).__name__})
+    failed.append(row.id)
+    history_rows.append(_history_row(row.id, now, f"{notice}_notice_failed", row.status,
+                                     {"error_type": type(error).__name__}))
 
 
 # A reauthorization may be requested for these, by the automatic pass or by hand: an authorization that expired

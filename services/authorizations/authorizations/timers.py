@@ -4,7 +4,7 @@ and the background part that runs the scheduler."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from authorizations.repository import AuthorizationsUnitOfWork
@@ -39,9 +39,18 @@ async def fire_decision_due(timer: DueTimer, uow: AuthorizationsUnitOfWork) -> N
 
 @timers.handles(EXPIRY_SWEEP)
 async def fire_expiry_sweep(timer: DueTimer, uow: AuthorizationsUnitOfWork) -> None:
-    """Raise everything expiring or expired by today; continue at once if a chunk was full; arm tomorrow's."""
+    """Raise everything expiring or expired by today; continue at once if a chunk was full; arm tomorrow's.
+
+    Raises what the sweep raises (the scheduler retries, then leaves the timer failed for ops); tomorrow's sweep
+    does not depend on it: the scheduler part arms it before firing anything (SweepArmingScheduler).
+    """
     settings: AuthorizationsSettings = uow.ports["settings"]
-    report = await sweep_expiries(uow, chunk=settings.sweep_chunk)
+    try:
+        report = await sweep_expiries(uow, chunk=settings.sweep_chunk)
+    except Exception as error:
+        log.error("expiry sweep failed", extra={"timer_id": str(timer.id), "attempt": timer.attempt,
+                                                "error_type": type(error).__name__})
+        raise
     now = now_of(uow)
     if report.more:
         await schedule(uow.session, uow.tables, kind=EXPIRY_SWEEP, subject=SWEEP_SUBJECT, due_at=now,
@@ -63,6 +72,36 @@ async def fire_reauthorization_step(timer: DueTimer, uow: AuthorizationsUnitOfWo
                        due_at=now_of(uow), payload={"reason": "continuation"})
 
 
+class SweepArmingScheduler(Scheduler[AuthorizationsUnitOfWork]):
+    """The Scheduler, arming the next daily sweep in its own committed transaction before each firing pass.
+
+    A sweep that arms its successor only when it succeeds ends the chain when it fails its last attempt (a bad
+    row, a database blip at each retry): no expiring or expired notice until a restart. Armed here, before the
+    sweep's work, the next day's sweep exists whatever today's does; its id is the day's, so instances racing
+    to arm it create it once (`ensure_sweep`).
+    """
+
+    def __init__(self, *args: Any, sweep_time: time, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sweep_time = sweep_time
+        self._armed_day: date | None = None  # timers are never deleted: once armed, a day needs no more reads
+
+    async def fire_due(self, now: datetime | None = None) -> int:
+        """Arm the next daily sweep, then fire every timer due at `now`; database errors propagate."""
+        await self.arm_next_sweep(now or self.clock.now())
+        return await super().fire_due(now)
+
+    async def arm_next_sweep(self, now: datetime) -> None:
+        """Make sure the first daily sweep after `now` exists (committed at once)."""
+        day, at = next_sweep_at(now, self.sweep_time)
+        if day == self._armed_day:
+            return
+        async with self.uow_factory() as uow:
+            await ensure_sweep(uow, day, at)
+            await uow.commit()
+        self._armed_day = day
+
+
 class AuthorizationScheduler(Background):
     """The service's Scheduler as a background part: fires due timers every poll interval."""
 
@@ -72,9 +111,9 @@ class AuthorizationScheduler(Background):
         self.runtime = runtime
         self.settings = settings
         self.clock: Clock = runtime.ports["clock"]
-        self.scheduler: Scheduler[AuthorizationsUnitOfWork] = Scheduler(
+        self.scheduler = SweepArmingScheduler(
             self._uow, timers, batch_size=settings.scheduler_batch_size,
-            poll_interval=settings.scheduler_poll_seconds, clock=self.clock)
+            poll_interval=settings.scheduler_poll_seconds, clock=self.clock, sweep_time=settings.sweep_time)
 
     def _uow(self) -> AuthorizationsUnitOfWork:
         uow = self.runtime.uow()

@@ -158,6 +158,19 @@ encounter_record = Table(
     Index(None, "authorization_id"),
 )
 
+# The newest homelessness flag an MCP gave for a member (MIF or referral file rows), for the RTF (migration 0004).
+# `reporting_period` orders the facts: an older MIF processed late does not overwrite a newer one.
+member_homelessness = Table(
+    "member_homelessness",
+    metadata,
+    Column("mcp_code", String(50), primary_key=True),
+    Column("cin", String(9), primary_key=True),
+    Column("homeless", Boolean, nullable=False),
+    Column("reporting_period", String(7), nullable=False),
+    Column("observed_at", DateTime(timezone=True), nullable=False),
+    Column("file_id", String(40), nullable=False),
+)
+
 remote_status = Table(
     "remote_status",
     metadata,

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftp_gateway.domain.returns import AuthorizationView, EncounterView, MemberOnFile, ReferralLoopView
@@ -17,6 +17,7 @@ from sftp_gateway.models import (
     encounter_record,
     file_problem,
     gateway_file,
+    member_homelessness,
     received_content,
     referral_record,
     remote_status,
@@ -245,6 +246,38 @@ class ProjectionRepository:
         return [EncounterView(encounter_id=r.encounter_id, authorization_id=r.authorization_id, program=r.program,
                               service_date=r.service_date, hcpcs=r.hcpcs, modifiers=tuple(r.modifiers or ()),
                               units=Decimal(r.units), outreach_attempt=bool(r.outreach_attempt)) for r in rows]
+
+    async def save_homelessness(self, mcp_code: str, flags: Mapping[str, bool], *, period: str, file_id: str,
+                                at: datetime) -> None:
+        """Keep each member's homelessness flag from a file unless a newer one (a later reporting period, or the
+        same period processed later) is already kept."""
+        cins = list(flags)
+        for start in range(0, len(cins), 1000):
+            chunk = cins[start:start + 1000]
+            kept = {r.cin: (r.reporting_period, aware(r.observed_at)) for r in await self.session.execute(
+                select(member_homelessness.c.cin, member_homelessness.c.reporting_period,
+                       member_homelessness.c.observed_at).where(
+                    member_homelessness.c.mcp_code == mcp_code, member_homelessness.c.cin.in_(chunk)))}
+            new = [{"mcp_code": mcp_code, "cin": cin, "homeless": flags[cin], "reporting_period": period,
+                    "observed_at": at, "file_id": file_id} for cin in chunk if cin not in kept]
+            newer = [{"b_cin": cin, "homeless": flags[cin], "reporting_period": period, "observed_at": at,
+                      "file_id": file_id} for cin in chunk
+                     if cin in kept and (kept[cin][0], kept[cin][1] or at) <= (period, at)]
+            if new:
+                await self.session.execute(insert(member_homelessness), new)
+            if newer:
+                await self.session.execute(
+                    update(member_homelessness).where(member_homelessness.c.mcp_code == mcp_code,
+                                                      member_homelessness.c.cin == bindparam("b_cin"))
+                    .values(homeless=bindparam("homeless"), reporting_period=bindparam("reporting_period"),
+                            observed_at=bindparam("observed_at"), file_id=bindparam("file_id"))
+                    .execution_options(synchronize_session=False), newer)
+
+    async def homelessness(self, mcp_code: str) -> dict[str, bool]:
+        """The newest homelessness flag kept per member CIN of an MCP."""
+        rows = await self.session.execute(select(member_homelessness.c.cin, member_homelessness.c.homeless).where(
+            member_homelessness.c.mcp_code == mcp_code))
+        return {r.cin: bool(r.homeless) for r in rows}
 
 
 class RemoteRepository:

@@ -27,7 +27,7 @@ from sftp_gateway.domain.calendar import is_out_of_order, period_bounds
 from sftp_gateway.domain.profile import Profile, is_encrypted_name, strip_encryption_suffix
 from sftp_gateway.domain.records import RECORDS, REFERRAL
 from sftp_gateway.domain.returns import ReturnOptions, build_otf_rows, build_referral_rows, build_rtf_rows
-from sftp_gateway.domain.tabular import ParsedTable, Problem, Row, parse_table, render_table
+from sftp_gateway.domain.tabular import ParsedTable, Problem, Row, parse_table, render_table, unmapped_codes
 from sftp_gateway.pgp import PgpError, looks_encrypted
 from sftp_gateway.ports import GatewayPorts, gateway_ports
 from sftp_gateway.repository import USED_STATUSES, SftpGatewayUnitOfWork
@@ -249,6 +249,19 @@ async def _write_row_events(uow: SftpGatewayUnitOfWork, parent: Envelope[Any], k
     return written, problems
 
 
+async def _keep_homelessness(uow: SftpGatewayUnitOfWork, mcp_code: str, kind: FileKind, file_id: str,
+                             period: str | None, rows: Sequence[Row], now: datetime) -> None:
+    """Keep the members' homelessness flags of a MIF or referral file for the RTF (the MCP's newest word wins;
+    a file without a reporting period counts for the month it was processed)."""
+    if kind not in (FileKind.MIF, FileKind.REFERRAL):
+        return
+    flags = {r.values["cin"]: r.values["homeless"] for r in rows
+             if r.values.get("cin") and isinstance(r.values.get("homeless"), bool)}
+    if flags:
+        await uow.projections.save_homelessness(
+            mcp_code, flags, period=period or now.astimezone(PACIFIC).strftime("%Y-%m"), file_id=file_id, at=now)
+
+
 def error_report(file_name: str, problems: Sequence[Problem], limit: int) -> bytes:
     """The CSV an MCP finds in outbound/: one line per problem, row numbers and rules, never values."""
     buffer = io.StringIO(newline="")
@@ -354,6 +367,7 @@ async def _record_inbound(uow: SftpGatewayUnitOfWork, ports: GatewayPorts, profi
             status = "partially_accepted" if row_events else "quarantined"
         accepted += row_events if kind in (FileKind.MIF, FileKind.REFERRAL) else len(rows)
         events = [received]
+        await _keep_homelessness(uow, arrival.mcp_code, kind, file_id, prepared.period, rows, now)
     else:
         row_events = 0
         events = [new_event(FileQuarantined(file_id=file_id, mcp_code=arrival.mcp_code, kind=kind,
@@ -536,6 +550,7 @@ class Generated:
     rows: int
     reporting_period: str | None = None
     skipped: int = 0
+    rejected: int = 0  # rows held back (a code the profile does not map): listed in the file's problems
 
 
 async def generate_return_file(uow: SftpGatewayUnitOfWork, kind: FileKind, mcp_code: str, period: str, *,
@@ -562,18 +577,29 @@ async def generate_return_file(uow: SftpGatewayUnitOfWork, kind: FileKind, mcp_c
             if encounter.authorization_id:
                 by_auth.setdefault(encounter.authorization_id, []).append(encounter)
         options = ReturnOptions(closed_loop_exempt=frozenset(ports.settings.closed_loop_exempt))
-        rows = build_rtf_rows(period, profile, authorizations, loops, by_auth, produced_on, options)
+        homelessness = await uow.projections.homelessness(mcp_code)
+        rows = build_rtf_rows(period, profile, authorizations, loops, by_auth, produced_on, options, homelessness)
     elif kind is FileKind.OTF:
         result = build_otf_rows(period, profile, layout.minutes_per_unit,
                                 {a.authorization_id: a for a in authorizations}, encounters, produced_on)
         rows, skipped = result.rows, result.unattributed
     else:
         raise GatewayError(422, "kind", "only rtf and otf are generated")
-    content = render_table(rows, layout, RECORDS[kind])
+    # A coded value the profile cannot translate is never written as CalHub's own word: the row is held back
+    # and named (row number and column, no member data) in the file's problems, like an inbound row problem.
+    problems = unmapped_codes(rows, layout)
+    held = {p.row for p in problems}
+    written = [row for number, row in enumerate(rows, start=1) if number not in held]
+    content = render_table(written, layout, RECORDS[kind])
     file_id = await deliver(uow, ports, profile, kind, content, source=source, source_id=f"{kind.value}:{period}",
                             parent=parent, period=period)
-    await uow.files.update(file_id, rows_total=len(rows), rows_accepted=len(rows), rows_rejected=0)
-    return Generated(file_id=file_id, kind=kind.value, rows=len(rows), reporting_period=period, skipped=skipped)
+    await uow.files.update(file_id, rows_total=len(rows), rows_accepted=len(written), rows_rejected=len(held))
+    if problems:
+        await uow.files.add_problems(file_id, problems)
+        log.warning("generated file rows held back for codes the profile does not map",
+                    extra={"mcp_code": mcp_code, "kind": kind.value, "rows": len(held)})
+    return Generated(file_id=file_id, kind=kind.value, rows=len(written), reporting_period=period, skipped=skipped,
+                     rejected=len(held))
 
 
 async def flush_referral_file(uow: SftpGatewayUnitOfWork, mcp_code: str) -> Generated | None:

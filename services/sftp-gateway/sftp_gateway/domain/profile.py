@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sftp_gateway.domain.records import RECORDS
+from sftp_gateway.domain.records import RECORDS, WRITTEN_CODES
 from shared.contracts.gateway import FileKind
 
 _ACCOUNT = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
@@ -322,6 +322,20 @@ class Profile(_Model):
         for kind in (FileKind.RTF, FileKind.OTF):
             if getattr(self.outbound, kind.value) is not None and kind not in self.layouts:
                 raise ValueError(f"outbound.{kind.value} is scheduled but layouts.{kind.value} is missing")
+        for kind, fields in WRITTEN_CODES.items():
+            written = self.layouts.get(kind)
+            if written is None:
+                continue
+            for field, values in fields.items():
+                mapping = written.value_maps.get(field)
+                if mapping is None:
+                    continue  # the MCP takes CalHub's words for this field as they are
+                missing = sorted(values - set(mapping.values()))
+                if missing:
+                    raise ValueError(
+                        f"profile {self.mcp_code}: layouts.{kind.value}.value_maps.{field} (column "
+                        f"{written.column_for(field)}) has no code for {', '.join(missing)}, which the gateway "
+                        "writes")
         return self
 
     def recognize(self, name: str) -> Recognition | None:

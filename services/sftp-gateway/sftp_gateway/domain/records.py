@@ -102,3 +102,12 @@ OTF = Record(
 )
 
 RECORDS: dict[FileKind, Record] = {r.kind: r for r in (MIF, REFERRAL, RTF, OTF)}
+
+# The coded values the gateway itself writes on outbound files, by kind and canonical field: a profile that
+# maps one of these fields (value_maps) must map every value, or the MCP would receive CalHub's own word.
+RTF_ECM_STATUSES = frozenset({"pending", "enrolled", "denied", "discontinued", "expired", "suspended"})
+OUTREACH_METHODS = frozenset({"in_person", "phone"})
+WRITTEN_CODES: dict[FileKind, dict[str, frozenset[str]]] = {
+    FileKind.RTF: {"ecm_status": RTF_ECM_STATUSES},
+    FileKind.OTF: {"outreach_method": OUTREACH_METHODS},
+}

@@ -124,12 +124,16 @@ def _closed_loop_applies(auth: AuthorizationView, start: date, options: ReturnOp
 
 def build_rtf_rows(period: str, profile: Profile, authorizations: Iterable[AuthorizationView],
                    loops: Mapping[str, ReferralLoopView], encounters: Mapping[str, Sequence[EncounterView]],
-                   produced_on: date, options: ReturnOptions = ReturnOptions()) -> list[dict[str, Any]]:
+                   produced_on: date, options: ReturnOptions = ReturnOptions(),
+                   homelessness: Mapping[str, bool] | None = None) -> list[dict[str, Any]]:
     """One RTF row per authorization that was active, requested or moved its referral loop in the period.
 
     ECM rows always; a Community Supports authorization only for its closed-loop referral fields. Rows are
     ordered by member CIN then authorization id so two runs over the same events give the same file.
+    `homelessness` is the newest homelessness flag known per CIN (the MCP's own MIF or referral file); a
+    member missing from it is reported empty (unknown), never as not homeless.
     """
+    homelessness = homelessness or {}
     start, end = period_bounds(period)
     rows: list[tuple[str, str, dict[str, Any]]] = []
     for auth in authorizations:
@@ -154,6 +158,7 @@ def build_rtf_rows(period: str, profile: Profile, authorizations: Iterable[Autho
         row: dict[str, Any] = {
             "mcp_id": profile.mcp_id or profile.mcp_code, "mcp_name": profile.name,
             "cin": member.cin, "last_name": member.last_name, "first_name": member.first_name,
+            "homeless": homelessness.get(member.cin),
             "address_line1": member.address_line1, "address_line2": member.address_line2, "city": member.city,
             "state": member.state, "zip": member.zip, "phone": member.phone,
             "pof_indicator": bool(auth.pof_codes) if auth.program == "ecm" else None,

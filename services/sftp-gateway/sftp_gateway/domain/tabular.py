@@ -493,6 +493,22 @@ def _plan(mapped: Sequence[tuple[int, str, str]], converters: Mapping[str, Conve
 
 # ------------------------------------------------------------------------------------------------ writing
 
+def unmapped_codes(rows: Sequence[Mapping[str, Any]], layout: Layout) -> list[Problem]:
+    """A problem for each generated row (numbered from 1) whose coded field has no code in the layout's value
+    map: written as-is it would put CalHub's own word (`suspended`) in a column of the MCP's codes."""
+    problems = []
+    for number, row in enumerate(rows, start=1):
+        for canonical, mapping in layout.value_maps.items():
+            value = row.get(canonical)
+            values = value if isinstance(value, list | tuple) else () if value is None else (value,)
+            allowed = set(mapping.values())
+            for missing in dict.fromkeys(str(v) for v in values if str(v) not in allowed):
+                problems.append(Problem(
+                    "unmapped-code", f"{canonical} {missing!r} has no code in the MCP's profile; row not written",
+                    row=number, column=layout.column_for(canonical), field=canonical))
+    return problems
+
+
 def render_table(rows: Sequence[Mapping[str, Any]], layout: Layout, record: Record) -> bytes:
     """Write canonical rows in an MCP's layout (header, delimiter, quoting, date format, value maps)."""
     buffer = io.StringIO(newline="")

@@ -11,7 +11,7 @@ from typing import Any
 
 import gnupg
 import pytest
-from gateway_testing import Gateway, hn_mif, running_gateway, wait_for, x12
+from gateway_testing import HN_MIF_HEADER, Gateway, hn_mif, hn_mif_row, running_gateway, wait_for, x12
 
 from shared.bus.message import encode
 from shared.contracts.authorizations import (
@@ -19,6 +19,7 @@ from shared.contracts.authorizations import (
     AuthorizationClosed,
     AuthorizationOrigin,
     AuthorizationRequested,
+    AuthorizationSuspended,
 )
 from shared.contracts.claims import ClaimBatchCreated, EncounterRecorded
 from shared.contracts.eligibility import EligibilityBatchCreated
@@ -138,6 +139,38 @@ async def test_rtf_and_otf_reflect_the_events_including_closed_loop_fields(gatew
     otf_rows = rows_of(gateway.ports.files.get("store://sha256/" + otf.json()["file"]["sha256"]), ",")
     assert [(r["Outreach_Date"], r["Outreach_Method"], r["Outreach_Successful"], r["Outreach_Minutes"])
             for r in otf_rows] == [("10/02/2026", "IP", "Y", "30"), ("10/06/2026", "PH", "Y", "30")]
+
+
+async def test_rtf_reports_the_mifs_homelessness_flag_and_a_suspension_in_the_mcps_code(gateway: Gateway) -> None:
+    homeless = hn_mif_row(1).replace(",5555550001,N,", ",5555550001,Y,")
+    await gateway.upload("healthnet", "HN_ECM_MIF_202610.csv",
+                         f"{HN_MIF_HEADER}\r\n{homeless}\r\n{hn_mif_row(2)}\r\n".encode())
+    await publish(gateway, requested(1, "healthnet"), requested(2, "healthnet"), requested(3, "healthnet"),
+                  *[AuthorizationApproved(authorization_id=f"auth_{n}", referral_id=f"ref_{n}", mcp_code="healthnet",
+                                          service=ServiceRequested(program=Program.ECM, pof_codes=("1a",)),
+                                          decided_at=datetime(2026, 9, 30, tzinfo=UTC),
+                                          period_start=date(2026, 10, 1), period_end=date(2027, 9, 30))
+                    for n in (1, 2, 3)],
+                  AuthorizationSuspended(authorization_id="auth_1", mcp_code="healthnet", reason="member_jailed",
+                                         effective=date(2026, 10, 20)))
+
+    async def ready() -> bool:
+        async with gateway.runtime.uow() as uow:
+            one = await uow.projections.authorization("auth_1")
+            views = await uow.projections.authorizations("healthnet")
+            flags = await uow.projections.homelessness("healthnet")
+        return (one is not None and one.status == "suspended" and len(views) == 3
+                and all(v.period_start for v in views) and len(flags) == 2)
+
+    await wait_for(ready)
+    rtf = await gateway.client.post("/v1/files/generate", headers=gateway.headers(),
+                                    json={"mcp_code": "healthnet", "kind": "rtf", "reporting_period": "2026-10"})
+    assert rtf.status_code == 201, rtf.text
+    content = (await gateway.client.get(f"/v1/files/{rtf.json()['file']['id']}/content",
+                                        headers=gateway.headers())).content
+    rows = {r["Member_CIN"]: r for r in rows_of(content, ",")}
+    assert {cin: (r["ECM_Status"], r["Homeless_Indicator"]) for cin, r in rows.items()} == {
+        "90000001A": ("S", "Y"), "90000002A": ("E", "N"), "90000003A": ("E", "")}
 
 
 async def _encounters(gateway: Gateway, count: int) -> bool:

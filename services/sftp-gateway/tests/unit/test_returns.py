@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
-from sftp_gateway.domain.profile import Quoting, parse_profile
-from sftp_gateway.domain.records import RECORDS
+from sftp_gateway.domain.profile import Layout, ProfileError, Quoting, parse_profile
+from sftp_gateway.domain.records import RECORDS, RTF_ECM_STATUSES, WRITTEN_CODES
 from sftp_gateway.domain.returns import (
     AuthorizationView,
     EncounterView,
@@ -20,7 +22,7 @@ from sftp_gateway.domain.returns import (
     build_referral_rows,
     build_rtf_rows,
 )
-from sftp_gateway.domain.tabular import parse_table, render_table
+from sftp_gateway.domain.tabular import parse_table, render_table, unmapped_codes
 
 from shared.contracts.gateway import FileKind
 
@@ -156,3 +158,104 @@ def test_every_generated_file_parses_back_with_its_own_layout(mcp: str, kind: Fi
                 value = " ".join(value.replace(layout.delimiter, " ").split()) if layout.quoting is Quoting.NONE \
                     and any(c in value for c in (layout.delimiter, "\r", "\n")) else value.strip()
             assert parsed.values.get(canonical) == value, canonical
+
+
+# Coded columns: every status the gateway writes has the MCP's code, a profile missing one is refused at load, a
+# row with a code the layout cannot translate is held back, and the homelessness flag is reported.
+
+# (authorization status, ended_on) -> the canonical ECM status it stands at on the October 2026 RTF.
+STATUSES = {
+    "requested": "pending", "approved": "enrolled", "denied": "denied", "closed": "discontinued",
+    "expired": "expired", "suspended": "suspended",
+}
+# What each packaged profile writes for a suspended authorization (L.A. Care maps no statuses: its words).
+SUSPENDED_CODE = {"healthnet": "S", "lacare": "suspended"}
+WITH_RTF = sorted(mcp for mcp, profile in PROFILES.items() if FileKind.RTF in profile.layouts)
+
+
+def rtf_rows(mcp: str, status: str, **homelessness: bool) -> list[dict[str, object]]:
+    ended = date(2026, 10, 25) if status in ("closed", "expired") else None
+    return build_rtf_rows("2026-10", PROFILES[mcp], [auth(mcp_code=mcp, status=status, ended_on=ended)],
+                          {"ref_1": LOOP}, {"auth_1": [encounter(1, date(2026, 10, 7))]}, date(2026, 11, 5), OPTIONS,
+                          homelessness)
+
+
+def cells(content: bytes, layout: Layout) -> list[dict[str, str]]:
+    lines = content.decode(layout.encoding).splitlines()[1:]
+    return [dict(zip(layout.columns, line.split(layout.delimiter), strict=True)) for line in lines] \
+        if layout.delimiter == "|" else _csv(content, layout)
+
+
+def _csv(content: bytes, layout: Layout) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(content.decode(layout.encoding)), delimiter=layout.delimiter))
+
+
+def test_every_status_the_rtf_builder_writes_is_a_known_canonical_status() -> None:
+    assert {rtf_rows("healthnet", s)[0]["ecm_status"] for s in STATUSES} == RTF_ECM_STATUSES
+
+
+@pytest.mark.parametrize("mcp", WITH_RTF)
+def test_rtf_for_a_suspended_authorization_writes_the_mcps_code(mcp: str) -> None:
+    layout = PROFILES[mcp].layouts[FileKind.RTF]
+    rows = rtf_rows(mcp, "suspended")
+    assert unmapped_codes(rows, layout) == []
+    [written] = cells(render_table(rows, layout, RECORDS[FileKind.RTF]), layout)
+    assert written[layout.column_for("ecm_status") or ""] == SUSPENDED_CODE[mcp]
+
+
+@pytest.mark.parametrize(("mcp", "status"), [(m, s) for m in WITH_RTF for s in STATUSES])
+def test_every_generated_rtf_parses_back_and_its_coded_columns_hold_allowed_codes(mcp: str, status: str) -> None:
+    layout = PROFILES[mcp].layouts[FileKind.RTF]
+    rows = rtf_rows(mcp, status, **{MEMBER.cin: True})
+    content = render_table(rows, layout, RECORDS[FileKind.RTF])
+    back = parse_table(content, layout, RECORDS[FileKind.RTF])
+    assert back.problems == [] and len(back.rows) == 1
+    assert back.rows[0].values["ecm_status"] == STATUSES[status]
+    [written] = cells(content, layout)
+    for field, mapping in layout.value_maps.items():
+        column = layout.column_for(field)
+        if column is not None and written[column]:
+            assert written[column] in mapping, (field, written[column])
+
+
+@pytest.mark.parametrize("mcp", sorted(m for m, p in PROFILES.items() if FileKind.OTF in p.layouts))
+def test_every_generated_otf_holds_allowed_outreach_codes(mcp: str) -> None:
+    layout = PROFILES[mcp].layouts[FileKind.OTF]
+    outreach = [encounter(1, date(2026, 10, 2), modifiers=("U8",), outreach=True),
+                encounter(2, date(2026, 10, 3), modifiers=("U8", "GQ"), outreach=True)]
+    rows = build_otf_rows("2026-10", PROFILES[mcp], 15, {"auth_1": auth(mcp_code=mcp)}, outreach,
+                          date(2026, 11, 5)).rows
+    assert unmapped_codes(rows, layout) == []
+
+
+@pytest.mark.parametrize(("kind", "field"), [(k, f) for k, fields in WRITTEN_CODES.items() for f in fields])
+def test_a_profile_that_maps_a_coded_field_partially_is_refused_at_load(kind: FileKind, field: str) -> None:
+    data = yaml.safe_load((PACKAGED / "healthnet.yaml").read_text())
+    mapping = data["layouts"][kind.value].setdefault("value_maps", {}).setdefault(field, {})
+    dropped = sorted(WRITTEN_CODES[kind][field])[0]
+    mapping.clear()
+    mapping.update({f"C{i}": v for i, v in enumerate(sorted(WRITTEN_CODES[kind][field])) if v != dropped})
+    with pytest.raises(ProfileError) as refused:
+        parse_profile(yaml.safe_dump(data), "healthnet.yaml")
+    message = str(refused.value)
+    column = next(c for c, f in data["layouts"][kind.value]["columns"].items() if f == field)
+    assert "healthnet" in message and column in message and dropped in message
+
+
+def test_a_row_whose_status_has_no_code_is_reported_not_written_as_the_word() -> None:
+    layout = PROFILES["healthnet"].layouts[FileKind.RTF].model_copy(
+        update={"value_maps": {"ecm_status": {"E": "enrolled"}}})
+    rows = rtf_rows("healthnet", "approved") + rtf_rows("healthnet", "suspended")
+    [problem] = unmapped_codes(rows, layout)
+    assert (problem.row, problem.column, problem.field, problem.rule) == (2, "ECM_Status", "ecm_status",
+                                                                          "unmapped-code")
+
+
+@pytest.mark.parametrize("mcp", [m for m in WITH_RTF
+                                 if "homeless" in PROFILES[m].layouts[FileKind.RTF].columns.values()])
+def test_homelessness_flag_is_reported_and_empty_only_when_unknown(mcp: str) -> None:
+    layout = PROFILES[mcp].layouts[FileKind.RTF]
+    column = layout.column_for("homeless") or ""
+    for known, expected in (({MEMBER.cin: True}, "Y"), ({MEMBER.cin: False}, "N"), ({}, "")):
+        [written] = cells(render_table(rtf_rows(mcp, "approved", **known), layout, RECORDS[FileKind.RTF]), layout)
+        assert written[column] == expected

@@ -43,10 +43,14 @@ from shared.json_encoding import to_json_text
 from shared.uow import UnitOfWork
 
 MAX_CONTROL_NUMBER = 999_999_999  # ISA13 and GS06 are at most 9 digits
+# An MCP sees one ISA13 space per sender id (ISA06), and a hub may give the 837P and the 270 the same one, so the
+# two senders split it: claims sends 1..499,999,999, eligibility 500,000,000..999,999,999 (services/eligibility
+# repository.py, FIRST_INTERCHANGE_NUMBER). GS06 is unique within an interchange and keeps the full 9 digits.
+LAST_INTERCHANGE_NUMBER = 499_999_999
 
 
 class ControlNumbersExhausted(RuntimeError):
-    """ISA13/GS06 for an MCP reached 999999999; a new partner agreement (or sender id) is needed."""
+    """ISA13 for an MCP reached 499999999 (or GS06 999999999); a new partner agreement (or sender id) is needed."""
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -362,7 +366,7 @@ class BatchRepository:
     @staticmethod
     def advance(row: ControlNumber) -> tuple[int, int]:
         """Take the next ISA13 and GS06 from a locked counter row; raises ControlNumbersExhausted."""
-        if row.interchange >= MAX_CONTROL_NUMBER or row.group_number >= MAX_CONTROL_NUMBER:
+        if row.interchange >= LAST_INTERCHANGE_NUMBER or row.group_number >= MAX_CONTROL_NUMBER:
             raise ControlNumbersExhausted(row.mcp_code)
         row.interchange += 1
         row.group_number += 1

@@ -574,7 +574,7 @@ async def create_batch(uow: ClaimsUnitOfWork, mcp_code: str, *, actor: Actor, tr
         interchange, group = uow.batches.advance(counter)
     except ControlNumbersExhausted:
         raise ClaimsError("control-numbers-exhausted", "Control numbers exhausted",
-                          "ISA13/GS06 for this MCP reached 999999999.") from None
+                          "ISA13 for this MCP reached 499999999 (claims' half of the range).") from None
     batch_id = new_batch_id()
     created_local = now.astimezone(PACIFIC)
     transaction_of: dict[str, str | None]

@@ -21,6 +21,12 @@ from shared.uow import UnitOfWork
 
 _CHUNK = 500  # keeps IN lists well below SQLite's and asyncpg's parameter limits
 
+# ISA13 is 9 digits and an MCP sees one ISA13 space per sender id (ISA06); a hub may give the 270 and the 837P
+# the same sender id, so the two senders split the space: claims sends 1..499,999,999 (services/claims
+# repository.py, LAST_INTERCHANGE_NUMBER), eligibility sends 500,000,000..999,999,999 and wraps inside it.
+FIRST_INTERCHANGE_NUMBER = 500_000_000
+LAST_INTERCHANGE_NUMBER = 999_999_999
+
 
 def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), _CHUNK):
@@ -345,18 +351,29 @@ class BatchRepository:
         return list((await self.session.execute(query)).all())
 
     async def next_control_number(self, partner: str) -> int:
-        """The next ISA13 for a partner (1…999999999, wrapping), taken under a row lock."""
+        """The next ISA13 for a partner (500000000…999999999, wrapping inside), taken under a row lock."""
         n = models.control_number
         query = select(n.c.last_value).where(n.c.partner == partner)
         if self.session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()
         current = (await self.session.execute(query)).scalar()
         if current is None:
-            await self.session.execute(insert(n).values(partner=partner, last_value=1))
-            return 1
-        value = int(current) % 999_999_999 + 1
+            await self.session.execute(insert(n).values(partner=partner, last_value=FIRST_INTERCHANGE_NUMBER))
+            return FIRST_INTERCHANGE_NUMBER
+        value = following_interchange_number(int(current))
         await self.session.execute(update(n).where(n.c.partner == partner).values(last_value=value))
         return value
+
+
+def following_interchange_number(last: int) -> int:
+    """The ISA13 after `last`, inside eligibility's range.
+
+    A counter below the range was left by a version that counted from 1; it has sent only numbers below
+    FIRST_INTERCHANGE_NUMBER, so it moves to the range's start and never reuses a number it sent.
+    """
+    if last < FIRST_INTERCHANGE_NUMBER or last >= LAST_INTERCHANGE_NUMBER:
+        return FIRST_INTERCHANGE_NUMBER
+    return last + 1
 
 
 class ResponseRepository:

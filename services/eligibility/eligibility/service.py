@@ -378,15 +378,14 @@ def answered_check(answer: Answer, checks: Mapping[str, Any], *, mcp_code: str, 
                    ) -> Any | None:
     """The check a 271 member answer belongs to, or None: the answer is then an exception, attached to no check.
 
-    The echoed trace (TRN01=2, TRN03 = the hub's originator id) names it when it is a check sent to this MCP,
-    whatever member id the answer carries: the trace is X12's key for this, and a plan that corrects a member's
-    id answers under the corrected one. Another candidate trace (TRN03 rewritten, or the echo sent as TRN01=1)
-    is accepted only for a check sent to this MCP about this very member.
+    The echoed trace (TRN01=2, TRN03 = the hub's originator id) names it when it is a check sent to this MCP about
+    this member (any member when the answer names no CIN to compare). Another candidate trace (TRN03 rewritten,
+    or the echo sent as TRN01=1) is accepted only for a check sent to this MCP about this very member.
     """
     def belongs(check: Any | None, *, echoed: bool) -> bool:
         if check is None or check.mcp_code != mcp_code:
             return False
-        return echoed or (member_id is not None and check.member_id == member_id)
+        return echoed if member_id is None else check.member_id == member_id
 
     if answer.trace is not None and belongs(checks.get(answer.trace), echoed=True):
         return checks[answer.trace]

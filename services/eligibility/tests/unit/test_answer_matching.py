@@ -34,15 +34,6 @@ async def test_answer_closes_the_check_its_echoed_trace_names_not_the_mcps_own_t
     assert processed[0].data.unmatched == 0
 
 
-async def test_an_echoed_trace_answers_its_check_even_under_a_corrected_member_id(kit: Any) -> None:
-    await kit.add_check("chk_a", cin="90000001A", referral_id="ref_1")
-    answer = kit.member_answer("90000009A", ("2", "chk_a", OURS))  # the plan answers under the id it holds
-    await kit.deliver(kit.file_received(kit.make_271(kit.response_set("eb_fixture_batch", [answer]))))
-    assert await check_statuses(kit) == {"chk_a": "answered"}
-    verified = await kit.events_of("eligibility.verified")
-    assert [(e.data.cin, e.data.referral_id) for e in verified] == [("90000009A", "ref_1")]
-
-
 async def test_answer_with_a_rewritten_originator_closes_only_a_check_about_that_member(kit: Any) -> None:
     await kit.add_check("chk_a", cin="90000001A", referral_id="ref_1")
     await kit.add_check("chk_b", cin="90000002A", referral_id="ref_2")

@@ -38,28 +38,21 @@ class ProgramReading:
                 or any(_mentions(keyword, text) for keyword in self.keywords for text in texts))
 
 
-# A program named right after one of these words is denied, not stated: "NO HOSPICE", "NOT ENROLLED IN PACE",
-# "NON-HOSPICE PLAN" [unconfirmed: MCP wording varies; a denial placed after the name is not recognized].
+# A program named shortly after one of these words is denied, not stated: "NO HOSPICE", "NO ACTIVE HOSPICE",
+# "NOT ENROLLED IN PACE", "NON-HOSPICE PLAN" [unconfirmed: MCP wording varies; a denial placed after the name
+# is not recognized]. A clause break between them ("NOT ELIGIBLE - HOSPICE", "NO SHARE OF COST, HOSPICE") means
+# the denial is of something else, and the program is stated.
 _NEGATIONS = frozenset({"NO", "NOT", "NON", "NONE", "NEVER", "WITHOUT"})
-# Only these words may stand between the denial and the name: "NOT ELIGIBLE - HOSPICE" states a hospice stay
-# (the member is not eligible because of it), it does not deny one.
-_LINKING = frozenset({"ENROLLED", "ELECTED", "IN", "A", "AN", "ON", "UNDER"})
+_NEGATION_REACH = 3  # words before the program's name
+_CLAUSE_BREAK = re.compile(r"[,;:.()/]|\s[-\u2013\u2014]+(?:\s|$)")  # a spaced dash; NON-HOSPICE is one word
 _WORD = re.compile(r"[A-Z0-9]+")
-
-
-def _denied(words_before: Sequence[str]) -> bool:
-    for word in reversed(words_before):
-        if word in _NEGATIONS:
-            return True
-        if word not in _LINKING:
-            return False
-    return False
 
 
 def _mentions(keyword: str, text: str) -> bool:
     """True when `text` names `keyword` as a whole word (PACE, not PACEMAKER) and does not deny it."""
     for found in re.finditer(rf"(?<![A-Z0-9]){re.escape(keyword)}(?![A-Z0-9])", text):
-        if not _denied(_WORD.findall(text[:found.start()])):
+        clause = _CLAUSE_BREAK.split(text[:found.start()])[-1]
+        if not _NEGATIONS.intersection(_WORD.findall(clause)[-_NEGATION_REACH:]):
             return True
     return False
 

@@ -121,7 +121,10 @@ def test_answer_names_the_check_by_our_echoed_trace(trns: tuple[str, ...], trace
     (("EB*1*IND*30*MC", "MSG*NO SHARE OF COST", "MSG*ENROLLED IN PACE"), ["pace"]),  # each MSG read alone
     (("EB*1*IND*30*MC*PACE",), ["pace"]),
     (("EB*1*IND*30*MC", "MSG*NOT ELIGIBLE - HOSPICE"), ["hospice"]),  # a denial of something else, then the stay
-    (("EB*1*IND*30*MC", "MSG*NO SHARE OF COST HOSPICE"), ["hospice"]),
+    (("EB*1*IND*30*MC", "MSG*NO SHARE OF COST, HOSPICE"), ["hospice"]),
+    (("EB*1*IND*30*MC", "MSG*NO ACTIVE HOSPICE"), []),
+    (("EB*1*IND*30*MC", "MSG*NOT CURRENTLY IN HOSPICE"), []),
+    (("EB*1*IND*30*MC", "MSG*NO CURRENT HOSPICE ELECTION"), []),
 ])
 def test_a_program_named_only_to_be_denied_flags_nothing(benefits: tuple[str, ...], programs: list[str]) -> None:
     answer = interpret(traced("TRN*2*chk_1*9CALHUB000", benefits=benefits), mcp_code="lacare",

@@ -741,6 +741,16 @@ def _accept(uow: ClaimsUnitOfWork, claim: Claim, *, acknowledgment: str, actor: 
     return True
 
 
+def _sets_accepted(ack: Any, transaction_sets: int) -> int:
+    """How many of the batch's transaction sets a 999 accepted: those its AK2 loops accept; all of them when an
+    accepted group (AK9 A or E) names none; none when the group is rejected or partly accepted naming none."""
+    if ack.rejected:
+        return 0
+    if ack.sets:
+        return sum(1 for s in ack.sets if s.accepted)
+    return transaction_sets if ack.code in ACCEPTED_CODES else 0
+
+
 def _accepted_by_999(uow: ClaimsUnitOfWork, claim: Claim, billing: Any, *, code: str, noted: list[str],
                      actor: Actor, now: datetime, parent: Envelope[Any]) -> str | None:
     """Move a claim of an accepted transaction set on (accepted where the MCP's acceptance is the 999, else
@@ -822,8 +832,7 @@ async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: 
         summary["claims_rejected"] += rejected_claims
         uow.record(caused_by(event, ClaimBatchAcknowledged(
             batch_id=batch.id, mcp_code=batch.mcp_code, code=ack.code,
-            sets_accepted=0 if ack.rejected else sum(1 for s in ack.sets if s.accepted) if ack.sets
-            else batch.transaction_sets,
+            sets_accepted=_sets_accepted(ack, batch.transaction_sets),
             sets_rejected=rejected_sets,
             claims_rejected=rejected_claims, acknowledged_at=now), subject=batch.id, source=SOURCE, time=now))
     return summary

@@ -349,6 +349,21 @@ async def test_999_accepting_the_group_without_ak2_loops_moves_every_claim_on(ha
     assert (data.code, data.sets_accepted, data.claims_rejected) == ("A", 1, 0)
 
 
+async def test_999_partly_accepting_the_group_without_ak2_loops_moves_and_counts_nothing(
+        harness: ServiceHarness) -> None:
+    claim_ids = await _record(harness, range(48, 50))
+    await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")
+    text = (FIXTURES / "999" / "accepted.x12").read_text().replace("AK1*HC*7*", "AK1*HC*1*") \
+        .replace("AK2*837*0001*005010X222A1~\nIK5*A~\n", "").replace("SE*6*", "SE*4*") \
+        .replace("AK9*A*1*1*1~", "AK9*P*1*1*0~")
+    await deliver_acknowledgment(harness, FileKind.X12_999, text)
+    await eventually(lambda: _has(harness, "claims.claim_batch.v1", "claim_batch.acknowledged", 1), within=10.0)
+    (message,) = published(harness, "claims.claim_batch.v1", "claim_batch.acknowledged")
+    data = decode(message).data
+    assert (data.code, data.sets_accepted, data.claims_rejected) == ("P", 0, 0)
+    assert set(await statuses(harness, claim_ids)) == {"batched"}  # they wait for the 277CA
+
+
 @pytest.mark.parametrize("sets", ["none named", "set accepted"])
 async def test_999_rejecting_the_whole_group_rejects_every_claim_of_the_batch(harness: ServiceHarness,
                                                                                 sets: str) -> None:

@@ -7,7 +7,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftp_gateway.domain.returns import AuthorizationView, EncounterView, MemberOnFile, ReferralLoopView
@@ -250,28 +252,23 @@ class ProjectionRepository:
     async def save_homelessness(self, mcp_code: str, flags: Mapping[str, bool], *, period: str, file_id: str,
                                 at: datetime) -> None:
         """Keep each member's homelessness flag from a file unless a newer one (a later reporting period, or the
-        same period processed later) is already kept."""
-        cins = list(flags)
-        for start in range(0, len(cins), 1000):
-            chunk = cins[start:start + 1000]
-            kept = {r.cin: (r.reporting_period, aware(r.observed_at)) for r in await self.session.execute(
-                select(member_homelessness.c.cin, member_homelessness.c.reporting_period,
-                       member_homelessness.c.observed_at).where(
-                    member_homelessness.c.mcp_code == mcp_code, member_homelessness.c.cin.in_(chunk)))}
-            new = [{"mcp_code": mcp_code, "cin": cin, "homeless": flags[cin], "reporting_period": period,
-                    "observed_at": at, "file_id": file_id} for cin in chunk if cin not in kept]
-            newer = [{"b_cin": cin, "homeless": flags[cin], "reporting_period": period, "observed_at": at,
-                      "file_id": file_id} for cin in chunk
-                     if cin in kept and (kept[cin][0], kept[cin][1] or at) <= (period, at)]
-            if new:
-                await self.session.execute(insert(member_homelessness), new)
-            if newer:
-                await self.session.execute(
-                    update(member_homelessness).where(member_homelessness.c.mcp_code == mcp_code,
-                                                      member_homelessness.c.cin == bindparam("b_cin"))
-                    .values(homeless=bindparam("homeless"), reporting_period=bindparam("reporting_period"),
-                            observed_at=bindparam("observed_at"), file_id=bindparam("file_id"))
-                    .execution_options(synchronize_session=False), newer)
+        same period processed later) is already kept.
+
+        One upsert per chunk, so two files of the same MCP processed at once never collide on a member's row:
+        the newer of the two stands whichever commits first."""
+        t = member_homelessness
+        dialect = self.session.get_bind().dialect.name
+        upsert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(t)
+        statement = upsert.on_conflict_do_update(
+            index_elements=[t.c.mcp_code, t.c.cin],
+            set_={"homeless": upsert.excluded.homeless, "reporting_period": upsert.excluded.reporting_period,
+                  "observed_at": upsert.excluded.observed_at, "file_id": upsert.excluded.file_id},
+            where=tuple_(t.c.reporting_period, t.c.observed_at)
+            <= tuple_(upsert.excluded.reporting_period, upsert.excluded.observed_at))
+        rows = [{"mcp_code": mcp_code, "cin": cin, "homeless": homeless, "reporting_period": period,
+                 "observed_at": at, "file_id": file_id} for cin, homeless in flags.items()]
+        for start in range(0, len(rows), 1000):
+            await self.session.execute(statement, rows[start:start + 1000])
 
     async def homelessness(self, mcp_code: str) -> dict[str, bool]:
         """The newest homelessness flag kept per member CIN of an MCP."""

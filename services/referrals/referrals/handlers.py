@@ -74,6 +74,7 @@ async def mark_requested(event: Envelope[AuthorizationRequested], uow: Referrals
     await service.move(uow, referral, ReferralStatus.REQUESTED, at=data.requested_at, cause=event,
                        detail={"authorization_id": data.authorization_id})
     await service.apply_early_encounter(uow, referral, data.authorization_id, cause=event)
+    await service.reopen_if_continued(uow, referral, at=data.requested_at, cause=event)
 
 
 @registry.handles(AuthorizationReauthRequested)
@@ -86,6 +87,7 @@ async def follow_reauthorization(event: Envelope[AuthorizationReauthRequested], 
     await service.link_authorization(uow, referral, data.new_authorization_id, at=service.as_utc(event.time),
                                      cause=event, previous_authorization_id=data.authorization_id)
     await service.apply_early_encounter(uow, referral, data.new_authorization_id, cause=event)
+    await service.reopen_if_continued(uow, referral, at=service.as_utc(event.time), cause=event)
 
 
 @registry.handles(AuthorizationApproved)
@@ -98,14 +100,10 @@ async def mark_accepted(event: Envelope[AuthorizationApproved], uow: ReferralsUn
     await service.link_authorization(uow, referral, data.authorization_id, at=data.decided_at, cause=event,
                                      previous_authorization_id=data.previous_authorization_id)
     # An approval made after a denial overturns it: a reauthorization denied, then approved, is current again,
-    # and a loop only the end of the authorization it continues had closed meanwhile reopens (an appeal).
-    closed_on = referral.authorization_id
-    overturned = await service.record_decision(uow, referral, data.authorization_id, approved=True,
-                                               decided_at=data.decided_at)
-    reopened = (overturned is not None and overturned.authorization_id == data.authorization_id
-                and await service.reopen_after_overturn(uow, referral, overturned, closed_on=closed_on,
-                                                        at=data.decided_at, cause=event))
-    if not reopened:
+    # and a loop the expiry of the authorization it continues had closed reopens (an appeal), whichever of the
+    # denial, the expiry and the approval arrived first.
+    await service.record_decision(uow, referral, data.authorization_id, approved=True, decided_at=data.decided_at)
+    if not await service.reopen_if_continued(uow, referral, at=data.decided_at, cause=event):
         await service.move(uow, referral, ReferralStatus.ACCEPTED, at=data.decided_at, cause=event,
                            detail={"authorization_id": data.authorization_id, "modified": data.modified,
                                    "presumptive": data.presumptive})
@@ -134,6 +132,8 @@ async def mark_declined(event: Envelope[AuthorizationDenied], uow: ReferralsUnit
         if current is not None and current.end is not None:
             await service.close_loop(uow, referral, current.authorization_id, current.end, cause=event,
                                      at=max(current.end.at, service.as_utc(referral.status_changed_at)))
+        # An approval decided after this denial may already be known: the loop stays (or is again) open.
+        await service.reopen_if_continued(uow, referral, at=data.decided_at, cause=event)
         return
     await service.move(uow, referral, ReferralStatus.DECLINED, at=data.decided_at, cause=event, reason=data.reason,
                        closure_reason_code=ClosureReason.AUTHORIZATION_DENIED.value,
@@ -188,6 +188,7 @@ async def mark_closed(event: Envelope[Any], uow: ReferralsUnitOfWork) -> None:
         await service.forget_early_encounter(uow, data.authorization_id)
         await service.move(uow, referral, ReferralStatus(referral.status), at=at, cause=event,
                            detail={"authorization_id": data.authorization_id, "superseded": True})
+        await service.reopen_if_continued(uow, referral, at=at, cause=event)
         return
     # Served before it ended: the timeline says so before it says closed (close_loop applies it first).
     await service.close_loop(uow, referral, data.authorization_id, end, cause=event)

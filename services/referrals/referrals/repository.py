@@ -258,12 +258,14 @@ class ReferralRepository:
         rows = await self.session.execute(select(
             ReferralAuthorization.authorization_id, ReferralAuthorization.previous_authorization_id,
             ReferralAuthorization.linked_at, ReferralAuthorization.decision, ReferralAuthorization.end_code,
-            ReferralAuthorization.end_reason, ReferralAuthorization.ended_at,
+            ReferralAuthorization.end_reason, ReferralAuthorization.ended_at, ReferralAuthorization.decided_at,
         ).where(ReferralAuthorization.referral_id == referral_id))
         return [AuthorizationLink(
             r.authorization_id, r.previous_authorization_id, _aware(r.linked_at), denied=r.decision == "denied",
             end=AuthorizationEnd(r.end_code, r.end_reason, _aware(r.ended_at))
-            if r.end_code is not None and r.ended_at is not None else None) for r in rows]
+            if r.end_code is not None and r.ended_at is not None else None,
+            approved=r.decision == "approved",
+            decided_at=_aware(r.decided_at) if r.decided_at is not None else None) for r in rows]
 
     async def encounter_told(self, referral_id: str) -> bool:
         """Whether an encounter under one of the referral's authorizations was consumed, even one the loop refused

@@ -252,7 +252,7 @@ async def move(uow: ReferralsUnitOfWork, referral: Referral, target: ReferralSta
                detail: dict[str, Any] | None = None, log_change: bool = True, reopening: bool = False) -> bool:
     """Move a referral to `target` if the closed loop allows it: referral.status_changed, a timeline entry and
     a webhook delivery per subscriber. A move the loop refuses is kept on the timeline; returns False.
-    `reopening`: the caller established why a closed loop reopens (`reopen_after_overturn`)."""
+    `reopening`: the caller established why a closed loop reopens (`reopen_if_continued`)."""
     current = ReferralStatus(referral.status)
     decision = decide_reopen(current, target) if reopening else decide_move(current, target)
     if not decision.changes:
@@ -391,37 +391,37 @@ async def record_decision(uow: ReferralsUnitOfWork, referral: Referral, authoriz
     return await follow_chain(uow, referral, at=decided_at)
 
 
-async def reopen_after_overturn(uow: ReferralsUnitOfWork, referral: Referral, overturned: AuthorizationLink, *,
-                                closed_on: str | None, at: datetime, cause: Envelope[Any]) -> bool:
-    """A reauthorization's denial was overturned (an approval decided after it, `record_decision`) and it is the
-    current authorization again (`overturned`; `closed_on`: the current one before the approval): reopen a loop
-    that was closed only because that denial left the authorization it continues current and that authorization's
-    period then ended. The loop reopens `accepted`, or `in_service` once an encounter under the referral was
-    consumed (before the closure, or refused while closed), the state it reaches when the approval arrives before
-    the end (decision 0125). False, changing nothing, for a loop closed otherwise: withdrawn or declined, by the
-    closure of the continued authorization (plan change, disenrollment: its own reason, not a period a
-    reauthorization extends), by the reauthorization's own end, or by an end with no denial in between."""
-    if referral.status != ReferralStatus.CLOSED.value or closed_on is None:
-        return False
-    if overturned.end is not None:
-        return False  # the reauthorization has ended itself: its own end stands
-    if overturned.previous_authorization_id != closed_on:
-        return False
-    links = {link.authorization_id: link for link in await uow.referrals.authorization_links(referral.id)}
-    continued = links.get(closed_on)
+async def reopen_if_continued(uow: ReferralsUnitOfWork, referral: Referral, *, at: datetime,
+                              cause: Envelope[Any]) -> bool:
+    """Reopen a loop the expiry of an authorization closed once a reauthorization continuing it is the referral's
+    current authorization, approved (the MCP's latest decision on it, by `decided_at`) and not ended: an appeal
+    that overturned its denial, decided after that period ended. A function of the state, not of which event
+    arrived last (decision 0125): every authorization handler calls it after handling its event, so the loop
+    ends alike whatever order the link, the denial, the expiry and the approval arrive in. The loop reopens
+    `accepted`, or `in_service` once an encounter under the referral was consumed (before the closure, or refused
+    while closed), dated by the approval (no earlier than the closure). False, changing nothing, for a loop not
+    closed, or closed otherwise: withdrawn or declined, by a closure (plan change, disenrollment: its own reason,
+    not a period a reauthorization extends), or by the reauthorization's own end."""
     expiry = ClosureReason.AUTHORIZATION_EXPIRED.value
+    if referral.status != ReferralStatus.CLOSED.value or referral.closure_reason_code != expiry:
+        return False
+    links = await uow.referrals.authorization_links(referral.id)
+    current = current_link(links)
+    if current is None or not current.approved or current.end is not None:
+        return False
+    continued = next((link for link in links if link.authorization_id == current.previous_authorization_id), None)
     if continued is None or continued.end is None or continued.end.code != expiry:
-        return False
-    if referral.closure_reason_code != expiry:
-        return False
+        return False  # not a successor of the authorization whose expiry closed the loop
+    if referral.authorization_id != current.authorization_id:
+        referral.authorization_id = current.authorization_id
     target = ReferralStatus.IN_SERVICE if await uow.referrals.encounter_told(referral.id) else ReferralStatus.ACCEPTED
-    at = max(at, as_utc(referral.status_changed_at))  # the timeline reads closed, then reopened
+    at = max(current.decided_at or at, as_utc(referral.status_changed_at))  # the timeline reads closed, reopened
     _timeline(uow, referral, kind="reopened", at=at, status=target.value, previous=referral.status,
-              reason="denial_overturned", detail={"authorization_id": overturned.authorization_id,
-                                                  "closed_on_authorization_id": closed_on},
+              reason="denial_overturned", detail={"authorization_id": current.authorization_id,
+                                                  "closed_on_authorization_id": continued.authorization_id},
               event_id=cause.id)
     return await move(uow, referral, target, at=at, cause=cause, reopening=True,
-                      detail={"authorization_id": overturned.authorization_id, "reopened": "denial_overturned"})
+                      detail={"authorization_id": current.authorization_id, "reopened": "denial_overturned"})
 
 
 async def record_end(uow: ReferralsUnitOfWork, authorization_id: str, end: AuthorizationEnd) -> None:

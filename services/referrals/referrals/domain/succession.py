@@ -28,14 +28,16 @@ class AuthorizationEnd:
 @dataclass(frozen=True, slots=True)
 class AuthorizationLink:
     """One authorization of a referral, the one it continues (None: an initial one, or not known yet), when
-    the referral learnt of it (the time of the event that linked it), whether the MCP's latest decision on it is a
-    denial, and its end once it ended."""
+    the referral learnt of it (the time of the event that linked it), whether the MCP's latest decision on it (by
+    `decided_at`) is a denial or an approval (neither: not decided yet), and its end once it ended."""
 
     authorization_id: str
     previous_authorization_id: str | None
     linked_at: datetime
     denied: bool = False
     end: AuthorizationEnd | None = None
+    approved: bool = False
+    decided_at: datetime | None = None
 
 
 def current_link(links: Iterable[AuthorizationLink]) -> AuthorizationLink | None:

@@ -214,3 +214,33 @@ async def test_an_appeal_does_not_reopen_a_loop_closed_for_another_reason(harnes
     assert (await loop_of(harness, rid))[:3] == expected
     timeline = (await harness.client.get(f"/v1/referrals/{rid}", headers=harness.headers("hub"))).json()["timeline"]
     assert not any(t["kind"] == "reopened" for t in timeline)
+
+
+@pytest.mark.parametrize(("served", "end"), [
+    (False, ("accepted", None, None)),
+    (True, ("in_service", "member_connected_to_services", None)),
+])
+async def test_every_order_of_link_denial_expiry_and_appeal_ends_alike(
+        harness: ServiceHarness, served: bool, end: tuple[Any, ...]) -> None:
+    """a1 approved (and served); then, in each of the 24 arrival orders, the request of reauthorization a2
+    continuing a1 (the link), a2's denial, a1's expiry and a2's approval on appeal (20 days later), carrying
+    referral_id and previous_authorization_id as the authorizations service sends them. The referral ends on a2,
+    approved and running, with its loop open, whatever the order (decision 0125): the reopen depends on the state
+    (the current authorization is an approved, running successor of the one whose expiry closed the loop), not on
+    seeing the denial flip to an approval. A loop that closed reopens once."""
+    outcomes: dict[tuple[int, ...], tuple[Any, ...]] = {}
+    for n, order in enumerate(itertools.permutations(range(4))):
+        rid = await submitted(harness, f"7{int(served)}{n:06d}{'ABCDEFGHJKLMNPQRSTUVWXYZ'[n]}")
+        a1, a2 = f"a1_{n}", f"a2_{n}"
+        story = [requested(rid, a2, previous_authorization_id=a1),
+                 denied(rid, a2, reason="no longer meets POF criteria"), expired(a1, referral_id=rid),
+                 approved(rid, a2, previous_authorization_id=a1, decided_at=APPEAL)]
+        await deliver(harness, requested(rid, a1), approved(rid, a1),
+                      *([encounter(a1, f"enc_{int(served)}_{n}")] if served else []), *[story[i] for i in order])
+        body = (await harness.client.get(f"/v1/referrals/{rid}", headers=harness.headers("hub"))).json()
+        outcomes[order] = (body["status"], body["closure_reason_code"], body["status_reason"],
+                           body["authorization_id"] == a2)
+        reopened = [t for t in body["timeline"] if t["kind"] == "reopened"]
+        assert len(reopened) <= 1, order
+        assert all(t["reason"] == "denial_overturned" for t in reopened), order
+    assert outcomes == dict.fromkeys(outcomes, (*end, True))

@@ -17,6 +17,7 @@ import yaml
 from sftp_gateway.bootstrap import definition
 from sftp_gateway.ports import GatewayPorts
 from sftp_gateway.remote import RemoteExchange
+from sftp_gateway.repository import SftpGatewayUnitOfWork
 from sftp_gateway.sftp_server import SftpServerPart
 
 from shared.bus.base import Bus
@@ -146,6 +147,22 @@ class Gateway:
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
+
+    def uow(self) -> SftpGatewayUnitOfWork:
+        """A unit of work of the gateway (typed)."""
+        uow = self.runtime.uow()
+        assert isinstance(uow, SftpGatewayUnitOfWork)
+        return uow
+
+    async def generate(self, mcp: str, kind: str, reporting_period: str) -> tuple[dict[str, Any], bytes]:
+        """POST /v1/files/generate (hub) and read the file made: the answer and the file's bytes."""
+        made = await self.client.post("/v1/files/generate", headers=self.headers(),
+                                      json={"mcp_code": mcp, "kind": kind, "reporting_period": reporting_period})
+        assert made.status_code == 201, made.text
+        answer: dict[str, Any] = made.json()
+        content = await self.client.get(f"/v1/files/{answer['file']['id']}/content", headers=self.headers())
+        assert content.status_code == 200, content.text
+        return answer, content.content
 
     def outbound(self, mcp: str) -> dict[str, bytes]:
         folder = self.ports.jail.outbound(self.accounts[mcp].mcp)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from gateway_testing import Gateway, running_gateway
-from sftp_gateway.repository import SftpGatewayUnitOfWork
+from gateway_testing import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -17,21 +14,13 @@ AT = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> AsyncIterator[Gateway]:
-    async with running_gateway(tmp_path, monkeypatch, database_url=postgres_url,
-                               env={"SFTP_GATEWAY_SCHEDULER_POLL_SECONDS": "3600"}) as running:
-        yield running
-
-
-def _uow(gateway: Gateway) -> SftpGatewayUnitOfWork:
-    uow = gateway.runtime.uow()
-    assert isinstance(uow, SftpGatewayUnitOfWork)
-    return uow
+def gateway(pg_gateway: Gateway) -> Gateway:
+    return pg_gateway
 
 
 async def _save(gateway: Gateway, flags: dict[str, bool], period: str, at: datetime, *,
                 hold: asyncio.Event | None = None) -> None:
-    async with _uow(gateway) as uow:
+    async with gateway.uow() as uow:
         await uow.projections.save_homelessness("healthnet", flags, period=period, file_id=f"file_{period}",
                                                 at=at)
         if hold is not None:
@@ -40,8 +29,9 @@ async def _save(gateway: Gateway, flags: dict[str, bool], period: str, at: datet
 
 
 async def _kept(gateway: Gateway) -> dict[str, bool]:
-    async with _uow(gateway) as uow:
-        return await uow.projections.homelessness("healthnet")
+    async with gateway.uow() as uow:
+        kept: dict[str, bool] = await uow.projections.homelessness("healthnet")
+    return kept
 
 
 async def test_the_newest_file_stands_whatever_order_the_files_come_in(gateway: Gateway) -> None:

@@ -4,13 +4,11 @@ reaches a referral file (the flush cannot see rows that commit after it read the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_testing import Gateway, running_gateway
+from gateway_testing import Gateway
 from sftp_gateway.handlers import REFERRAL_FLUSH, record_authorization_request
 from sftp_gateway.repository import SftpGatewayUnitOfWork
 from sftp_gateway.timers import flush_referrals, timers
@@ -24,11 +22,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> AsyncIterator[Gateway]:
-    """The gateway on PostgreSQL whose own scheduler stays idle: each test fires timers itself, in its order."""
-    async with running_gateway(tmp_path, monkeypatch, database_url=postgres_url,
-                               env={"SFTP_GATEWAY_SCHEDULER_POLL_SECONDS": "3600"}) as running:
-        yield running
+def gateway(pg_gateway: Gateway) -> Gateway:
+    return pg_gateway
 
 
 def _requested(n: int) -> AuthorizationRequested:
@@ -42,21 +37,15 @@ def _requested(n: int) -> AuthorizationRequested:
         decision_due=datetime(2026, 10, 5, 23, tzinfo=UTC), calendar="us-ca-state")
 
 
-def _uow(gateway: Gateway) -> SftpGatewayUnitOfWork:
-    uow = gateway.runtime.uow()
-    assert isinstance(uow, SftpGatewayUnitOfWork)
-    return uow
-
-
 async def _record(gateway: Gateway, n: int) -> None:
     """The consumer's transaction for one authorization.requested, committed."""
-    async with _uow(gateway) as uow:
+    async with gateway.uow() as uow:
         await record_authorization_request(new_event(_requested(n), subject=f"auth_flush_{n}", source="test"), uow)
         await uow.commit()
 
 
 async def _unsent(gateway: Gateway) -> list[str]:
-    async with _uow(gateway) as uow:
+    async with gateway.uow() as uow:
         return sorted(r.authorization_id for r in await uow.projections.unsent_requests("lacare"))
 
 
@@ -97,7 +86,7 @@ async def test_a_request_recorded_while_the_flush_runs_gets_a_flush_of_its_own(g
 async def test_a_flush_due_while_a_request_is_being_recorded_waits_for_it(gateway: Gateway) -> None:
     await _record(gateway, 1)
     scheduler = Scheduler(gateway.runtime.uow, timers)
-    async with _uow(gateway) as uow:
+    async with gateway.uow() as uow:
         await record_authorization_request(new_event(_requested(2), subject="auth_flush_2", source="test"), uow)
         # Request 1's timer fires now, before request 2 commits: a flush at this point could not see it.
         await scheduler.fire_due()

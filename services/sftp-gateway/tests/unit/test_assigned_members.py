@@ -104,11 +104,7 @@ async def test_members_assigned_by_the_mcp_appear_on_the_rtf(gateway: Gateway) -
                 and six.cin is not None and six.status == "closed" and seven is not None)
 
     await wait_for(projected)
-    made = await gateway.client.post("/v1/files/generate", headers=gateway.headers(),
-                                     json={"mcp_code": "healthnet", "kind": "rtf", "reporting_period": "2026-10"})
-    assert made.status_code == 201, made.text
-    content = (await gateway.client.get(f"/v1/files/{made.json()['file']['id']}/content",
-                                        headers=gateway.headers())).content
+    _, content = await gateway.generate("healthnet", "rtf", "2026-10")
     rows = {r["Member_CIN"]: r for r in csv.DictReader(io.StringIO(content.decode()))}
     assert sorted(rows) == ["90000005A", "90000006A"]
     five, six = rows["90000005A"], rows["90000006A"]

@@ -117,12 +117,8 @@ async def test_rtf_and_otf_reflect_the_events_including_closed_loop_fields(gatew
           for i, (d, mods, outreach) in enumerate([(2, ("U8",), True), (6, ("U8", "GQ"), True), (9, ("U2",), False),
                                                    (14, ("U2", "GQ"), False)])])
     await wait_for(lambda: _encounters(gateway, 4))
-    rtf = await gateway.client.post("/v1/files/generate", headers=gateway.headers(),
-                                    json={"mcp_code": "healthnet", "kind": "rtf", "reporting_period": "2026-10"})
-    assert rtf.status_code == 201, rtf.text
-    assert rtf.json()["rows"] == 2
-    content = (await gateway.client.get(f"/v1/files/{rtf.json()['file']['id']}/content",
-                                        headers=gateway.headers())).content
+    answer, content = await gateway.generate("healthnet", "rtf", "2026-10")
+    assert answer["rows"] == 2
     rows = {r["Member_CIN"]: r for r in rows_of(content, ",")}
     one, two = rows["90000001A"], rows["90000002A"]
     assert (one["ECM_Status"], one["ECM_Enrollment_Start_Date"], one["In_Person_Contacts"],
@@ -133,7 +129,7 @@ async def test_rtf_and_otf_reflect_the_events_including_closed_loop_fields(gatew
     assert (two["ECM_Status"], two["Discontinuation_Date"], two["Discontinuation_Reason"]) == (
         "T", "10/25/2026", "member_moved")
     assert (two["Referral_Status"], two["Referral_Loop_Closure_Reason"]) == ("closed", "member_declined_services")
-    assert rtf.json()["file"]["name"].startswith("HN_ECM_RTF_202610_")
+    assert answer["file"]["name"].startswith("HN_ECM_RTF_202610_")
     otf = await gateway.client.post("/v1/files/generate", headers=gateway.headers(),
                                     json={"mcp_code": "healthnet", "kind": "otf", "reporting_period": "2026-10"})
     otf_rows = rows_of(gateway.ports.files.get("store://sha256/" + otf.json()["file"]["sha256"]), ",")
@@ -163,11 +159,7 @@ async def test_rtf_reports_the_mifs_homelessness_flag_and_a_suspension_in_the_mc
                 and all(v.period_start for v in views) and len(flags) == 2)
 
     await wait_for(ready)
-    rtf = await gateway.client.post("/v1/files/generate", headers=gateway.headers(),
-                                    json={"mcp_code": "healthnet", "kind": "rtf", "reporting_period": "2026-10"})
-    assert rtf.status_code == 201, rtf.text
-    content = (await gateway.client.get(f"/v1/files/{rtf.json()['file']['id']}/content",
-                                        headers=gateway.headers())).content
+    _, content = await gateway.generate("healthnet", "rtf", "2026-10")
     rows = {r["Member_CIN"]: r for r in rows_of(content, ",")}
     assert {cin: (r["ECM_Status"], r["Homeless_Indicator"]) for cin, r in rows.items()} == {
         "90000001A": ("S", "Y"), "90000002A": ("E", "N"), "90000003A": ("E", "")}

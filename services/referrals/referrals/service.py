@@ -417,11 +417,11 @@ async def reopen_if_continued(uow: ReferralsUnitOfWork, referral: Referral, *, a
     target = ReferralStatus.IN_SERVICE if await uow.referrals.encounter_told(referral.id) else ReferralStatus.ACCEPTED
     at = max(current.decided_at or at, as_utc(referral.status_changed_at))  # the timeline reads closed, reopened
     _timeline(uow, referral, kind="reopened", at=at, status=target.value, previous=referral.status,
-              reason="denial_overturned", detail={"authorization_id": current.authorization_id,
+              reason="reauthorization_approved", detail={"authorization_id": current.authorization_id,
                                                   "closed_on_authorization_id": continued.authorization_id},
               event_id=cause.id)
     return await move(uow, referral, target, at=at, cause=cause, reopening=True,
-                      detail={"authorization_id": current.authorization_id, "reopened": "denial_overturned"})
+                      detail={"authorization_id": current.authorization_id, "reopened": "reauthorization_approved"})
 
 
 async def record_end(uow: ReferralsUnitOfWork, authorization_id: str, end: AuthorizationEnd) -> None:

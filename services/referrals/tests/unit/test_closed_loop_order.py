@@ -181,7 +181,7 @@ async def test_an_appeal_approving_a_denied_reauthorization_reopens_the_loop_its
             "timeline"]
         reopened = [t for t in timeline if t["kind"] == "reopened"]
         closed_first = order.index(2) == 2  # the appeal came after both the denial and the expiry
-        assert [t["reason"] for t in reopened] == (["denial_overturned"] if closed_first else []), order
+        assert [t["reason"] for t in reopened] == (["reauthorization_approved"] if closed_first else []), order
 
 
 @pytest.mark.parametrize("story", ["withdrawn", "a1_closed_by_plan_change", "a2_ended"])
@@ -242,5 +242,5 @@ async def test_every_order_of_link_denial_expiry_and_appeal_ends_alike(
                            body["authorization_id"] == a2)
         reopened = [t for t in body["timeline"] if t["kind"] == "reopened"]
         assert len(reopened) <= 1, order
-        assert all(t["reason"] == "denial_overturned" for t in reopened), order
+        assert all(t["reason"] == "reauthorization_approved" for t in reopened), order
     assert outcomes == dict.fromkeys(outcomes, (*end, True))

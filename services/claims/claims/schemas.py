@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from claims.x12.x837p import REFERENCE_RULE, TEXT_RULE, reference_problem, text_problem
@@ -278,10 +278,30 @@ class LineCorrection(_In):
     place_of_service: str | None = Field(None, pattern=r"^[0-9]{2}$")
 
 
+class MemberCorrectionIn(_In):
+    """The member's names or address as the MCP holds them: an 837P rejected for a name the plan does not match,
+    or a name stored before intake refused what the 837P cannot write. The CIN and birth date are not corrected
+    here (a different member is a different claim)."""
+
+    last_name: X12Text | None = Field(None, min_length=1, max_length=60)
+    first_name: X12Text | None = Field(None, min_length=1, max_length=35)
+    middle_name: X12Text | None = Field(None, max_length=25, description="null removes it.")
+    address: AddressIn | None = None
+
+    @field_validator("last_name", "first_name", "address")
+    @classmethod
+    def _corrected_not_removed(cls, value: Any) -> Any:
+        # Runs only for a value sent: an explicit null would leave the 837P without a required element.
+        if value is None:
+            raise ValueError("can be corrected, not removed")
+        return value
+
+
 class ClaimCorrectionIn(_In):
     """Corrections to a claim; `reason` is recorded in the claim's history."""
 
     reason: str = Field(min_length=3, max_length=200)
+    member: MemberCorrectionIn | None = Field(None, description="Names or address of the subscriber loop (2010BA).")
     diagnosis_codes: list[DiagnosisCode] | None = Field(None, min_length=1, max_length=12)
     prior_authorization_number: Reference | None = Field(None, description="REF*G1: " + REFERENCE_RULE + ".")
     rendering_npi: Npi | None = None

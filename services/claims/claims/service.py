@@ -897,6 +897,10 @@ def _apply_corrections(claim: Claim, lines: list[ClaimLine], body: ClaimCorrecti
                        pricing: dict[str, list[dict[str, str]]]) -> list[str]:
     """Apply corrections in place; returns the corrected field names. Raises InvalidCorrection."""
     changed: list[str] = []
+    if body.member is not None:
+        fixes = body.member.model_dump(exclude_unset=True)
+        claim.member = {**claim.member, **fixes}
+        changed += [f"member.{name}" for name in fixes]
     if body.diagnosis_codes is not None:
         claim.diagnosis_codes = list(body.diagnosis_codes)
         changed.append("diagnosis_codes")

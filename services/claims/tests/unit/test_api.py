@@ -446,6 +446,19 @@ async def test_a_stored_name_the_837p_cannot_write_holds_back_only_its_claim(har
     reasons = (await claim(harness, claim_ids[0]))["rejection_reasons"]
     assert reasons == ["837P: NM1*IL subscriber last name must be written in Latin letters: a character has no X12 "
                        "equivalent"]
+    # The CBO corrects the name as the MCP holds it; the claim goes out in the next batch.
+    removed = await post(harness, f"/v1/claims/{claim_ids[0]}/corrections",
+                         {"reason": "name as the plan has it", "member": {"last_name": None}})
+    assert removed.status_code == 422
+    assert [(e["field"], e["rule"]) for e in removed.json()["errors"]] == [("member.last_name", "value_error")]
+    fixed = await post(harness, f"/v1/claims/{claim_ids[0]}/corrections",
+                       {"reason": "name as the plan has it", "member": {"last_name": "Wang"}})
+    assert fixed.status_code == 201, fixed.text
+    assert fixed.json()["status"] == "draft" and fixed.json()["member"]["last_name"] == "Wang"
+    assert fixed.json()["member"]["first_name"] == stored["first_name"]  # the rest as it was
+    again = (await post(harness, "/v1/claims/batches", {"mcp_code": "healthnet"}, who="hub")).json()
+    assert again["claims"] == 1
+    assert "NM1*IL*1*WANG*" in store(harness).get(again["file"]["uri"]).decode()
 
 
 async def test_when_no_draft_can_go_the_rejections_stand_and_no_file_leaves(harness: ServiceHarness) -> None:

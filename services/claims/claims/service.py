@@ -111,7 +111,7 @@ from claims.x12.x837p import (
     reference_problem,
 )
 from claims.x12.x837p import Submitter as X12Submitter
-from claims.x12.x999 import ACCEPTED_CODES, parse_999
+from claims.x12.x999 import ACCEPTED_CODES, FunctionalAcknowledgment, parse_999
 from shared.auth import Caller, TenantScope, record_audit
 from shared.collector import collector_paused
 from shared.contracts.base import EventData
@@ -741,7 +741,7 @@ def _accept(uow: ClaimsUnitOfWork, claim: Claim, *, acknowledgment: str, actor: 
     return True
 
 
-def _sets_accepted(ack: Any, transaction_sets: int) -> int:
+def _sets_accepted(ack: FunctionalAcknowledgment, transaction_sets: int) -> int:
     """How many of the batch's transaction sets a 999 accepted: those its AK2 loops accept; all of them when an
     accepted group (AK9 A or E) names none; none when the group is rejected or partly accepted naming none."""
     if ack.rejected:
@@ -751,7 +751,7 @@ def _sets_accepted(ack: Any, transaction_sets: int) -> int:
     return transaction_sets if ack.code in ACCEPTED_CODES else 0
 
 
-def _accepted_by_999(uow: ClaimsUnitOfWork, claim: Claim, billing: Any, *, code: str, noted: list[str],
+def _accepted_by_999(uow: ClaimsUnitOfWork, claim: Claim, billing: McpBilling | None, *, code: str, noted: list[str],
                      actor: Actor, now: datetime, parent: Envelope[Any]) -> str | None:
     """Move a claim of an accepted transaction set on (accepted where the MCP's acceptance is the 999, else
     submitted); which summary count it adds to, if any. An E (accepted with errors) notes the errors."""
@@ -810,25 +810,25 @@ async def apply_999(uow: ClaimsUnitOfWork, event: Envelope[FileReceived], text: 
                                          actor=actor, now=now, parent=event)
                 if moved is not None:
                     summary[moved] += 1
-        if not ack.sets and ack.code in ACCEPTED_CODES:
-            # A group accepted with no AK2 loop (some translators answer so): every set of the batch is accepted.
-            # A partial acceptance (P) naming no set says nothing of any claim: they wait for the 277CA.
+        # The group's AK9 answers for the claims no AK2 loop named: a rejection (M/R/W/X) may name no set at all,
+        # and some translators accept a group (A/E) with no AK2 loop. A partial acceptance (P) naming no set says
+        # nothing of any claim: they wait for the 277CA.
+        if ack.rejected or (not ack.sets and ack.code in ACCEPTED_CODES):
+            answered = {set_ack.control_number for set_ack in ack.sets}
             in_batch = await uow.claims.by_ids(await _batch_claim_ids(uow, batch.id))
-            for _, claim in sorted(in_batch.items()):
+            unanswered = [claim for _, claim in sorted(in_batch.items()) if claim.transaction_set not in answered]
+            if ack.rejected:
+                rejected_sets = max(rejected_sets, batch.transaction_sets)
+            for claim in unanswered:
+                if ack.rejected:
+                    if _reject(uow, claim, ack.reasons(), acknowledgment="999", actor=actor, now=now,
+                               parent=event):
+                        rejected_claims += 1
+                    continue
                 moved = _accepted_by_999(uow, claim, billing, code=ack.code, noted=ack.reasons(), actor=actor,
                                          now=now, parent=event)
                 if moved is not None:
                     summary[moved] += 1
-        if ack.rejected:
-            # A group rejection may name no set at all (AK1 + AK9 R, no AK2): every claim of the batch the sets
-            # above did not answer is rejected with the AK9 reasons.
-            answered = {set_ack.control_number for set_ack in ack.sets}
-            in_batch = await uow.claims.by_ids(await _batch_claim_ids(uow, batch.id))
-            unanswered = [claim for _, claim in sorted(in_batch.items()) if claim.transaction_set not in answered]
-            rejected_sets = max(rejected_sets, batch.transaction_sets)
-            for claim in unanswered:
-                if _reject(uow, claim, ack.reasons(), acknowledgment="999", actor=actor, now=now, parent=event):
-                    rejected_claims += 1
         summary["claims_rejected"] += rejected_claims
         uow.record(caused_by(event, ClaimBatchAcknowledged(
             batch_id=batch.id, mcp_code=batch.mcp_code, code=ack.code,

@@ -39,6 +39,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     Index,
     Integer,
@@ -47,6 +48,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    Update,
     Uuid,
     func,
     insert,
@@ -484,6 +486,22 @@ def _error_name(error: BaseException) -> str:
     return type(error).__qualname__[:200]
 
 
+def _fail_pending(tables: WebhookTables, which: ColumnElement[bool]) -> Update:
+    """The statement failing the pending deliveries `which` selects: their subscription no longer takes any."""
+    d = tables.delivery
+    return (update(d).where(d.c.status == DeliveryStatus.PENDING.value, which)
+            .values(status=DeliveryStatus.FAILED.value, last_error="subscription_disabled"))
+
+
+async def disable_subscription(session: AsyncSession, tables: WebhookTables, subscription_id: str,
+                               at: datetime) -> None:
+    """Deactivate a subscription and fail its pending deliveries, in the session's transaction: nothing more is
+    sent to it (DELETE by its organization, or a receiver answering 410)."""
+    sub = tables.subscription
+    await session.execute(update(sub).where(sub.c.id == subscription_id).values(active=False, disabled_at=at))
+    await session.execute(_fail_pending(tables, tables.delivery.c.subscription_id == subscription_id))
+
+
 class WebhookDeliverer:
     """Claims due deliveries, POSTs them signed, records each attempt and schedules retries."""
 
@@ -527,12 +545,11 @@ class WebhookDeliverer:
         Disabling a subscription fails its pending deliveries in the same transaction, but rows left pending by
         earlier versions (and a delivery queued while its subscription was being disabled) would otherwise wait
         in the backlog for ever: they are never claimed."""
-        d, s = self.tables.delivery, self.tables.subscription
+        s = self.tables.subscription
         disabled = select(s.c.id).where(s.c.active.is_(False))
         async with self.sessions() as session, session.begin():
-            result = await session.execute(update(d).where(
-                d.c.status == DeliveryStatus.PENDING.value, d.c.subscription_id.in_(disabled))
-                .values(status=DeliveryStatus.FAILED.value, last_error="subscription_disabled"))
+            result = await session.execute(_fail_pending(self.tables,
+                                                         self.tables.delivery.c.subscription_id.in_(disabled)))
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def _claim(self, size: int) -> list[_Claimed]:
@@ -600,14 +617,8 @@ class WebhookDeliverer:
                 duration_ms=duration_ms))
             await session.execute(update(d).where(d.c.id == item.id).values(
                 attempts=attempts, last_status_code=status, last_error=error, **values))
-            if gone:
-                # As deleting the subscription does: disabled, and nothing more is sent to it.
-                sub = self.tables.subscription
-                await session.execute(update(sub).where(sub.c.id == item.subscription_id)
-                                      .values(active=False, disabled_at=now))
-                await session.execute(update(d).where(d.c.subscription_id == item.subscription_id,
-                                                      d.c.status == DeliveryStatus.PENDING.value)
-                                      .values(status=DeliveryStatus.FAILED.value, last_error="subscription_disabled"))
+            if gone:  # as deleting the subscription does
+                await disable_subscription(session, self.tables, item.subscription_id, now)
         log.info("webhook attempt", extra={"delivery_id": str(item.id), "status_code": status,
                                            "error_type": error, "attempt_count": attempts, "duration_ms": duration_ms})
         return gone
@@ -870,14 +881,9 @@ def webhook_router(*, service: str, tables: WebhookTables, event_types: Sequence
                                   caller: Annotated[Caller, write]) -> None:
         """Deactivate a subscription; its delivery log is kept and pending deliveries are not sent."""
         rt = runtime(request)
-        sub, d = tables.subscription, tables.delivery
         async with rt.sessions() as session, session.begin():
             await _load_subscription(session, caller, subscription_id)
-            await session.execute(update(sub).where(sub.c.id == subscription_id)
-                                  .values(active=False, disabled_at=datetime.now(UTC)))
-            await session.execute(update(d).where(d.c.subscription_id == subscription_id,
-                                                  d.c.status == DeliveryStatus.PENDING.value)
-                                  .values(status=DeliveryStatus.FAILED.value, last_error="subscription_disabled"))
+            await disable_subscription(session, tables, subscription_id, datetime.now(UTC))
 
     @router.post("/subscriptions/{subscription_id}/rotate-secret", response_model=SubscriptionOut,
                  summary="Replace the signing secret", responses=problem_responses(401, 403, 404))
